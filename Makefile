@@ -1,0 +1,40 @@
+# kubeflowlite developer entry points. `make test` is the one CI runs.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+
+.PHONY: test venv tools lint typecheck unit pytest crds bench clean
+
+test: venv tools lint pytest ## everything CI checks: lint, types, unit and cluster tests
+
+venv: $(STAMP)
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+tools: ## build (or reuse the cached) hermetic control-plane binaries
+	hack/build-tools
+
+lint: venv ## ruff, mypy --strict and the import layering contracts
+	$(BIN)/ruff check kubeflowlite tests benchmarks hack
+	$(BIN)/ruff format --check kubeflowlite tests benchmarks hack
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+pytest: venv tools
+	$(BIN)/pytest
+
+unit: venv ## only the fast tests that need no cluster
+	$(BIN)/pytest -m 'not cluster'
+
+crds: venv ## regenerate crds/ from the pydantic models
+	$(BIN)/kubeflowlite crds --output crds/
+
+bench: venv tools
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

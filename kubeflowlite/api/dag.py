@@ -1,0 +1,255 @@
+"""The DAG custom resource: what a user writes in a DAG file.
+
+These pydantic models are the single source of truth for the API: the CRD YAML in
+crds/ is generated from them (`kubeflowlite crds`), `kubectl explain` text comes
+from the field descriptions, and both the local runner and the operator load DAG
+files through them. Structural checks live here; checks that need the whole DAG
+(cycles, unknown upstreams, cron syntax, templates) live in core.validation, which
+reports every problem at once with its path.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import Field
+
+from kubeflowlite.api.base import ApiModel
+
+API_GROUP = "kubeflowlite.io"
+API_VERSION = "v1alpha1"
+GROUP_VERSION = f"{API_GROUP}/{API_VERSION}"
+
+# A duration as users write it: 30s, 5m, 1h30m, 1d, 250ms, or a bare number of seconds.
+DURATION_PATTERN = r"^\s*(\d+(\.\d+)?)\s*$|^\s*((\d+(\.\d+)?)(ms|s|m|h|d|w)\s*)+$"
+SIGNED_DURATION_PATTERN = r"^\s*-?\s*(\d+(\.\d+)?)\s*$|^\s*-?\s*((\d+(\.\d+)?)(ms|s|m|h|d|w)\s*)+$"
+# Task ids: Airflow allows letters, digits, '_', '-', '.'; the operator maps them to
+# valid object names, so only this character set is required here.
+TASK_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+# DAG ids become the metadata.name of a Kubernetes object and a label value.
+DAG_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+
+class TriggerRule(str, Enum):
+    """When a task may run, judged from the states of its direct upstream tasks (Airflow's trigger rules)."""
+
+    all_success = "all_success"
+    all_failed = "all_failed"
+    all_done = "all_done"
+    all_done_min_one_success = "all_done_min_one_success"
+    all_skipped = "all_skipped"
+    one_success = "one_success"
+    one_failed = "one_failed"
+    one_done = "one_done"
+    none_failed = "none_failed"
+    none_failed_min_one_success = "none_failed_min_one_success"
+    none_skipped = "none_skipped"
+    always = "always"
+
+
+class TaskType(str, Enum):
+    """What runs for a task. Inferred when omitted: `bash` if bash is set, `container` if command/args are, else an error."""
+
+    bash = "bash"
+    container = "container"
+    empty = "empty"
+    sensor = "sensor"
+    trigger_dag = "triggerDag"
+
+
+class EnvVar(ApiModel):
+    """An environment variable for the task's process or container."""
+
+    name: str = Field(description="Variable name.", min_length=1)
+    value: str = Field(default="", description="Value; templated with Jinja like the command.")
+
+
+class ExternalTaskSensor(ApiModel):
+    """Wait until a task, or a whole run, of another DAG reaches an allowed state (Airflow's ExternalTaskSensor)."""
+
+    dag: str = Field(description="The DAG id to watch.")
+    task: str | None = Field(
+        default=None, description="The task id to watch; omitted means the whole DAG run."
+    )
+    offset: str = Field(
+        default="0s",
+        description="Added to this run's logical date to find the watched run (e.g. '-1d' for yesterday's run).",
+        pattern=SIGNED_DURATION_PATTERN,
+    )
+    allowed_states: list[str] = Field(
+        default_factory=lambda: ["success"],
+        description="States that satisfy the sensor.",
+    )
+    failed_states: list[str] = Field(
+        default_factory=lambda: ["failed"],
+        description="States that fail the sensor at once.",
+    )
+    poke_interval: str = Field(
+        default="30s", description="How often to check.", pattern=DURATION_PATTERN
+    )
+    timeout: str = Field(
+        default="7d", description="Give up (the try fails) after this long.", pattern=DURATION_PATTERN
+    )
+
+
+class TriggerDag(ApiModel):
+    """Start a run of another DAG (Airflow's TriggerDagRunOperator)."""
+
+    dag: str = Field(description="The DAG id to trigger.")
+    conf: dict[str, Any] = Field(default_factory=dict, description="Run conf; string values are templated.")
+    logical_date: str | None = Field(
+        default=None,
+        description="Logical date of the triggered run (templated); default: this run's logical date.",
+    )
+    wait_for_completion: bool = Field(
+        default=False, description="Wait until the triggered run finishes; its failure fails this task."
+    )
+    poke_interval: str = Field(
+        default="10s", description="How often to check while waiting.", pattern=DURATION_PATTERN
+    )
+
+
+class TaskDefaults(ApiModel):
+    """Task fields that may be set once for every task of the DAG (Airflow's default_args)."""
+
+    image: str | None = Field(default=None, description="Container image of the task's Pod. Ignored by the local runner.")
+    owner: str | None = Field(default=None, description="Who owns the task; informational.")
+    retries: int | None = Field(default=None, ge=0, le=100, description="How many times a failed try is retried.")
+    retry_delay: str | None = Field(
+        default=None, pattern=DURATION_PATTERN, description="Wait between tries, e.g. 30s, 5m, 1h30m."
+    )
+    retry_exponential_backoff: bool | None = Field(
+        default=None, description="Double the delay after every failed try (capped by maxRetryDelay)."
+    )
+    max_retry_delay: str | None = Field(
+        default=None, pattern=DURATION_PATTERN, description="Upper bound of the retry delay."
+    )
+    execution_timeout: str | None = Field(
+        default=None, pattern=DURATION_PATTERN, description="A try running longer than this fails."
+    )
+    depends_on_past: bool | None = Field(
+        default=None, description="Run only if this task succeeded (or was skipped) in the previous DAG run."
+    )
+    trigger_rule: TriggerRule | None = Field(default=None, description="Default trigger rule of the tasks.")
+    env: list[EnvVar] | None = Field(default=None, description="Environment variables for every task.")
+    pod: dict[str, Any] | None = Field(
+        default=None,
+        description="Pod spec overrides merged into every task Pod (resources, nodeSelector, tolerations, "
+        "serviceAccountName, volumes, ...). Ignored by the local runner.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
+
+class Task(TaskDefaults):
+    """One node of the DAG. Each run of it is a task instance; each attempt of an instance is a try."""
+
+    name: str = Field(
+        description="The task id, unique within the DAG.", pattern=TASK_NAME_PATTERN, min_length=1, max_length=200
+    )
+    depends_on: list[str] = Field(
+        default_factory=list, description="Task ids that are direct upstream of this task."
+    )
+    type: TaskType | None = Field(default=None, description="What runs; inferred from the other fields when omitted.")
+    bash: str | None = Field(default=None, description="A shell script run with `sh -c`; Jinja-templated.")
+    command: list[str] | None = Field(default=None, description="Container entrypoint; each item Jinja-templated.")
+    args: list[str] | None = Field(default=None, description="Arguments to the entrypoint; each item Jinja-templated.")
+    branch: bool = Field(
+        default=False,
+        description="The task's XCom return value (a task id or a list of them) names which direct "
+        "downstream tasks run; the others are skipped.",
+    )
+    short_circuit: bool = Field(
+        default=False, description="A falsy XCom return value skips every task downstream of this one."
+    )
+    sensor: ExternalTaskSensor | None = Field(default=None, description="Makes this task an external-task sensor.")
+    trigger_dag: TriggerDag | None = Field(default=None, description="Makes this task trigger another DAG's run.")
+
+    def effective_type(self) -> TaskType | None:
+        """The task type, inferred when not given explicitly; None if nothing says what to run."""
+        if self.type is not None:
+            return self.type
+        if self.sensor is not None:
+            return TaskType.sensor
+        if self.trigger_dag is not None:
+            return TaskType.trigger_dag
+        if self.bash is not None:
+            return TaskType.bash
+        if self.command is not None or self.args is not None:
+            return TaskType.container
+        return None
+
+
+class DAGSpec(ApiModel):
+    """Desired state of a DAG: its schedule and its tasks."""
+
+    description: str | None = Field(default=None, description="Human-readable description.")
+    schedule: str | None = Field(
+        default=None,
+        description="Cron expression, or one of @once @hourly @daily @weekly @monthly @yearly. Omitted: manual runs only.",
+    )
+    timezone: str = Field(default="UTC", description="IANA time zone the schedule is evaluated in, DST included.")
+    start_date: str | None = Field(
+        default=None, description="RFC 3339 time of the first data interval's start (e.g. 2020-02-09T00:00:00Z)."
+    )
+    end_date: str | None = Field(default=None, description="No run is scheduled with a logical date after this.")
+    catchup: bool = Field(default=False, description="Create a run for every missed interval since startDate.")
+    paused: bool = Field(default=False, description="A paused DAG gets no new scheduled runs.")
+    max_active_runs: int = Field(default=16, ge=1, le=10000, description="Runs of this DAG that may be active at once.")
+    max_active_tasks: int = Field(
+        default=16, ge=1, le=100000, description="Task instances of one run that may be running at once."
+    )
+    tags: list[str] = Field(default_factory=list, description="Free-form labels for finding DAGs.")
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Default template params ({{ params.x }}); a run's conf overrides them.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    defaults: TaskDefaults = Field(
+        default_factory=TaskDefaults, description="Fields applied to every task that does not set them (default_args)."
+    )
+    tasks: list[Task] = Field(description="The tasks of the DAG.", min_length=1)
+    pod_cleanup: Literal["keep", "onSuccess", "onRunEnd"] = Field(
+        default="keep",
+        description="When task Pods are deleted: keep them, delete each on success, or delete all when the run ends.",
+    )
+    successful_runs_history_limit: int | None = Field(
+        default=None, ge=0, description="Finished successful DAGRuns kept; older ones are deleted. Unset: keep all."
+    )
+    failed_runs_history_limit: int | None = Field(
+        default=None, ge=0, description="Finished failed DAGRuns kept; older ones are deleted. Unset: keep all."
+    )
+
+
+class ObjectMeta(ApiModel):
+    """The parts of Kubernetes object metadata that a DAG file uses."""
+
+    model_config = ApiModel.model_config | {"extra": "allow"}
+
+    name: str = Field(description="The DAG id.", pattern=DAG_NAME_PATTERN, max_length=63)
+    namespace: str | None = None
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+
+
+class DAG(ApiModel):
+    """A DAG file: a Kubernetes-style object of kind DAG."""
+
+    api_version: Literal["kubeflowlite.io/v1alpha1"] = Field(default=GROUP_VERSION, alias="apiVersion")
+    kind: Literal["DAG"] = "DAG"
+    metadata: ObjectMeta
+    spec: DAGSpec
+
+    @property
+    def dag_id(self) -> str:
+        return self.metadata.name
+
+
+def effective_task(spec: DAGSpec, task: Task) -> Task:
+    """The task with the DAG's `defaults` filled in wherever the task leaves a field unset."""
+    overrides = {
+        name: getattr(spec.defaults, name)
+        for name in TaskDefaults.model_fields
+        if getattr(task, name) is None and getattr(spec.defaults, name) is not None
+    }
+    return task.model_copy(update=overrides) if overrides else task

@@ -1,0 +1,146 @@
+"""The DAGRun custom resource: one run of a DAG at one logical date.
+
+The local runner prints exactly this shape (`kubeflowlite run -o json`) and the
+operator stores it, so a run looks the same wherever it ran. Status is observed
+state, written by the engine's shell; users change a run only through its spec
+(for example `spec.clear`), never by editing status.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import Field
+
+from kubeflowlite.api.base import ApiModel
+from kubeflowlite.api.dag import GROUP_VERSION, DAGSpec, ObjectMeta
+
+
+class TaskState(str, Enum):
+    """Task instance states, named exactly as Airflow's."""
+
+    none = "none"
+    scheduled = "scheduled"
+    queued = "queued"
+    running = "running"
+    success = "success"
+    failed = "failed"
+    up_for_retry = "up_for_retry"
+    upstream_failed = "upstream_failed"
+    skipped = "skipped"
+
+    @property
+    def finished(self) -> bool:
+        return self in FINISHED_TASK_STATES
+
+
+FINISHED_TASK_STATES = frozenset({TaskState.success, TaskState.failed, TaskState.upstream_failed, TaskState.skipped})
+
+
+class RunState(str, Enum):
+    """DAG run states, named exactly as Airflow's."""
+
+    queued = "queued"
+    running = "running"
+    success = "success"
+    failed = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in (RunState.success, RunState.failed)
+
+
+class RunType(str, Enum):
+    """Why a run exists."""
+
+    scheduled = "scheduled"
+    manual = "manual"
+    backfill = "backfill"
+
+
+class ClearRequest(ApiModel):
+    """Ask the controller to reset task instances so they run again (Airflow's 'Clear')."""
+
+    id: str = Field(description="Any unique token; a new id is a new request, so re-applying the same one is a no-op.")
+    tasks: list[str] = Field(description="Task ids to clear (already expanded for upstream/downstream).")
+
+
+class DAGRunSpec(ApiModel):
+    """Desired state of a run."""
+
+    dag_name: str = Field(description="The DAG id this run belongs to.")
+    logical_date: str = Field(
+        description="RFC 3339 start of the run's data interval ({{ ds }}); for manual runs the trigger time."
+    )
+    conf: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Run configuration: overrides DAG params, available as {{ dag_run.conf }}.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    run_type: RunType = Field(default=RunType.manual, description="scheduled, manual or backfill.")
+    clear: ClearRequest | None = Field(default=None, description="A request to re-run some task instances.")
+
+
+class TryRecord(ApiModel):
+    """One finished try of a task instance, kept for history."""
+
+    try_number: int = Field(ge=1)
+    state: TaskState
+    start_time: str | None = None
+    end_time: str | None = None
+    exit_code: int | None = None
+    message: str | None = None
+
+
+class TaskInstanceStatus(ApiModel):
+    """Observed state of one task instance."""
+
+    state: TaskState = Field(default=TaskState.none, description="Airflow task state.")
+    try_number: int = Field(default=0, ge=0, description="The current (or last) try, starting at 1; 0 = never tried.")
+    pod_name: str | None = Field(default=None, description="Pod of the current try (operator only).")
+    start_time: str | None = None
+    end_time: str | None = None
+    exit_code: int | None = None
+    message: str | None = Field(default=None, description="Why the task is in its state, for humans.")
+    next_try_at: str | None = Field(default=None, description="When an up_for_retry task runs again.")
+    tries: list[TryRecord] = Field(default_factory=list, description="Earlier tries of this instance.")
+
+
+class Condition(ApiModel):
+    """A Kubernetes status condition."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str = ""
+    message: str = ""
+    last_transition_time: str | None = None
+    observed_generation: int | None = None
+
+
+class DAGRunStatus(ApiModel):
+    """Observed state of a run."""
+
+    state: RunState = Field(default=RunState.queued, description="queued, running, success or failed.")
+    start_time: str | None = None
+    end_time: str | None = None
+    data_interval_start: str | None = None
+    data_interval_end: str | None = None
+    tasks: dict[str, TaskInstanceStatus] = Field(default_factory=dict, description="Task id -> instance status.")
+    tasks_summary: str | None = Field(default=None, description="Finished/total, e.g. 3/5 (printer column).")
+    dag_spec: DAGSpec | None = Field(
+        default=None,
+        description="Snapshot of the DAG spec taken when the run started; edits to the DAG never change a run in flight.",
+    )
+    cleared: list[str] = Field(default_factory=list, description="Clear request ids already applied.")
+    conditions: list[Condition] = Field(default_factory=list)
+
+
+class DAGRun(ApiModel):
+    """A run of a DAG, as stored by the operator and printed by `kubeflowlite run -o json`."""
+
+    api_version: Literal["kubeflowlite.io/v1alpha1"] = Field(default=GROUP_VERSION, alias="apiVersion")
+    kind: Literal["DAGRun"] = "DAGRun"
+    metadata: ObjectMeta
+    spec: DAGRunSpec
+    status: DAGRunStatus = Field(default_factory=DAGRunStatus)
