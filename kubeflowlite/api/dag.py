@@ -135,8 +135,15 @@ class TaskDefaults(ApiModel):
     env: list[EnvVar] | None = Field(default=None, description="Environment variables for every task.")
     pod: dict[str, Any] | None = Field(
         default=None,
-        description="Pod spec overrides merged into every task Pod (resources, nodeSelector, tolerations, "
-        "serviceAccountName, volumes, ...). Ignored by the local runner.",
+        description="Overrides merged into the task's Pod; ignored by the local runner. Keys: `metadata` "
+        "({labels, annotations}, added to the Pod's), `container` (a partial container merged into the "
+        "task's `main` container: resources, volumeMounts, imagePullPolicy, securityContext, envFrom, env, "
+        "...), and any PodSpec field (nodeSelector, tolerations, affinity, serviceAccountName, volumes, "
+        "imagePullSecrets, priorityClassName, extra containers, ...). Merge: maps merge key by key; lists "
+        "of objects with a `name` merge by name; other values and lists are replaced. A task's `pod` "
+        "replaces `defaults.pod` as a whole. The operator keeps its own labels, ownerReference, "
+        "restartPolicy Never, the main container's name and termination message settings, and KFL_* "
+        "variables.",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
 
@@ -221,6 +228,43 @@ class DAGSpec(ApiModel):
     )
 
 
+class Condition(ApiModel):
+    """A Kubernetes status condition."""
+
+    type: str = Field(description="Condition type, e.g. Ready.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(default="", description="Machine-readable CamelCase reason for the last transition.")
+    message: str = Field(default="", description="Human-readable details.")
+    last_transition_time: str | None = Field(default=None, description="When status last changed (RFC 3339).")
+    observed_generation: int | None = Field(
+        default=None, description="The metadata.generation the condition was computed from."
+    )
+
+
+CONDITIONS_LIST_EXTRA: dict[str, Any] = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
+"""Conditions are a list keyed by type (so server-side apply merges them per type)."""
+
+
+class DAGStatus(ApiModel):
+    """Observed state of a DAG, written by the operator."""
+
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Ready=True when the DAG validates; Ready=False with the problems otherwise.",
+        json_schema_extra=CONDITIONS_LIST_EXTRA,
+    )
+    observed_generation: int | None = Field(
+        default=None, description="The metadata.generation this status was computed from."
+    )
+    next_run: str | None = Field(
+        default=None, description="Logical date (RFC 3339) of the next scheduled run; unset if none is due."
+    )
+    last_run: str | None = Field(default=None, description="Name of the most recently created DAGRun.")
+    last_run_state: str | None = Field(
+        default=None, description="State of the most recent DAGRun: queued, running, success or failed."
+    )
+
+
 class ObjectMeta(ApiModel):
     """The parts of Kubernetes object metadata that a DAG file uses."""
 
@@ -239,6 +283,7 @@ class DAG(ApiModel):
     kind: Literal["DAG"] = "DAG"
     metadata: ObjectMeta
     spec: DAGSpec
+    status: DAGStatus | None = Field(default=None, description="Observed state, written by the operator.")
 
     @property
     def dag_id(self) -> str:

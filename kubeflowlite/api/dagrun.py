@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from kubeflowlite.api.base import ApiModel
-from kubeflowlite.api.dag import GROUP_VERSION, DAGSpec, ObjectMeta
+from kubeflowlite.api.dag import CONDITIONS_LIST_EXTRA, GROUP_VERSION, Condition, DAGSpec, ObjectMeta
 
 
 class TaskState(str, Enum):
@@ -107,17 +107,6 @@ class TaskInstanceStatus(ApiModel):
     tries: list[TryRecord] = Field(default_factory=list, description="Earlier tries of this instance.")
 
 
-class Condition(ApiModel):
-    """A Kubernetes status condition."""
-
-    type: str
-    status: Literal["True", "False", "Unknown"]
-    reason: str = ""
-    message: str = ""
-    last_transition_time: str | None = None
-    observed_generation: int | None = None
-
-
 class DAGRunStatus(ApiModel):
     """Observed state of a run."""
 
@@ -132,8 +121,15 @@ class DAGRunStatus(ApiModel):
         default=None,
         description="Snapshot of the DAG spec taken when the run started; edits to the DAG never change a run in flight.",
     )
+    duration: str | None = Field(
+        default=None,
+        description="How long the run took (or has taken so far), e.g. 1m23s; written by the controller "
+        "for the DURATION printer column.",
+    )
     cleared: list[str] = Field(default_factory=list, description="Clear request ids already applied.")
-    conditions: list[Condition] = Field(default_factory=list)
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Standard status conditions.", json_schema_extra=CONDITIONS_LIST_EXTRA
+    )
 
 
 class DAGRun(ApiModel):
