@@ -1,0 +1,323 @@
+"""Pod phase is task state: realistic Pod dicts (as kopf delivers them) folded into Attempts."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from kubeflowlite.core.engine import NO_XCOM, AttemptPhase
+from kubeflowlite.k8s import names
+from kubeflowlite.k8s.observe import attempt_from_pod
+
+CREATED = "2024-05-01T10:00:00Z"
+T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
+NOW = T0 + timedelta(minutes=1)
+
+
+def pod(phase: str | None, **status: Any) -> dict[str, Any]:
+    """A task Pod as the apiserver returns it, with `status` fields replaced."""
+    manifest: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "tutorial-manual-20240501t100000-print-date-7xq2m3ab-2",
+            "namespace": "default",
+            "uid": "9c1e",
+            "creationTimestamp": CREATED,
+            "labels": {
+                names.LABEL_DAG: "tutorial",
+                names.LABEL_RUN: "tutorial-manual-20240501t100000",
+                names.LABEL_TASK: "print_date",
+                names.LABEL_TRY: "2",
+            },
+            "annotations": {names.ANNOTATION_TASK_ID: "print_date"},
+        },
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox:1.36"}]},
+        "status": {"qosClass": "BestEffort"},
+    }
+    if phase is not None:
+        manifest["status"]["phase"] = phase
+    manifest["status"].update(status)
+    return manifest
+
+
+def main_status(state: dict[str, Any], **extra: Any) -> list[dict[str, Any]]:
+    return [
+        {"name": "main", "image": "busybox:1.36", "ready": False, "restartCount": 0, "state": state} | extra
+    ]
+
+
+def terminated(exit_code: int, message: str | None = None, reason: str = "Completed") -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "exitCode": exit_code,
+        "reason": reason,
+        "startedAt": "2024-05-01T10:00:05Z",
+        "finishedAt": "2024-05-01T10:00:09Z",
+    }
+    if message is not None:
+        state["message"] = message
+    return {"terminated": state}
+
+
+def waiting(reason: str, message: str) -> dict[str, Any]:
+    return {"waiting": {"reason": reason, "message": message}}
+
+
+UNSCHEDULABLE = {
+    "type": "PodScheduled",
+    "status": "False",
+    "reason": "Unschedulable",
+    "message": "0/3 nodes are available: 3 Insufficient memory.",
+    "lastTransitionTime": CREATED,
+}
+PULL_EVENT = {
+    "type": "Warning",
+    "reason": "Failed",
+    "message": 'Failed to pull image "busybox:nope": not found',
+    "lastTimestamp": "2024-05-01T10:00:03Z",
+}
+
+
+@dataclass
+class Case:
+    pod: dict[str, Any]
+    phase: AttemptPhase
+    message: str | None = None
+    """A substring the message must contain; None: the message must be None."""
+    exit_code: int | None = None
+    xcom: Any = NO_XCOM
+    now: datetime = NOW
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+def deleted(manifest: dict[str, Any]) -> dict[str, Any]:
+    manifest = copy.deepcopy(manifest)
+    manifest["metadata"]["deletionTimestamp"] = "2024-05-01T10:00:40Z"
+    manifest["metadata"]["deletionGracePeriodSeconds"] = 30
+    return manifest
+
+
+CASES = {
+    "just-created-no-status": Case(pod(None), AttemptPhase.pending),
+    "pending-container-creating": Case(
+        pod(
+            "Pending",
+            containerStatuses=main_status(waiting("ContainerCreating", "")),
+            conditions=[{"type": "PodScheduled", "status": "True"}],
+        ),
+        AttemptPhase.pending,
+    ),
+    "pending-image-pull-shows-why": Case(
+        pod(
+            "Pending",
+            containerStatuses=main_status(waiting("ImagePullBackOff", 'Back-off pulling image "x"')),
+        ),
+        AttemptPhase.pending,
+        message='container main: ImagePullBackOff: Back-off pulling image "x"',
+    ),
+    "pending-past-timeout-image-pull": Case(
+        pod("Pending", containerStatuses=main_status(waiting("ErrImagePull", "rpc error: not found"))),
+        AttemptPhase.failed,
+        message="pod still pending after 10m: container main: ErrImagePull: rpc error: not found",
+        now=T0 + timedelta(minutes=11),
+    ),
+    "pending-past-timeout-unschedulable": Case(
+        pod("Pending", conditions=[UNSCHEDULABLE]),
+        AttemptPhase.failed,
+        message="Unschedulable: 0/3 nodes are available: 3 Insufficient memory.",
+        now=T0 + timedelta(minutes=10, seconds=1),
+    ),
+    "pending-past-timeout-names-events": Case(
+        pod("Pending"),
+        AttemptPhase.failed,
+        message='Failed: Failed to pull image "busybox:nope": not found',
+        now=T0 + timedelta(hours=1),
+        events=[PULL_EVENT, {"type": "Normal", "reason": "Scheduled", "message": "assigned"}],
+    ),
+    "pending-past-timeout-no-reason": Case(
+        pod("Pending"),
+        AttemptPhase.failed,
+        message="pod still pending after 10m",
+        now=T0 + timedelta(hours=1),
+    ),
+    "running": Case(
+        pod("Running", containerStatuses=main_status({"running": {"startedAt": "2024-05-01T10:00:05Z"}})),
+        AttemptPhase.running,
+    ),
+    "running-deleted": Case(
+        deleted(
+            pod("Running", containerStatuses=main_status({"running": {"startedAt": "2024-05-01T10:00:05Z"}}))
+        ),
+        AttemptPhase.failed,
+        message="pod deleted while running",
+    ),
+    "pending-deleted": Case(
+        deleted(pod("Pending")), AttemptPhase.failed, message="pod deleted before it started"
+    ),
+    "succeeded-with-xcom": Case(
+        pod("Succeeded", containerStatuses=main_status(terminated(0, '{"rows": 42, "ok": true}'))),
+        AttemptPhase.succeeded,
+        exit_code=0,
+        xcom={"rows": 42, "ok": True},
+    ),
+    "succeeded-with-null-xcom": Case(
+        pod("Succeeded", containerStatuses=main_status(terminated(0, "null"))),
+        AttemptPhase.succeeded,
+        exit_code=0,
+        xcom=None,
+    ),
+    "succeeded-without-xcom": Case(
+        pod("Succeeded", containerStatuses=main_status(terminated(0))), AttemptPhase.succeeded, exit_code=0
+    ),
+    "succeeded-but-deleted-is-still-success": Case(
+        deleted(pod("Succeeded", containerStatuses=main_status(terminated(0, "1")))),
+        AttemptPhase.succeeded,
+        exit_code=0,
+        xcom=1,
+    ),
+    "succeeded-invalid-xcom": Case(
+        pod("Succeeded", containerStatuses=main_status(terminated(0, "{not json"))),
+        AttemptPhase.failed,
+        message="the XCom file is not valid JSON",
+        exit_code=0,
+    ),
+    "succeeded-truncated-xcom": Case(
+        pod("Succeeded", containerStatuses=main_status(terminated(0, '["' + "x" * 4094))),
+        AttemptPhase.failed,
+        message="the value is too large",
+        exit_code=0,
+    ),
+    "failed-exit-code": Case(
+        pod("Failed", containerStatuses=main_status(terminated(3, reason="Error"))),
+        AttemptPhase.failed,
+        message="exit code 3",
+        exit_code=3,
+    ),
+    "failed-oom": Case(
+        pod("Failed", containerStatuses=main_status(terminated(137, reason="OOMKilled"))),
+        AttemptPhase.failed,
+        message="exit code 137 (OOMKilled)",
+        exit_code=137,
+    ),
+    "failed-execution-timeout": Case(
+        pod(
+            "Failed",
+            reason="DeadlineExceeded",
+            message="Pod was active on the node longer than the specified deadline",
+            containerStatuses=main_status(terminated(137, reason="Error")),
+        ),
+        AttemptPhase.failed,
+        message="execution timeout: exit code 137: Pod was active on the node longer than the specified deadline",
+        exit_code=137,
+    ),
+    "failed-evicted-without-container-status": Case(
+        pod("Failed", reason="Evicted", message="The node was low on resource: memory."),
+        AttemptPhase.failed,
+        message="Evicted: The node was low on resource: memory.",
+    ),
+    "failed-with-termination-message": Case(
+        pod("Failed", containerStatuses=main_status(terminated(1, "boom: bad input", reason="Error"))),
+        AttemptPhase.failed,
+        message="exit code 1: boom: bad input",
+        exit_code=1,
+    ),
+    "node-lost": Case(
+        pod("Running", reason="NodeLost", message="Node kwok-node-0 which was running pod is unresponsive"),
+        AttemptPhase.failed,
+        message="node lost: Node kwok-node-0 which was running pod is unresponsive",
+    ),
+    "disruption-target": Case(
+        pod(
+            "Running",
+            conditions=[
+                {
+                    "type": "DisruptionTarget",
+                    "status": "True",
+                    "reason": "DeletionByTaintManager",
+                    "message": "Taint manager: deleting due to NoExecute taint",
+                }
+            ],
+        ),
+        AttemptPhase.failed,
+        message="pod disrupted (DeletionByTaintManager): Taint manager",
+    ),
+    "main-finished-while-sidecar-runs": Case(
+        pod(
+            "Running",
+            containerStatuses=[
+                *main_status(terminated(0, '"done"')),
+                {"name": "proxy", "state": {"running": {"startedAt": "2024-05-01T10:00:05Z"}}},
+            ],
+        ),
+        AttemptPhase.succeeded,
+        exit_code=0,
+        xcom="done",
+    ),
+    "unknown-phase-keeps-running": Case(
+        pod("Unknown"), AttemptPhase.running, message="node is not reporting"
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_attempt_from_pod(case: Case) -> None:
+    attempt = attempt_from_pod(case.pod, now=case.now, events=case.events)
+    assert attempt.task == "print_date"
+    assert attempt.try_number == 2
+    assert attempt.phase is case.phase
+    if case.message is None:
+        assert attempt.message is None
+    else:
+        assert attempt.message is not None and case.message in attempt.message, attempt.message
+    assert attempt.exit_code == case.exit_code
+    assert attempt.xcom == case.xcom if case.xcom is not NO_XCOM else attempt.xcom is NO_XCOM
+    if case.phase in (AttemptPhase.succeeded, AttemptPhase.failed):
+        assert attempt.end_time is not None
+
+
+def test_times_come_from_the_main_container() -> None:
+    attempt = attempt_from_pod(
+        pod("Succeeded", startTime="2024-05-01T10:00:01Z", containerStatuses=main_status(terminated(0))),
+        now=NOW,
+    )
+    assert attempt.start_time == datetime(2024, 5, 1, 10, 0, 5, tzinfo=UTC)
+    assert attempt.end_time == datetime(2024, 5, 1, 10, 0, 9, tzinfo=UTC)
+
+
+def test_failures_without_a_finish_time_are_dated_deterministically() -> None:
+    stuck = attempt_from_pod(pod("Pending"), now=T0 + timedelta(hours=3))
+    assert stuck.end_time == T0 + timedelta(minutes=10)
+    gone = attempt_from_pod(deleted(pod("Running")), now=T0 + timedelta(hours=3))
+    assert gone.end_time == datetime(2024, 5, 1, 10, 0, 10, tzinfo=UTC)
+
+
+def test_pending_timeout_is_configurable() -> None:
+    waiting_pod = pod("Pending")
+    assert (
+        attempt_from_pod(waiting_pod, now=NOW, pending_timeout=timedelta(seconds=30)).phase
+        is AttemptPhase.failed
+    )
+    assert (
+        attempt_from_pod(waiting_pod, now=NOW, pending_timeout=timedelta(minutes=5)).phase
+        is AttemptPhase.pending
+    )
+
+
+def test_only_recent_warning_events_are_named() -> None:
+    events = [
+        {"type": "Warning", "reason": f"R{i}", "message": f"m{i}", "lastTimestamp": f"2024-05-01T10:00:0{i}Z"}
+        for i in range(6)
+    ]
+    attempt = attempt_from_pod(pod("Pending"), now=NOW, events=list(reversed(events)))
+    assert attempt.message == "R3: m3; R4: m4; R5: m5"
+
+
+def test_messages_are_bounded() -> None:
+    attempt = attempt_from_pod(
+        pod("Failed", containerStatuses=main_status(terminated(1, "x" * 10_000, reason="Error"))), now=NOW
+    )
+    assert attempt.message is not None and len(attempt.message) <= 1024
