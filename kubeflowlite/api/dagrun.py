@@ -85,12 +85,12 @@ class DAGRunSpec(ApiModel):
 class TryRecord(ApiModel):
     """One finished try of a task instance, kept for history."""
 
-    try_number: int = Field(ge=1)
-    state: TaskState
-    start_time: str | None = None
-    end_time: str | None = None
-    exit_code: int | None = None
-    message: str | None = None
+    try_number: int = Field(ge=1, description="Which try this was, starting at 1.")
+    state: TaskState = Field(description="How the try ended.")
+    start_time: str | None = Field(default=None, description="When the try started (RFC 3339).")
+    end_time: str | None = Field(default=None, description="When the try ended (RFC 3339).")
+    exit_code: int | None = Field(default=None, description="Exit code of the task's process or container.")
+    message: str | None = Field(default=None, description="Why the try ended as it did, for humans.")
 
 
 class TaskInstanceStatus(ApiModel):
@@ -99,9 +99,9 @@ class TaskInstanceStatus(ApiModel):
     state: TaskState = Field(default=TaskState.none, description="Airflow task state.")
     try_number: int = Field(default=0, ge=0, description="The current (or last) try, starting at 1; 0 = never tried.")
     pod_name: str | None = Field(default=None, description="Pod of the current try (operator only).")
-    start_time: str | None = None
-    end_time: str | None = None
-    exit_code: int | None = None
+    start_time: str | None = Field(default=None, description="When the current try started (RFC 3339).")
+    end_time: str | None = Field(default=None, description="When the instance finished (RFC 3339).")
+    exit_code: int | None = Field(default=None, description="Exit code of the current try, once it ended.")
     message: str | None = Field(default=None, description="Why the task is in its state, for humans.")
     next_try_at: str | None = Field(default=None, description="When an up_for_retry task runs again.")
     tries: list[TryRecord] = Field(default_factory=list, description="Earlier tries of this instance.")
@@ -111,10 +111,14 @@ class DAGRunStatus(ApiModel):
     """Observed state of a run."""
 
     state: RunState = Field(default=RunState.queued, description="queued, running, success or failed.")
-    start_time: str | None = None
-    end_time: str | None = None
-    data_interval_start: str | None = None
-    data_interval_end: str | None = None
+    start_time: str | None = Field(default=None, description="When the run started (RFC 3339).")
+    end_time: str | None = Field(default=None, description="When the run finished (RFC 3339).")
+    data_interval_start: str | None = Field(
+        default=None, description="Start of the data interval ({{ data_interval_start }})."
+    )
+    data_interval_end: str | None = Field(
+        default=None, description="End of the data interval ({{ data_interval_end }})."
+    )
     tasks: dict[str, TaskInstanceStatus] = Field(default_factory=dict, description="Task id -> instance status.")
     tasks_summary: str | None = Field(default=None, description="Finished/total, e.g. 3/5 (printer column).")
     dag_spec: DAGSpec | None = Field(

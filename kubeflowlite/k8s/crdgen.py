@@ -186,9 +186,12 @@ def _root_schema(
         "type": "object",
         "required": ["spec"],
         "properties": {
-            "apiVersion": {"type": "string", "description": "kubeflowlite.io/v1alpha1"},
-            "kind": {"type": "string"},
-            "metadata": {"type": "object"},
+            "apiVersion": {
+                "type": "string",
+                "description": "The versioned schema of this object: kubeflowlite.io/v1alpha1.",
+            },
+            "kind": {"type": "string", "description": f"The kind of this object: {kind_model.__name__}."},
+            "metadata": {"type": "object", "description": "Standard object metadata."},
             "spec": structural_schema(spec),
             "status": structural_schema(status),
         },
