@@ -188,7 +188,7 @@ def test_tutorial_dag_is_accepted_and_listed(cluster: Any, crds: None, namespace
 
 
 def test_dagrun_columns(cluster: Any, crds: None, namespace: str) -> None:
-    run = {
+    run: dict[str, Any] = {
         "apiVersion": "kubeflowlite.io/v1alpha1",
         "kind": "DAGRun",
         "metadata": {"name": "tutorial-manual-20200209t000000"},
