@@ -1,0 +1,260 @@
+"""What a user watching `kubeflowlite run` sees: live progress, then a summary.
+
+The runner reports to an observer (`RunObserver`) and never prints itself, so the
+same loop serves a terminal (a rich live table of tasks, `LiveDisplay`), a pipe or
+CI log (one timestamped line per task state change, `PlainDisplay`), `-o json`
+(either of them on stderr) and tests (`SilentObserver`). Both displays end with
+the same summary table and name the log file of every failed try.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from kubeflowlite.api.dagrun import DAGRun, DAGRunStatus, RunState, TaskInstanceStatus, TaskState
+from kubeflowlite.local.rundir import parse_utc
+
+STATE_STYLES: dict[str, str] = {
+    TaskState.none.value: "dim",
+    TaskState.scheduled.value: "cyan",
+    TaskState.queued.value: "cyan",
+    TaskState.running.value: "bold blue",
+    TaskState.success.value: "green",
+    TaskState.failed.value: "bold red",
+    TaskState.up_for_retry.value: "yellow",
+    TaskState.upstream_failed.value: "dark_orange",
+    TaskState.skipped.value: "magenta",
+    RunState.success.value: "bold green",
+}
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a display needs to know about a run before it starts."""
+
+    dag_id: str
+    run_id: str
+    run_dir: Path
+    tasks: Sequence[str]
+    """Task ids in the order to show them."""
+    log_path: Callable[[str, int], Path]
+    """(task, try number) -> that try's log file."""
+
+
+class RunObserver(Protocol):
+    """Receives a run's progress from the runner."""
+
+    def start(self, info: RunInfo) -> None: ...
+
+    def update(self, status: DAGRunStatus) -> None: ...
+
+    def note(self, message: str) -> None: ...
+
+    def finish(self, run: DAGRun, *, interrupted: bool) -> None: ...
+
+
+class SilentObserver:
+    """Shows nothing (tests, nested runs that report through their own log)."""
+
+    def start(self, info: RunInfo) -> None:
+        pass
+
+    def update(self, status: DAGRunStatus) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        pass
+
+    def finish(self, run: DAGRun, *, interrupted: bool) -> None:
+        pass
+
+
+def make_display(console: Console) -> RunObserver:
+    """A live display on a terminal, plain lines anywhere else."""
+    return LiveDisplay(console) if console.is_terminal else PlainDisplay(console)
+
+
+class _Reporting:
+    """What both displays share: failure notices and the final summary."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.info: RunInfo | None = None
+        self._seen: dict[str, tuple[str, int]] = {}
+
+    def _transitions(self, status: DAGRunStatus) -> list[tuple[str, TaskInstanceStatus]]:
+        """Tasks whose (state, try) changed since the last update."""
+        changed = []
+        for task, instance in status.tasks.items():
+            key = (instance.state.value, instance.try_number)
+            if self._seen.get(task) != key:
+                self._seen[task] = key
+                changed.append((task, instance))
+        return changed
+
+    def _failure_line(self, task: str, instance: TaskInstanceStatus) -> Text | None:
+        if instance.state not in (TaskState.failed, TaskState.up_for_retry) or self.info is None:
+            return None
+        if instance.try_number < 1:
+            return None
+        log = self.info.log_path(task, instance.try_number)
+        text = Text(
+            f"{task} try {instance.try_number} {instance.state.value}", style=_style(instance.state.value)
+        )
+        if instance.message:
+            text.append(f": {instance.message}")
+        if log.exists():
+            text.append(f"\n    log: {log}", style="dim")
+        return text
+
+    def _summary(self, run: DAGRun, *, interrupted: bool) -> None:
+        self.console.print(summary_table(run, order=self.info.tasks if self.info else None))
+        state = run.status.state.value
+        line = Text("run ")
+        line.append(state, style=_style(state))
+        line.append(f"  {run.spec.dag_name} {self.info.run_id if self.info else run.metadata.name}")
+        if run.status.duration:
+            line.append(f" in {run.status.duration}")
+        if interrupted:
+            line.append("  (interrupted)", style="bold yellow")
+        self.console.print(line)
+        if self.info is not None:
+            self.console.print(Text(f"logs: {self.info.run_dir}", style="dim"))
+
+
+class PlainDisplay(_Reporting):
+    """One timestamped line per task state change: for pipes, files and CI logs."""
+
+    def start(self, info: RunInfo) -> None:
+        self.info = info
+        self._line(f"run {info.run_id} of {info.dag_id}: {len(info.tasks)} tasks, logs in {info.run_dir}")
+
+    def update(self, status: DAGRunStatus) -> None:
+        for task, instance in self._transitions(status):
+            if instance.state is TaskState.none:
+                continue
+            suffix = f" (try {instance.try_number})" if instance.try_number else ""
+            self._line(f"{task} {instance.state.value}{suffix}")
+            failure = self._failure_line(task, instance)
+            if failure is not None:
+                self.console.print(failure, soft_wrap=True)
+
+    def note(self, message: str) -> None:
+        self._line(message)
+
+    def finish(self, run: DAGRun, *, interrupted: bool) -> None:
+        self._summary(run, interrupted=interrupted)
+
+    def _line(self, message: str) -> None:
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self.console.print(f"{stamp} {message}", soft_wrap=True, highlight=False, markup=False)
+
+
+class LiveDisplay(_Reporting):
+    """A live table of tasks on a terminal; failures are printed above it as they happen."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(console)
+        self._status = DAGRunStatus()
+        self._live: Live | None = None
+
+    def start(self, info: RunInfo) -> None:
+        self.info = info
+        self._live = Live(self._render(), console=self.console, refresh_per_second=8, transient=True)
+        self._live.start()
+
+    def update(self, status: DAGRunStatus) -> None:
+        self._status = status
+        for task, instance in self._transitions(status):
+            failure = self._failure_line(task, instance)
+            if failure is not None:
+                self.console.print(failure)
+        if self._live is not None:
+            self._live.update(self._render())
+
+    def note(self, message: str) -> None:
+        self.console.print(message)
+
+    def finish(self, run: DAGRun, *, interrupted: bool) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+        self._summary(run, interrupted=interrupted)
+
+    def _render(self) -> RenderableType:
+        info = self.info
+        tasks = list(info.tasks) if info else sorted(self._status.tasks)
+        counts: dict[str, int] = {}
+        for task in tasks:
+            state = self._status.tasks.get(task, TaskInstanceStatus()).state.value
+            counts[state] = counts.get(state, 0) + 1
+        header = Text(f"{info.dag_id} {info.run_id}  " if info else "")
+        for state, count in sorted(counts.items()):
+            header.append(f"{state}={count} ", style=_style(state))
+        table = Table(show_edge=False, pad_edge=False, box=None)
+        table.add_column("task")
+        table.add_column("state")
+        table.add_column("try", justify="right")
+        table.add_column("duration", justify="right")
+        now = datetime.now(UTC)
+        for task in tasks:
+            instance = self._status.tasks.get(task, TaskInstanceStatus())
+            table.add_row(*_row(task, instance, now=now))
+        return Group(header, table)
+
+
+def summary_table(run: DAGRun, *, order: Sequence[str] | None = None) -> Table:
+    """Task, state, tries and duration of every task of a finished run."""
+    table = Table(title=f"{run.spec.dag_name} {run.metadata.name}", title_justify="left")
+    table.add_column("task")
+    table.add_column("state")
+    table.add_column("tries", justify="right")
+    table.add_column("duration", justify="right")
+    tasks = list(order) if order is not None else list(run.status.tasks)
+    for task in tasks:
+        instance = run.status.tasks.get(task, TaskInstanceStatus())
+        table.add_row(*_row(task, instance, now=None))
+    return table
+
+
+def _row(task: str, instance: TaskInstanceStatus, *, now: datetime | None) -> tuple[str, Text, str, str]:
+    state = instance.state.value
+    tries = str(instance.try_number) if instance.try_number else "-"
+    return task, Text(state, style=_style(state)), tries, task_duration(instance, now=now)
+
+
+def task_duration(instance: TaskInstanceStatus, *, now: datetime | None) -> str:
+    """How long the current try ran (or has been running, when `now` is given)."""
+    if instance.start_time is None:
+        return "-"
+    end = parse_utc(instance.end_time) if instance.end_time else now
+    if end is None:
+        return "-"
+    return format_seconds((end - parse_utc(instance.start_time)).total_seconds())
+
+
+def format_seconds(seconds: float) -> str:
+    """A short human duration: 0.42s, 5.1s, 2m05s, 1h02m."""
+    seconds = max(0.0, seconds)
+    if seconds < 10:
+        return f"{seconds:.2f}s"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def _style(state: str) -> str:
+    return STATE_STYLES.get(state, "")
