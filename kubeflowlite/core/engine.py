@@ -4,42 +4,76 @@
 shells (the kopf operator and the local runner). It does no I/O and never reads the
 clock: `now` is an argument, and the returned `wake_at` tells the shell when the
 engine next needs to be called even if nothing is observed to change (a retry delay
-ending, an execution timeout, a sensor poke).
+ending, an execution timeout).
 
 Level-triggered: the engine recomputes every task state from the spec, the last
 status it wrote (its only memory: try numbers, retry times, cleared requests) and the
 latest observed attempt of each task. Calling it twice with the same input gives the
 same decision, and a decision repeated because the shell had not yet observed its
 effect is harmless, since the shell names every try deterministically.
+
+One call, in this order (each step a small function below):
+
+1. clear: a new clear request resets its tasks to `none` (try numbers and history kept).
+2. reconcile: each observed attempt is folded into its task's status. An attempt of a
+   try newer than the status knows is adopted (the status write after a launch was
+   lost); an attempt of the current try is applied only while the engine thinks that
+   try is in flight (queued or running); anything older is history and ignored.
+3. one pass in topological order (ties in file order): timeouts fail running tries,
+   branch and short-circuit decisions skip tasks, trigger rules turn waiting tasks into
+   run / skipped / upstream_failed, `empty` tasks succeed on the spot. Because the pass
+   is in topological order, one call settles everything that needs no process: a
+   chain of 10,000 empty tasks finishes in one call.
+4. slots: tasks ready to run (and retries that are due) get StartTry while fewer than
+   maxActiveTasks tries are queued or running; the rest wait in `scheduled`.
+5. the run's state follows Airflow's rule: finished when every task is finished,
+   failed if a leaf task (one with no downstream) is failed or upstream_failed.
+
+Execution timeouts: when a running try passes `executionTimeout`, the engine fails it at
+once (message "execution timeout after X", retried like any failure) and asks the
+shell to StopTry it. The engine never waits for the shell to confirm the kill: any
+observed attempt that is still pending or running although the engine no longer counts
+it in flight (timed out, superseded by a newer try, cleared) gets a StopTry on every
+call until the shell reports it finished.
+
+Cost: each call is O(tasks + edges + observed attempts) with small constants; the
+compiled graph of a spec is memoized per DAGSpec object (a run's spec is a snapshot
+the shells never mutate in place).
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
-from enum import Enum
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
-from kubeflowlite.api.dag import DAGSpec
-from kubeflowlite.api.dagrun import DAGRunStatus, TaskState
+from kubeflowlite.api.dag import DAGSpec, Task, TaskType, TriggerRule
+from kubeflowlite.api.dagrun import DAGRunStatus, RunState, TaskInstanceStatus, TaskState, TryRecord
+from kubeflowlite.core import retries, triggers
+from kubeflowlite.core.xcom import NO_XCOM, XComError, branch_targets, is_falsy
+
+__all__ = [
+    "NO_XCOM",
+    "Attempt",
+    "AttemptPhase",
+    "Decision",
+    "RunInput",
+    "StartTry",
+    "StopTry",
+    "decide",
+]
 
 
-class AttemptPhase(str, Enum):
+class AttemptPhase(StrEnum):
     """What the shell observed of one try: a Pod's phase, or a subprocess's lifecycle."""
 
     pending = "pending"
     running = "running"
     succeeded = "succeeded"
     failed = "failed"
-
-
-class _Missing(Enum):
-    MISSING = "MISSING"
-
-
-NO_XCOM = _Missing.MISSING
-"""Marker: the try pushed no return value (distinct from pushing null)."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +114,12 @@ class RunInput:
 
 @dataclass(frozen=True)
 class StartTry:
-    """Launch try `try_number` of `task` (a Pod, a subprocess, or a controller-side action)."""
+    """Launch try `try_number` of `task` (a Pod, a subprocess, or a controller-side action).
+
+    Level-triggered: repeated on every call while the task is queued for this try and
+    no attempt of it is observed, so a launch lost to a crash is retried. A shell
+    treats it as "make sure this try exists", which its deterministic names make safe.
+    """
 
     task: str
     try_number: int
@@ -88,7 +127,10 @@ class StartTry:
 
 @dataclass(frozen=True)
 class StopTry:
-    """Terminate a running try (execution timeout, or the run was failed)."""
+    """Terminate a try the engine no longer counts as in flight (timed out, superseded, cleared).
+
+    Repeated on every call while the shell still observes that try pending or running.
+    """
 
     task: str
     try_number: int
@@ -111,6 +153,536 @@ class Decision:
         return self.status.state.finished
 
 
+IN_FLIGHT = frozenset({TaskState.queued, TaskState.running})
+"""States that hold one of the maxActiveTasks slots."""
+_WAITING = frozenset({TaskState.none, TaskState.scheduled})
+"""States of a task whose current instance has not started: trigger rules apply to these."""
+_FINISHED = frozenset({TaskState.success, TaskState.failed, TaskState.upstream_failed, TaskState.skipped})
+_PAST_OK = frozenset({TaskState.success, TaskState.skipped})
+_MAX_HISTORY = 20
+"""Try records kept per task (the oldest are dropped): run status must stay small."""
+_MAX_CLEARED_IDS = 16
+
+
+# --- the compiled DAG ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _TaskPlan:
+    """What the engine needs of one task, with the DAG's defaults applied (api.dag.effective_task)."""
+
+    name: str
+    index: int
+    upstream: tuple[str, ...]
+    downstream: tuple[str, ...]
+    rule: TriggerRule
+    runs_process: bool
+    branch: bool
+    short_circuit: bool
+    depends_on_past: bool
+    retries: int
+    retry_delay: timedelta
+    exponential_backoff: bool
+    max_retry_delay: timedelta | None
+    execution_timeout: timedelta | None
+    execution_timeout_text: str | None
+
+
+@dataclass
+class _Plan:
+    """A DAG spec compiled for the engine: tasks in topological order and their edges."""
+
+    spec: DAGSpec
+    order: tuple[_TaskPlan, ...]
+    by_name: dict[str, _TaskPlan]
+    max_active: int
+    _descendants: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def descendants(self, name: str) -> tuple[str, ...]:
+        """Every task reachable downstream of `name` (memoized: the plan never changes)."""
+        found = self._descendants.get(name)
+        if found is None:
+            seen: dict[str, None] = {}
+            stack = list(self.by_name[name].downstream)
+            while stack:
+                task = stack.pop()
+                if task not in seen:
+                    seen[task] = None
+                    stack.extend(self.by_name[task].downstream)
+            found = self._descendants[name] = tuple(seen)
+        return found
+
+
+def _effective(task: Task, spec: DAGSpec, name: str) -> Any:
+    """A task field with the DAG's defaults applied, as api.dag.effective_task does (without a copy)."""
+    value = getattr(task, name)
+    return getattr(spec.defaults, name) if value is None else value
+
+
+def _duration(text: str | None) -> timedelta | None:
+    return None if text is None else retries.parse_duration(text)
+
+
+def _compile(spec: DAGSpec) -> _Plan:
+    """Build the plan; ValueError for what validation rejects (duplicates, unknown upstream, cycles)."""
+    index: dict[str, int] = {}
+    for position, task in enumerate(spec.tasks):
+        if task.name in index:
+            raise ValueError(f"duplicate task name {task.name!r}")
+        index[task.name] = position
+    upstream: list[tuple[str, ...]] = []
+    downstream: dict[str, list[str]] = {task.name: [] for task in spec.tasks}
+    for task in spec.tasks:
+        ups = tuple(dict.fromkeys(task.depends_on))
+        for up in ups:
+            if up not in index:
+                raise ValueError(f"task {task.name!r} depends on unknown task {up!r}")
+            downstream[up].append(task.name)
+        upstream.append(ups)
+
+    # Kahn's algorithm with a heap of file positions: the file order when it is already topological.
+    waiting = [len(ups) for ups in upstream]
+    ready = [position for position, count in enumerate(waiting) if count == 0]
+    heapq.heapify(ready)
+    order: list[int] = []
+    while ready:
+        position = heapq.heappop(ready)
+        order.append(position)
+        for child in downstream[spec.tasks[position].name]:
+            waiting[index[child]] -= 1
+            if waiting[index[child]] == 0:
+                heapq.heappush(ready, index[child])
+    if len(order) < len(spec.tasks):
+        stuck = sorted(spec.tasks[p].name for p, count in enumerate(waiting) if count > 0)
+        raise ValueError(f"the tasks form a cycle; tasks on or after it: {', '.join(stuck)}")
+
+    plans: dict[str, _TaskPlan] = {}
+    for position in order:
+        task = spec.tasks[position]
+        timeout_text = _effective(task, spec, "execution_timeout")
+        delay_text = _effective(task, spec, "retry_delay")
+        plans[task.name] = _TaskPlan(
+            name=task.name,
+            index=position,
+            upstream=upstream[position],
+            downstream=tuple(downstream[task.name]),
+            rule=_effective(task, spec, "trigger_rule") or TriggerRule.all_success,
+            runs_process=task.effective_type() is not TaskType.empty,
+            branch=task.branch,
+            short_circuit=task.short_circuit,
+            depends_on_past=bool(_effective(task, spec, "depends_on_past")),
+            retries=_effective(task, spec, "retries") or 0,
+            retry_delay=retries.DEFAULT_RETRY_DELAY
+            if delay_text is None
+            else retries.parse_duration(delay_text),
+            exponential_backoff=bool(_effective(task, spec, "retry_exponential_backoff")),
+            max_retry_delay=_duration(_effective(task, spec, "max_retry_delay")),
+            execution_timeout=_duration(timeout_text),
+            execution_timeout_text=timeout_text,
+        )
+    return _Plan(spec=spec, order=tuple(plans.values()), by_name=plans, max_active=spec.max_active_tasks)
+
+
+_PLANS: dict[int, _Plan] = {}
+_PLANS_KEPT = 32
+
+
+def _plan_for(spec: DAGSpec) -> _Plan:
+    """The memoized plan of `spec` (keyed by identity; the plan holds the spec, so ids are not reused)."""
+    plan = _PLANS.get(id(spec))
+    if plan is not None and plan.spec is spec and len(plan.order) == len(spec.tasks):
+        return plan
+    plan = _compile(spec)
+    if len(_PLANS) >= _PLANS_KEPT:
+        _PLANS.clear()
+    _PLANS[id(spec)] = plan
+    return plan
+
+
+# --- times -------------------------------------------------------------------------------------------
+
+
+def _format_time(moment: datetime) -> str:
+    """RFC 3339 in UTC with a Z, as Kubernetes writes times."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _parse_time(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+# --- task transitions (each returns the new status, or the same object when nothing changes) ---------
+
+
+def _with(status: TaskInstanceStatus, **changes: Any) -> TaskInstanceStatus:
+    """`status` with `changes` applied; the same object if they change nothing (copy on write)."""
+    for name, value in changes.items():
+        if getattr(status, name) != value:
+            return status.model_copy(update=changes)
+    return status
+
+
+def _with_history(status: TaskInstanceStatus) -> list[TryRecord]:
+    """The try history with the current try recorded (once), before the task moves on from it."""
+    tries = status.tries
+    if status.try_number == 0 or (tries and tries[-1].try_number == status.try_number):
+        return tries
+    state = status.state if status.state in _FINISHED else TaskState.failed
+    record = TryRecord(
+        try_number=status.try_number,
+        state=state,
+        start_time=status.start_time,
+        end_time=status.end_time,
+        exit_code=status.exit_code,
+        message=status.message,
+    )
+    return [*tries, record][-_MAX_HISTORY:]
+
+
+def _begin_try(status: TaskInstanceStatus, try_number: int) -> TaskInstanceStatus:
+    """The task queued for a new try: the previous try goes to history, per-try fields reset."""
+    return status.model_copy(
+        update={
+            "state": TaskState.queued,
+            "try_number": try_number,
+            "tries": _with_history(status),
+            "pod_name": None,
+            "start_time": None,
+            "end_time": None,
+            "exit_code": None,
+            "message": None,
+            "next_try_at": None,
+        }
+    )
+
+
+def _clear(status: TaskInstanceStatus, request_id: str) -> TaskInstanceStatus:
+    """Airflow's Clear: back to `none`, so the task runs again as try_number + 1."""
+    return status.model_copy(
+        update={
+            "state": TaskState.none,
+            "tries": _with_history(status),
+            "pod_name": None,
+            "start_time": None,
+            "end_time": None,
+            "exit_code": None,
+            "message": f"cleared by request {request_id}",
+            "next_try_at": None,
+        }
+    )
+
+
+def _fail_try(
+    task: _TaskPlan,
+    status: TaskInstanceStatus,
+    *,
+    message: str,
+    end: datetime,
+    start_time: str | None = None,
+    exit_code: int | None = None,
+) -> TaskInstanceStatus:
+    """A failed try: up_for_retry while tries remain (try_number <= retries), else failed."""
+    changes: dict[str, Any] = {
+        "end_time": _format_time(end),
+        "message": message,
+        "exit_code": exit_code,
+        "start_time": start_time or status.start_time,
+    }
+    if status.try_number <= task.retries:
+        delay = retries.retry_delay(
+            failed_try=max(status.try_number, 1),
+            delay=task.retry_delay,
+            exponential=task.exponential_backoff,
+            max_delay=task.max_retry_delay,
+        )
+        return _with(status, state=TaskState.up_for_retry, next_try_at=_format_time(end + delay), **changes)
+    return _with(status, state=TaskState.failed, next_try_at=None, **changes)
+
+
+def _branch_problem(task: _TaskPlan, value: Any) -> str | None:
+    """Why a branch task's return value cannot be followed, or None if it can."""
+    try:
+        chosen = branch_targets(value)
+    except XComError as error:
+        return str(error)
+    unknown = [name for name in chosen if name not in task.downstream]
+    if unknown:
+        return (
+            f"branch chose {', '.join(map(repr, unknown))}, not a direct downstream task of "
+            f"{task.name!r} (direct downstream: {', '.join(task.downstream) or 'none'})"
+        )
+    return None
+
+
+def _observe(
+    task: _TaskPlan, status: TaskInstanceStatus, attempt: Attempt, now: datetime
+) -> TaskInstanceStatus:
+    """Fold one observed attempt into the task's status (see the module docstring for which apply)."""
+    if attempt.try_number > status.try_number:
+        status = _begin_try(status, attempt.try_number)
+    elif attempt.try_number < status.try_number or status.state not in IN_FLIGHT:
+        return status
+    start = _format_time(attempt.start_time) if attempt.start_time else None
+    phase = attempt.phase
+    if phase is AttemptPhase.pending:
+        return _with(status, state=TaskState.queued, message=attempt.message)
+    if phase is AttemptPhase.running:
+        return _with(
+            status,
+            state=TaskState.running,
+            start_time=start or status.start_time or _format_time(now),
+            message=attempt.message,
+        )
+    end = attempt.end_time or now
+    if phase is AttemptPhase.succeeded:
+        problem = _branch_problem(task, attempt.xcom) if task.branch else None
+        if problem is None:
+            return _with(
+                status,
+                state=TaskState.success,
+                start_time=start or status.start_time or _format_time(end),
+                end_time=_format_time(end),
+                exit_code=attempt.exit_code,
+                message=attempt.message,
+                next_try_at=None,
+            )
+        return _fail_try(
+            task, status, message=problem, end=end, start_time=start, exit_code=attempt.exit_code
+        )
+    message = attempt.message or (
+        f"exit code {attempt.exit_code}" if attempt.exit_code is not None else "the try failed"
+    )
+    return _fail_try(task, status, message=message, end=end, start_time=start, exit_code=attempt.exit_code)
+
+
+def _finish_without_running(
+    status: TaskInstanceStatus, state: TaskState, message: str, now: str
+) -> TaskInstanceStatus:
+    """skipped / upstream_failed / (an empty task's) success, decided by the engine itself."""
+    return _with(status, state=state, start_time=status.start_time or now, end_time=now, message=message)
+
+
+# --- one call ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Pass:
+    """The working state of one decide() call: task statuses being rewritten, and what to do."""
+
+    plan: _Plan
+    run: RunInput
+    tasks: dict[str, TaskInstanceStatus]
+    now_text: str
+    start: list[StartTry] = field(default_factory=list)
+    ready: list[str] = field(default_factory=list)
+    wake_at: datetime | None = None
+    in_flight: int = 0
+
+    def wake(self, moment: datetime) -> None:
+        if self.wake_at is None or moment < self.wake_at:
+            self.wake_at = moment
+
+    def skip_unstarted(self, names: tuple[str, ...], message: str) -> None:
+        """Skip the tasks among `names` that have not started (branch and short-circuit decisions)."""
+        for name in names:
+            status = self.tasks[name]
+            if status.state in _WAITING:
+                self.tasks[name] = _finish_without_running(status, TaskState.skipped, message, self.now_text)
+
+
+def _apply_clear(run: RunInput, plan: _Plan, tasks: dict[str, TaskInstanceStatus]) -> list[str] | None:
+    """Reset the tasks of a new clear request; the new `cleared` list, or None if nothing to apply."""
+    if run.clear is None or run.clear[0] in run.status.cleared:
+        return None
+    request_id, names = run.clear
+    for name in names:
+        if name in plan.by_name:
+            tasks[name] = _clear(tasks[name], request_id)
+    return [*run.status.cleared, request_id][-_MAX_CLEARED_IDS:]
+
+
+def _enforce_choice(work: _Pass, task: _TaskPlan, status: TaskInstanceStatus) -> None:
+    """A succeeded branch / short-circuit task skips what it did not choose (re-applied every call)."""
+    attempt = work.run.attempts.get(task.name)
+    if (
+        attempt is None
+        or attempt.try_number != status.try_number
+        or attempt.phase is not AttemptPhase.succeeded
+    ):
+        return
+    if task.short_circuit and is_falsy(attempt.xcom):
+        work.skip_unstarted(work.plan.descendants(task.name), f"short-circuited by {task.name}")
+    if task.branch and _branch_problem(task, attempt.xcom) is None:
+        chosen = set(branch_targets(attempt.xcom))
+        others = tuple(name for name in task.downstream if name not in chosen)
+        work.skip_unstarted(others, f"not chosen by branch {task.name}")
+
+
+def _past_problem(task: _TaskPlan, previous: Mapping[str, TaskState] | None) -> str | None:
+    """Why dependsOnPast holds the task back, or None."""
+    if not task.depends_on_past or previous is None or task.name not in previous:
+        return None
+    state = previous[task.name]
+    if state in _PAST_OK:
+        return None
+    return f"dependsOnPast: waiting for {task.name} of the previous run to succeed (it is {state.value})"
+
+
+def _step(work: _Pass, task: _TaskPlan) -> None:
+    """Advance one task, its upstream tasks having been advanced already in this call."""
+    tasks = work.tasks
+    status = tasks[task.name]
+    state = status.state
+    now = work.run.now
+    if state is TaskState.running and task.execution_timeout is not None and status.start_time:
+        deadline = _parse_time(status.start_time) + task.execution_timeout
+        if now >= deadline:
+            message = f"execution timeout after {task.execution_timeout_text}"
+            status = tasks[task.name] = _fail_try(task, status, message=message, end=now)
+            state = status.state
+        else:
+            work.wake(deadline)
+    if state in IN_FLIGHT:
+        work.in_flight += 1
+        if state is TaskState.queued:
+            attempt = work.run.attempts.get(task.name)
+            if attempt is None or attempt.try_number < status.try_number:
+                work.start.append(StartTry(task.name, status.try_number))
+        return
+    if state is TaskState.success:
+        if task.branch or task.short_circuit:
+            _enforce_choice(work, task, status)
+        return
+    if state in _FINISHED:
+        return
+    if state is TaskState.up_for_retry:
+        due = _parse_time(status.next_try_at) if status.next_try_at else now
+        if due <= now:
+            work.ready.append(task.name)
+        else:
+            work.wake(due)
+        return
+    # none or scheduled: the trigger rule decides.
+    counts = triggers.count_states(tasks[up].state for up in task.upstream)
+    verdict = triggers.evaluate(task.rule, counts)
+    if verdict is triggers.Verdict.wait:
+        if state is TaskState.scheduled:
+            tasks[task.name] = _with(status, state=TaskState.none, message=None)
+        return
+    if verdict is not triggers.Verdict.run:
+        final = TaskState.skipped if verdict is triggers.Verdict.skip else TaskState.upstream_failed
+        tasks[task.name] = _finish_without_running(
+            status, final, triggers.describe(task.rule, counts), work.now_text
+        )
+        return
+    problem = _past_problem(task, work.run.previous_run)
+    if problem is not None:
+        tasks[task.name] = _with(status, state=TaskState.none, message=problem)
+    elif not task.runs_process:
+        tasks[task.name] = _finish_without_running(status, TaskState.success, "empty task", work.now_text)
+    else:
+        work.ready.append(task.name)
+
+
+def _start_ready(work: _Pass) -> None:
+    """Give free maxActiveTasks slots to ready tasks in topological order; the rest are scheduled."""
+    free = max(0, work.plan.max_active - work.in_flight)
+    for name in work.ready[:free]:
+        status = work.tasks[name]
+        work.tasks[name] = _begin_try(status, status.try_number + 1)
+        work.start.append(StartTry(name, status.try_number + 1))
+    for name in work.ready[free:]:
+        status = work.tasks[name]
+        if status.state is TaskState.none:
+            work.tasks[name] = _with(
+                status,
+                state=TaskState.scheduled,
+                message=f"waiting for a slot (maxActiveTasks {work.plan.max_active})",
+            )
+
+
+def _stale_tries(work: _Pass) -> list[StopTry]:
+    """Observed tries still pending or running that the engine no longer counts in flight."""
+    stops: list[tuple[int, StopTry]] = []
+    for name, attempt in work.run.attempts.items():
+        if attempt.phase not in (AttemptPhase.pending, AttemptPhase.running) or name not in work.plan.by_name:
+            continue
+        status = work.tasks[name]
+        if attempt.try_number == status.try_number:
+            if status.state in IN_FLIGHT:
+                continue
+            reason = status.message or f"the task is {status.state.value}"
+        elif attempt.try_number < status.try_number:
+            reason = f"superseded by try {status.try_number}"
+        else:
+            continue
+        stops.append((work.plan.by_name[name].index, StopTry(name, attempt.try_number, reason)))
+    return [stop for _, stop in sorted(stops, key=lambda item: item[0])]
+
+
+def _run_status(work: _Pass, cleared: list[str] | None) -> DAGRunStatus:
+    """The run's new status: Airflow's run state rule over the task states just decided."""
+    previous = work.run.status
+    finished = 0
+    failed_leaf = False
+    untouched = True
+    for task in work.plan.order:
+        task_state = work.tasks[task.name].state
+        if task_state in _FINISHED:
+            finished += 1
+            if not task.downstream and task_state in (TaskState.failed, TaskState.upstream_failed):
+                failed_leaf = True
+        if task_state is not TaskState.none:
+            untouched = False
+    total = len(work.plan.order)
+    if finished == total:
+        state = RunState.failed if failed_leaf else RunState.success
+    elif untouched and previous.start_time is None:
+        state = RunState.queued
+    else:
+        state = RunState.running
+    start_time = previous.start_time
+    if state is not RunState.queued and start_time is None:
+        start_time = work.now_text
+    end_time = None
+    if state.finished:
+        end_time = previous.end_time if previous.state.finished and previous.end_time else work.now_text
+    update: dict[str, Any] = {
+        "state": state,
+        "start_time": start_time,
+        "end_time": end_time,
+        "tasks": work.tasks,
+        "tasks_summary": f"{finished}/{total}",
+    }
+    if cleared is not None:
+        update["cleared"] = cleared
+    return previous.model_copy(update=update)
+
+
 def decide(run: RunInput) -> Decision:
-    """Compute the next decision for a run. Pure: same input, same output."""
-    raise NotImplementedError  # implemented in the engine issue
+    """Compute the next decision for a run. Pure: same input, same output; the input is never mutated.
+
+    The returned status shares unchanged task statuses with `run.status` (copy on
+    write); treat both as immutable.
+    """
+    plan = _plan_for(run.dag)
+    tasks = dict(run.status.tasks)
+    for task in plan.order:
+        if task.name not in tasks:
+            tasks[task.name] = TaskInstanceStatus()
+    cleared = _apply_clear(run, plan, tasks)
+    if cleared is not None:
+        # A cleared run is not finished any more; its previous end no longer counts.
+        run = replace(run, status=run.status.model_copy(update={"state": RunState.running, "end_time": None}))
+    for name, attempt in run.attempts.items():
+        observed = plan.by_name.get(name)
+        if observed is not None:
+            tasks[name] = _observe(observed, tasks[name], attempt, run.now)
+
+    work = _Pass(plan=plan, run=run, tasks=tasks, now_text=_format_time(run.now))
+    for task in plan.order:
+        _step(work, task)
+    _start_ready(work)
+    stops = _stale_tries(work)
+    return Decision(status=_run_status(work, cleared), start=work.start, stop=stops, wake_at=work.wake_at)

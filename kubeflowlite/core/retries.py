@@ -1,0 +1,68 @@
+"""How long a failed try waits before the next one (Airflow's retry_delay semantics).
+
+The delay after failed try `n` is `retryDelay`, or with `retryExponentialBackoff`
+`retryDelay * 2**(n-1)` (so 5m, 10m, 20m, ...), and never more than
+`maxRetryDelay` when that is set. Airflow adds a hash-based jitter to the
+exponential delay; we leave it out so that a run's timers are predictable and
+tests can state them exactly. Unlike Airflow, `maxRetryDelay` caps a plain delay
+too, as its field description promises.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from functools import lru_cache
+
+DEFAULT_RETRY_DELAY = timedelta(minutes=5)
+"""Airflow's default retry_delay."""
+
+MAX_DELAY = timedelta(days=3650)
+"""Bound on any computed delay, so that doubling never overflows a datetime."""
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_BARE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*")
+_PART = re.compile(r"\s*(\d+(?:\.\d+)?)(ms|s|m|h|d|w)\s*")
+
+
+@lru_cache(maxsize=1024)
+def parse_duration(text: str) -> timedelta:
+    """A duration as the API writes it (30s, 5m, 1h30m, 250ms, or bare seconds).
+
+    The API's pattern has already checked the syntax; this raises ValueError on
+    anything else rather than guessing.
+    """
+    bare = _BARE.fullmatch(text)
+    if bare:
+        return timedelta(seconds=float(bare.group(1)))
+    seconds = 0.0
+    position = 0
+    while position < len(text):
+        part = _PART.match(text, position)
+        if part is None or part.end() == position:
+            raise ValueError(f"not a duration: {text!r}")
+        seconds += float(part.group(1)) * _UNITS[part.group(2)]
+        position = part.end()
+    if position == 0:
+        raise ValueError(f"not a duration: {text!r}")
+    return timedelta(seconds=seconds)
+
+
+def retry_delay(
+    *,
+    failed_try: int,
+    delay: timedelta = DEFAULT_RETRY_DELAY,
+    exponential: bool = False,
+    max_delay: timedelta | None = None,
+) -> timedelta:
+    """The wait after try number `failed_try` (1-based) failed."""
+    if failed_try < 1:
+        raise ValueError(f"try numbers start at 1, got {failed_try}")
+    wait = delay
+    if exponential:
+        # Doubling more than ~40 times exceeds MAX_DELAY for any positive delay.
+        factor = 2 ** min(failed_try - 1, 64)
+        wait = MAX_DELAY if delay.total_seconds() * factor >= MAX_DELAY.total_seconds() else delay * factor
+    if max_delay is not None:
+        wait = min(wait, max_delay)
+    return min(wait, MAX_DELAY)
