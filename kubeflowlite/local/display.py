@@ -118,6 +118,14 @@ class _Reporting:
 
     def _summary(self, run: DAGRun, *, interrupted: bool) -> None:
         self.console.print(summary_table(run, order=self.info.tasks if self.info else None))
+        for task, instance in run.status.tasks.items():
+            if instance.state is TaskState.failed and instance.try_number >= 1 and self.info is not None:
+                log = self.info.log_path(task, instance.try_number)
+                line = Text(f"{task} failed", style=_style(TaskState.failed.value))
+                line.append(f": {instance.message or 'no reason given'}")
+                if log.exists():
+                    line.append(f"  log: {log}", style="dim")
+                self.console.print(line, soft_wrap=True)
         state = run.status.state.value
         line = Text("run ")
         line.append(state, style=_style(state))
@@ -234,7 +242,7 @@ def _row(task: str, instance: TaskInstanceStatus, *, now: datetime | None) -> tu
 
 def task_duration(instance: TaskInstanceStatus, *, now: datetime | None) -> str:
     """How long the current try ran (or has been running, when `now` is given)."""
-    if instance.start_time is None:
+    if instance.start_time is None or instance.try_number == 0:
         return "-"
     end = parse_utc(instance.end_time) if instance.end_time else now
     if end is None:

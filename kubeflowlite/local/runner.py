@@ -189,8 +189,13 @@ class LocalRunner:
             for stop in decision.stop:
                 self.launcher.terminate(stop.task, stop.try_number, reason=stop.reason)
             started = False
+            live = dict(self.launcher.running_tries())
             for start in decision.start:
                 if (start.task, start.try_number) in launched:
+                    continue
+                if start.task in live:
+                    # An older try is still being stopped; the engine repeats the StartTry
+                    # until it sees the new try, so launch it once the old process is gone.
                     continue
                 launched.add((start.task, start.try_number))
                 self.launcher.launch(prepare_try(self.context, start.task, start.try_number))
@@ -209,7 +214,7 @@ class LocalRunner:
             if timeout is None and not self.launcher.running and not decision.finished:
                 idle_passes += 1
                 if idle_passes > 1:
-                    raise RuntimeError("the engine is waiting for nothing: no try runs and no wake-up is due")
+                    return self._stalled(status)
                 continue
             idle_passes = 0
             self.launcher.wait(timeout)
@@ -220,6 +225,23 @@ class LocalRunner:
             if attempt.phase is AttemptPhase.succeeded and attempt.xcom is not NO_XCOM:
                 self._xcoms[task] = attempt.xcom
         return attempts
+
+    def _stalled(self, status: DAGRunStatus) -> DAGRunStatus:
+        """No try runs, none can start and no wake-up is due: locally nothing will ever change.
+
+        (dependsOnPast on a failed previous run, for example; the operator would keep
+        such a run waiting, but a local run has nothing to wait for.) The run fails,
+        the waiting tasks keep their state and the engine's message saying why.
+        """
+        waiting = [
+            f"{task}: {instance.message or instance.state.value}"
+            for task, instance in status.tasks.items()
+            if not instance.state.finished
+        ]
+        self.observer.note("the run cannot progress: " + "; ".join(waiting))
+        return status.model_copy(
+            update={"state": RunState.failed, "end_time": format_time(datetime.now(UTC))}
+        )
 
     def _stop(self, status: DAGRunStatus) -> DAGRunStatus:
         """Terminate every running try and fold the run into its interrupted final state."""

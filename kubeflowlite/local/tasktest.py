@@ -128,7 +128,7 @@ def _stream(
     stdout = process.stdout
     assert stdout is not None
     try:
-        for raw in iter(lambda: stdout.read1(65536), b""):
+        for raw in iter(lambda: os.read(stdout.fileno(), 65536), b""):
             text = raw.decode("utf-8", errors="replace")
             out(text)
             tail = (tail + text)[-65536:]
