@@ -109,7 +109,9 @@ def test_an_overlong_last_line_is_rejected_like_a_file() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -135,7 +137,24 @@ def test_encode_refuses_what_cannot_be_stored() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [NO_XCOM, None, False, 0, 0.0, "", [], {}, "0", "false", "False", "FALSE", " false\n", "None", "null", "  "],
+    [
+        NO_XCOM,
+        None,
+        False,
+        0,
+        0.0,
+        "",
+        [],
+        {},
+        "0",
+        "false",
+        "False",
+        "FALSE",
+        " false\n",
+        "None",
+        "null",
+        "  ",
+    ],
 )
 def test_falsy_values_short_circuit(value: Any) -> None:
     assert is_falsy(value)
