@@ -7,18 +7,19 @@ Pending Pod has waited too long and which reasons to show a user, to what a
 lost node or a missing XCom means, is made here and tested over realistic Pod
 dicts without a cluster.
 
-A try only counts as `succeeded` once its XCom value parses; the shell stores it
-before it reports the attempt to the engine.
+A try only counts as `succeeded` once its XCom value parses (core.xcom's rules,
+the same as the local runner's); the shell stores it before it reports the
+attempt to the engine.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from kubeflowlite.core.engine import NO_XCOM, Attempt, AttemptPhase
+from kubeflowlite.core import xcom
+from kubeflowlite.core.engine import Attempt, AttemptPhase
 from kubeflowlite.k8s import names
 from kubeflowlite.k8s.pods import MAIN_CONTAINER
 
@@ -37,9 +38,6 @@ WAITING_PROBLEMS = frozenset(
     }
 )
 """Container waiting reasons worth telling a user about (anything but ContainerCreating)."""
-
-TERMINATION_MESSAGE_LIMIT = 4096
-"""The kubelet truncates a container's termination message to this many bytes."""
 
 MAX_EVENTS = 3
 MAX_MESSAGE = 1024
@@ -113,25 +111,26 @@ def attempt_from_pod(
 
 
 def parse_xcom(text: str) -> Any:
-    """The XCom value in a termination message: JSON, or NO_XCOM when the task wrote nothing.
+    """The XCom value in a main container's termination message (NO_XCOM if it is empty).
 
-    Raises ValueError with a user-facing message for text that is not JSON.
+    Raises core.xcom.XComError with the message a user sees as the task's failure;
+    a message the kubelet cut at its limit says so, since its JSON then breaks.
     """
-    if not text.strip():
-        return NO_XCOM
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        hint = ""
-        if len(text.encode("utf-8")) >= TERMINATION_MESSAGE_LIMIT:
-            hint = f" (the kubelet keeps only {TERMINATION_MESSAGE_LIMIT} bytes: the value is too large)"
-        raise ValueError(f"the XCom file is not valid JSON{hint}: {error}") from None
+        return xcom.parse_xcom_file(text)
+    except xcom.XComError as error:
+        if len(text.encode("utf-8")) >= xcom.XCOM_LIMIT_BYTES:
+            raise xcom.XComError(
+                f"{error} (the kubelet keeps only {xcom.XCOM_LIMIT_BYTES} bytes of a termination message: "
+                "the value is too large)"
+            ) from None
+        raise
 
 
 def _succeeded(make: Callable[..., Attempt], terminated: Mapping[str, Any], *, end_time: datetime) -> Attempt:
     try:
         value = parse_xcom(str(terminated.get("message") or ""))
-    except ValueError as error:
+    except xcom.XComError as error:
         return make(AttemptPhase.failed, end_time=end_time, message=_bounded(str(error)))
     return make(AttemptPhase.succeeded, end_time=end_time, xcom=value)
 

@@ -182,13 +182,19 @@ CASES = {
     "succeeded-invalid-xcom": Case(
         pod("Succeeded", containerStatuses=main_status(terminated(0, "{not json"))),
         AttemptPhase.failed,
-        message="the XCom file is not valid JSON",
+        message="return value is not valid JSON",
         exit_code=0,
     ),
     "succeeded-truncated-xcom": Case(
         pod("Succeeded", containerStatuses=main_status(terminated(0, '["' + "x" * 4094))),
         AttemptPhase.failed,
         message="the value is too large",
+        exit_code=0,
+    ),
+    "succeeded-oversize-xcom": Case(
+        pod("Succeeded", containerStatuses=main_status(terminated(0, '"' + "x" * 5000 + '"'))),
+        AttemptPhase.failed,
+        message="over the 4096-byte limit",
         exit_code=0,
     ),
     "failed-exit-code": Case(
