@@ -267,3 +267,19 @@ def test_dag_names_longer_than_a_label_value_are_rejected(cluster: Any, crds: No
     )
     assert result.returncode != 0
     assert "at most 63 characters" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("example", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_example_is_accepted(cluster: Any, crds: None, namespace: str, example: Path) -> None:
+    result = kubectl(
+        cluster,
+        "create",
+        "--dry-run=server",
+        "--validate=strict",
+        "-n",
+        namespace,
+        "-f",
+        str(example),
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
