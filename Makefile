@@ -27,6 +27,10 @@ lint: venv ## ruff, mypy --strict and the import layering contracts
 pytest: venv tools
 	$(BIN)/pytest
 
+.PHONY: run
+run: venv ## the main job on the embedded default: the Airflow tutorial DAG, run locally
+	$(BIN)/kubeflowlite run examples/tutorial.yaml --date 2020-02-09
+
 unit: venv ## only the fast tests that need no cluster
 	$(BIN)/pytest -m 'not cluster'
 

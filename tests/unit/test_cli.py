@@ -97,7 +97,7 @@ class TestDagSelection:
         missing = invoke("tasks", path, "--dag", "third")
         assert missing.exit_code == 2 and "no DAG named 'third'" in missing.output
 
-    def test_invalid_dag_exits_2_with_every_issue(self, tmp_path: Path) -> None:
+    def test_invalid_dag_exits_2_with_every_issue(self, tmp_path: Path, in_tmp: Path) -> None:
         path = write(
             tmp_path / "bad.yaml",
             dag_doc(
@@ -113,6 +113,7 @@ class TestDagSelection:
             assert result.exit_code == 2, command
             assert "nope" in result.output  # the unknown upstream
             assert "duplicate" in result.output.lower()  # and the duplicate name, both at once
+        assert not (in_tmp / "kfl-runs").exists()
 
 
 class TestRun:
