@@ -5,7 +5,7 @@ module kubeflowlite.io/hack/tools/kubernetes
 
 go 1.24.0
 
-require k8s.io/kubernetes v1.33.13
+require k8s.io/kubernetes v1.33.13 // indirect
 
 require (
 	cel.dev/expr v0.19.1 // indirect
@@ -190,4 +190,10 @@ replace (
 	k8s.io/sample-apiserver => k8s.io/sample-apiserver v0.33.13
 	k8s.io/sample-cli-plugin => k8s.io/sample-cli-plugin v0.33.13
 	k8s.io/sample-controller => k8s.io/sample-controller v0.33.13
+)
+
+tool (
+	k8s.io/kubernetes/cmd/kube-apiserver
+	k8s.io/kubernetes/cmd/kube-controller-manager
+	k8s.io/kubernetes/cmd/kube-scheduler
 )

@@ -1,0 +1,1 @@
+"""The hermetic Kubernetes control plane used by kubeflowlite's tests and developers."""

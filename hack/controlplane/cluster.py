@@ -1,0 +1,360 @@
+"""Start and stop a hermetic Kubernetes control plane from cached binaries.
+
+etcd, kube-apiserver (RBAC, secure serving, service-account keys),
+kube-controller-manager, kube-scheduler and KWOK with three simulated nodes, all on
+loopback, each in its own process group, in a fresh temp dir on fresh ports, so a
+crashed earlier run can never get in the way of the next. `hack/cluster` (users) and
+the pytest fixture (tests) both drive this module. Standard library only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import pki
+
+HACK_DIR = Path(__file__).resolve().parent.parent
+REPO_DIR = HACK_DIR.parent
+STAGES_FILE = HACK_DIR / "kwok" / "stages.yaml"
+NODE_COUNT = 3
+NODE_ANNOTATION = "kwok.x-k8s.io/node"
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+SERVICE_CIDR = "10.0.0.0/24"
+
+
+class ControlPlaneError(RuntimeError):
+    """A component failed to start; the message carries the tail of its log."""
+
+
+def build_tools() -> Path:
+    """Run hack/build-tools (builds only what the cache lacks) and return the bin dir."""
+    out = subprocess.run(
+        [str(HACK_DIR / "build-tools")], check=True, stdout=subprocess.PIPE, text=True
+    ).stdout.strip()
+    return Path(out.splitlines()[-1])
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ControlPlane:
+    """A running control plane; `state.json` in its dir lets another process stop it."""
+
+    state_dir: Path
+    bin_dir: Path
+    server: str
+    kubeconfig: Path
+    pids: dict[str, int] = field(default_factory=dict)
+    started_seconds: float = 0.0
+    owner_pid: int = field(default_factory=os.getpid)
+    """The process that started the plane; a plane whose owner died is an orphan (see reap_orphans)."""
+
+    # -- lifecycle -----------------------------------------------------------------
+    @classmethod
+    def start(cls, bin_dir: Path, *, base_dir: Path | None = None, timeout: float = 90.0) -> ControlPlane:
+        t0 = time.monotonic()
+        state_dir = Path(tempfile.mkdtemp(prefix="kfl-cluster-", dir=base_dir))
+        (state_dir / "logs").mkdir()
+        keys = pki.create(state_dir / "pki")
+        ports = {name: _free_port() for name in ("etcd", "etcd-peer", "apiserver", "kcm", "sched", "kwok")}
+        server = f"https://127.0.0.1:{ports['apiserver']}"
+        kubeconfigs = {
+            name: pki.kubeconfig(
+                state_dir / f"{name}.kubeconfig", server=server, ca=keys.ca_cert, client=client, user=name
+            )
+            for name, client in keys.clients.items()
+        }
+        plane = cls(state_dir=state_dir, bin_dir=bin_dir, server=server, kubeconfig=kubeconfigs["admin"])
+        try:
+            plane._launch(
+                "etcd",
+                [
+                    "--name=kfl", f"--data-dir={state_dir / 'etcd'}",
+                    f"--listen-client-urls=http://127.0.0.1:{ports['etcd']}",
+                    f"--advertise-client-urls=http://127.0.0.1:{ports['etcd']}",
+                    f"--listen-peer-urls=http://127.0.0.1:{ports['etcd-peer']}",
+                    f"--initial-advertise-peer-urls=http://127.0.0.1:{ports['etcd-peer']}",
+                    f"--initial-cluster=kfl=http://127.0.0.1:{ports['etcd-peer']}",
+                    "--unsafe-no-fsync", "--log-level=warn", "--quota-backend-bytes=4294967296",
+                ],
+            )  # fmt: skip
+            plane._launch(
+                "kube-apiserver",
+                [
+                    f"--etcd-servers=http://127.0.0.1:{ports['etcd']}",
+                    "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+                    f"--secure-port={ports['apiserver']}", f"--cert-dir={state_dir / 'apiserver-certs'}",
+                    f"--tls-cert-file={keys.serving_cert}", f"--tls-private-key-file={keys.serving_key}",
+                    f"--client-ca-file={keys.ca_cert}",
+                    "--authorization-mode=RBAC", "--anonymous-auth=false", "--allow-privileged=true",
+                    f"--service-cluster-ip-range={SERVICE_CIDR}",
+                    "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                    f"--service-account-key-file={keys.sa_pub}",
+                    f"--service-account-signing-key-file={keys.sa_key}",
+                    "--endpoint-reconciler-type=none", "--profiling=false", "--v=1",
+                ],
+            )  # fmt: skip
+            plane._wait_ready(timeout - (time.monotonic() - t0))
+            plane._launch(
+                "kube-controller-manager",
+                [
+                    f"--kubeconfig={kubeconfigs['controller-manager']}",
+                    f"--authentication-kubeconfig={kubeconfigs['controller-manager']}",
+                    f"--authorization-kubeconfig={kubeconfigs['controller-manager']}",
+                    "--bind-address=127.0.0.1", f"--secure-port={ports['kcm']}",
+                    "--leader-elect=false", "--use-service-account-credentials=true",
+                    f"--service-account-private-key-file={keys.sa_key}", f"--root-ca-file={keys.ca_cert}",
+                    f"--service-cluster-ip-range={SERVICE_CIDR}",
+                    "--controllers=*,-nodeipam,-service-lb-controller,-cloud-node-lifecycle-controller,"
+                    "-persistentvolume-binder-controller,-persistentvolume-expander-controller,"
+                    "-persistentvolume-attach-detach-controller,-certificatesigningrequest-signing-controller",
+                    "--concurrent-gc-syncs=5", "--v=1",
+                ],
+            )  # fmt: skip
+            plane._launch(
+                "kube-scheduler",
+                [
+                    f"--kubeconfig={kubeconfigs['scheduler']}",
+                    f"--authentication-kubeconfig={kubeconfigs['scheduler']}",
+                    f"--authorization-kubeconfig={kubeconfigs['scheduler']}",
+                    "--bind-address=127.0.0.1", f"--secure-port={ports['sched']}", "--leader-elect=false", "--v=1",
+                ],
+            )  # fmt: skip
+            plane._launch(
+                "kwok",
+                [
+                    f"--kubeconfig={kubeconfigs['kwok']}", f"--config={STAGES_FILE}",
+                    "--manage-all-nodes=false", f"--manage-nodes-with-annotation-selector={NODE_ANNOTATION}=fake",
+                    f"--server-address=127.0.0.1:{ports['kwok']}", "--node-lease-duration-seconds=40",
+                    "--cidr=10.1.0.0/16", "--node-ip=10.2.0.1",
+                ],
+            )  # fmt: skip
+            plane._create_nodes()
+            plane._wait_until(
+                "3 nodes Ready, the default ServiceAccount created",
+                plane._nodes_and_sa_ready,
+                timeout - (time.monotonic() - t0),
+            )
+        except BaseException:
+            plane.stop()
+            raise
+        plane.started_seconds = time.monotonic() - t0
+        plane._save()
+        return plane
+
+    def stop(self) -> None:
+        """Kill every component's process group (SIGTERM, then SIGKILL) and remove the dir."""
+        for name in reversed(list(self.pids)):
+            _kill_group(self.pids[name], signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for pid in self.pids.values():
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            _kill_group(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    @classmethod
+    def load(cls, state_dir: Path) -> ControlPlane:
+        data = json.loads((state_dir / "state.json").read_text())
+        return cls(
+            state_dir=Path(data["state_dir"]),
+            bin_dir=Path(data["bin_dir"]),
+            server=data["server"],
+            kubeconfig=Path(data["kubeconfig"]),
+            pids={k: int(v) for k, v in data["pids"].items()},
+            started_seconds=float(data["started_seconds"]),
+            owner_pid=int(data.get("owner_pid", 0)),
+        )
+
+    def adopt(self) -> None:
+        """Make the current process the owner (`hack/cluster up` hands the plane to the user)."""
+        self.owner_pid = 0
+        self._save()
+
+    def alive(self) -> dict[str, bool]:
+        return {name: _alive(pid) for name, pid in self.pids.items()}
+
+    # -- helpers for users of a running plane --------------------------------------------
+    def kubectl(
+        self, *args: str, check: bool = True, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
+            check=check,
+            capture_output=True,
+            text=True,
+            input=input,
+        )
+
+    def log_files(self) -> Iterator[Path]:
+        yield from sorted((self.state_dir / "logs").glob("*.log"))
+
+    def copy_logs(self, destination: Path) -> None:
+        destination.mkdir(parents=True, exist_ok=True)
+        for log in self.log_files():
+            shutil.copy2(log, destination / log.name)
+
+    # -- internals -------------------------------------------------------------------
+    def _launch(self, name: str, args: list[str]) -> None:
+        log = open(self.state_dir / "logs" / f"{name}.log", "wb")  # noqa: SIM115 - owned by the child
+        proc = subprocess.Popen(
+            [str(self.bin_dir / name), *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=self.state_dir,
+        )
+        log.close()
+        self.pids[name] = proc.pid
+        self._save()
+
+    def _save(self) -> None:
+        data = asdict(self)
+        data = {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}
+        (self.state_dir / "state.json").write_text(json.dumps(data, indent=2))
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        keys = self.state_dir / "pki"
+        ctx = ssl.create_default_context(cafile=str(keys / "ca.crt"))
+        ctx.load_cert_chain(str(keys / "admin.crt"), str(keys / "admin.key"))
+        return ctx
+
+    def request(self, method: str, path: str, body: object | None = None) -> object:
+        """A tiny admin REST client, so that starting the plane needs no kubectl or Python client."""
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(
+            self.server + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(req, context=self._ssl_context(), timeout=5) as resp:
+            raw = resp.read()
+        return json.loads(raw) if raw.startswith(b"{") else raw.decode()
+
+    def _check_components(self) -> None:
+        for name, pid in self.pids.items():
+            if not _alive(pid):
+                raise ControlPlaneError(f"{name} exited during start-up:\n{self._tail(name)}")
+
+    def _tail(self, name: str, lines: int = 30) -> str:
+        path = self.state_dir / "logs" / f"{name}.log"
+        try:
+            return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def _wait_until(self, what: str, probe: object, timeout: float) -> None:
+        deadline = time.monotonic() + max(timeout, 1.0)
+        last_error = ""
+        while time.monotonic() < deadline:
+            self._check_components()
+            try:
+                if probe():  # type: ignore[operator]
+                    return
+            except (OSError, urllib.error.URLError, ValueError, KeyError) as err:
+                last_error = str(err)
+            time.sleep(0.1)
+        logs = "\n".join(f"--- {n} ---\n{self._tail(n, 15)}" for n in self.pids)
+        raise ControlPlaneError(f"timed out waiting for {what} ({last_error})\n{logs}")
+
+    def _wait_ready(self, timeout: float) -> None:
+        self._wait_until("kube-apiserver /readyz", lambda: self.request("GET", "/readyz") == "ok", timeout)
+
+    def _create_nodes(self) -> None:
+        for i in range(NODE_COUNT):
+            name = f"kwok-node-{i}"
+            self.request(
+                "POST",
+                "/api/v1/nodes",
+                {
+                    "apiVersion": "v1",
+                    "kind": "Node",
+                    "metadata": {
+                        "name": name,
+                        "annotations": {NODE_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                        "labels": {
+                            "kubernetes.io/hostname": name,
+                            "kubernetes.io/os": "linux",
+                            "kubernetes.io/arch": "amd64",
+                            "type": "kwok",
+                        },
+                    },
+                },
+            )
+
+    def _nodes_and_sa_ready(self) -> bool:
+        nodes = self.request("GET", "/api/v1/nodes")
+        assert isinstance(nodes, dict)
+        ready = [
+            n
+            for n in nodes["items"]
+            if any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in n.get("status", {}).get("conditions", [])
+            )
+        ]
+        if len(ready) < NODE_COUNT:
+            return False
+        try:
+            self.request("GET", "/api/v1/namespaces/default/serviceaccounts/default")
+        except urllib.error.HTTPError as err:
+            if err.code == 404:
+                return False
+            raise
+        return True
+
+
+def reap_orphans(base_dir: Path | None = None) -> list[Path]:
+    """Stop planes left behind by test sessions that crashed (their owner process is gone).
+
+    Planes started by `hack/cluster up` have no owner and are left alone.
+    """
+    reaped = []
+    for state in Path(base_dir or tempfile.gettempdir()).glob("kfl-cluster-*/state.json"):
+        try:
+            plane = ControlPlane.load(state.parent)
+        except (OSError, ValueError, KeyError):
+            continue
+        if plane.owner_pid and not _alive(plane.owner_pid):
+            plane.stop()
+            reaped.append(plane.state_dir)
+    return reaped
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours is dead for our purposes.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _kill_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
