@@ -1,0 +1,314 @@
+"""Reading DAG files: YAML to validated DAG objects, or every problem with its path.
+
+A DAG file is what users edit by hand, so a broken one must explain itself in the
+file's own terms: wire (camelCase) paths such as `spec.tasks[2].retries`, the valid
+values of an enum, "unknown field" for a typo, the line of a YAML syntax error. The
+structural errors (pydantic) and the whole-DAG errors (core.validation) come out the
+same way, as `InvalidDAGError` with a list of `Issue`s.
+
+This is the one module of core that reads files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from kubeflowlite.api.dag import DAG
+from kubeflowlite.core.validation import InvalidDAGError, Issue, validate_dag
+
+__all__ = ["DAG_FILE_SUFFIXES", "load_dag_file", "load_dags", "parse_dag"]
+
+DAG_FILE_SUFFIXES = (".yaml", ".yml")
+
+
+def parse_dag(obj: Mapping[str, Any], *, source: str = "<input>") -> DAG:
+    """`obj` (a decoded DAG document) as a DAG; InvalidDAGError with every structural or DAG-level issue."""
+    if not isinstance(obj, Mapping):
+        raise InvalidDAGError([Issue("", f"a DAG document must be a mapping, not {_kind_of(obj)}")], source)
+    kind = obj.get("kind")
+    if kind != "DAG":
+        message = "missing kind (expected kind: DAG)" if kind is None else f"kind is {kind!r}, expected 'DAG'"
+        raise InvalidDAGError([Issue("kind", message)], source)
+    try:
+        dag = DAG.model_validate(dict(obj))
+    except ValidationError as error:
+        raise InvalidDAGError(_issues_from(error), source) from None
+    issues = validate_dag(dag)
+    if issues:
+        raise InvalidDAGError(issues, source)
+    return dag
+
+
+def load_dag_file(path: str | Path) -> list[DAG]:
+    """Every DAG of a (multi-document) YAML file; empty documents are skipped, others must be kind DAG.
+
+    InvalidDAGError lists the problems of every document, each prefixed with its
+    document number when the file holds several; OSError if the file cannot be read.
+    """
+    file = Path(path)
+    source = str(path)
+    text = file.read_text(encoding="utf-8")
+    try:
+        documents = list(yaml.safe_load_all(text))
+    except yaml.YAMLError as error:
+        raise InvalidDAGError([_yaml_issue(error)], source) from None
+    non_empty = [(index, document) for index, document in enumerate(documents) if document is not None]
+    if not non_empty:
+        raise InvalidDAGError([Issue("", "no DAG in file (it is empty)")], source)
+    dags: list[DAG] = []
+    issues: list[Issue] = []
+    several = len(documents) > 1
+    names: dict[str, int] = {}
+    for index, document in non_empty:
+        prefix = f"document {index + 1}: " if several else ""
+        try:
+            dag = parse_dag(document, source=source)
+        except InvalidDAGError as error:
+            issues += [
+                Issue(prefix + issue.path if issue.path else prefix.rstrip(": "), issue.message)
+                for issue in error.issues
+            ]
+            continue
+        if dag.dag_id in names:
+            issues.append(
+                Issue(
+                    f"{prefix}metadata.name",
+                    f"DAG {dag.dag_id!r} is defined twice in this file (also document {names[dag.dag_id] + 1})",
+                )
+            )
+            continue
+        names[dag.dag_id] = index
+        dags.append(dag)
+    if issues:
+        raise InvalidDAGError(issues, source)
+    return dags
+
+
+def load_dags(path: str | Path) -> list[DAG]:
+    """The DAGs of a file, or of every *.yaml/*.yml file under a directory (recursively, sorted).
+
+    Problems of all files are collected into one InvalidDAGError (source: the path
+    given), each issue's path prefixed with its file.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        return load_dag_file(root)
+    files = sorted(p for p in root.rglob("*") if p.suffix in DAG_FILE_SUFFIXES and p.is_file())
+    dags: list[DAG] = []
+    issues: list[Issue] = []
+    for file in files:
+        try:
+            dags += load_dag_file(file)
+        except InvalidDAGError as error:
+            issues += [
+                Issue(f"{file}: {issue.path}" if issue.path else str(file), issue.message)
+                for issue in error.issues
+            ]
+        except (OSError, UnicodeDecodeError) as error:
+            issues.append(Issue(str(file), f"cannot read: {error}"))
+    if issues:
+        raise InvalidDAGError(issues, str(path))
+    return dags
+
+
+# -- error conversion -------------------------------------------------------------------
+
+
+def _kind_of(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _yaml_issue(error: yaml.YAMLError) -> Issue:
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    problem = getattr(error, "problem", None) or str(error)
+    context = getattr(error, "context", None)
+    message = f"YAML syntax error: {problem}"
+    if context:
+        message += f" ({context})"
+    if mark is not None:
+        return Issue(f"line {mark.line + 1}, column {mark.column + 1}", message)
+    return Issue("", message)
+
+
+def _wire_path(loc: Sequence[int | str], model: type[BaseModel] = DAG) -> str:
+    """A pydantic error location as a wire path: ('spec', 'tasks', 2, 'retries') -> spec.tasks[2].retries.
+
+    Locations are reported with aliases (pydantic validates by alias first), but a
+    snake_case key would appear as written; model field names are mapped to their aliases.
+    """
+    text = ""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+            current = _item_model(current)
+            continue
+        name = str(part)
+        current, name = _descend(current, name)
+        if current is _MAPPING_KEYS:
+            text += f"[{name}]"
+            current = None
+            continue
+        text += f".{name}" if text else name
+    return text
+
+
+_MAPPING_KEYS = object()
+
+
+def _descend(model: Any, key: str) -> tuple[Any, str]:
+    """The model class reached through `key` and the key's wire spelling."""
+    if model is _MAPPING_VALUES:
+        return _MAPPING_KEYS, key
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return None, key
+    for field_name, info in model.model_fields.items():
+        alias = info.alias or field_name
+        if key in (alias, field_name):
+            return _annotation_model(info.annotation), alias
+    return None, key
+
+
+_MAPPING_VALUES = object()
+
+
+def _annotation_model(annotation: Any) -> Any:
+    """The BaseModel (or list/dict marker) a field's annotation leads to, for walking paths."""
+    import types
+    import typing
+
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        for arg in args:
+            if arg is not type(None):
+                return _annotation_model(arg)
+        return None
+    if origin is list:
+        return ("list", _annotation_model(args[0]) if args else None)
+    if origin is dict:
+        return _MAPPING_VALUES
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
+def _item_model(current: Any) -> Any:
+    if isinstance(current, tuple) and current and current[0] == "list":
+        return current[1]
+    return None
+
+
+def _enum_values(model: Any, loc: Sequence[int | str]) -> list[str] | None:
+    """The valid values of the enum field at `loc`, if it is one."""
+    import types
+    import typing
+
+    current: Any = model
+    annotation: Any = None
+    for part in loc:
+        if isinstance(part, int):
+            current = _item_model(current)
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        for field_name, info in current.model_fields.items():
+            if part in (info.alias or field_name, field_name):
+                annotation = info.annotation
+                current = _annotation_model(annotation)
+                break
+        else:
+            return None
+    candidates = (
+        typing.get_args(annotation)
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        else (annotation,)
+    )
+    for candidate in candidates:
+        if isinstance(candidate, type) and issubclass(candidate, Enum):
+            return [str(member.value) for member in candidate]
+    return None
+
+
+def _message(error: ErrorDetails) -> str:
+    kind = error["type"]
+    loc = error["loc"]
+    value = error.get("input")
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "enum":
+        valid = _enum_values(DAG, loc)
+        if valid:
+            return f"invalid value {value!r}; valid values: {', '.join(valid)}"
+    if kind == "literal_error":
+        expected = (error.get("ctx") or {}).get("expected")
+        return f"invalid value {value!r}; expected {expected}"
+    if kind == "string_pattern_mismatch" and loc and str(loc[-1]) in _DURATION_KEYS:
+        return f"not a duration: {value!r} (expected e.g. 30s, 5m, 1h30m, 1d, 250ms, or a number of seconds)"
+    if kind == "string_pattern_mismatch" and loc and str(loc[-1]) == "name":
+        return f"invalid name {value!r}: does not match {(error.get('ctx') or {}).get('pattern')}"
+    message = error["msg"]
+    if kind.endswith("_type") and value is not None:
+        message += (
+            f" (got {_kind_of(value)}: {value!r})"
+            if not isinstance(value, (dict, list))
+            else f" (got {_kind_of(value)})"
+        )
+    elif kind.endswith("_type"):
+        message += " (got null)"
+    return message
+
+
+_DURATION_KEYS = {
+    "retryDelay",
+    "retry_delay",
+    "maxRetryDelay",
+    "max_retry_delay",
+    "executionTimeout",
+    "execution_timeout",
+    "pokeInterval",
+    "poke_interval",
+    "timeout",
+    "offset",
+}
+
+
+def _issues_from(error: ValidationError) -> list[Issue]:
+    issues: list[Issue] = []
+    seen: set[tuple[str, str]] = set()
+    for detail in error.errors(include_url=False):
+        loc = [part for part in detail["loc"] if not _is_union_tag(part)]
+        issue = Issue(_wire_path(loc), _message({**detail, "loc": tuple(loc)}))
+        key = (issue.path, issue.message)
+        if key not in seen:
+            seen.add(key)
+            issues.append(issue)
+    return issues
+
+
+def _is_union_tag(part: int | str) -> bool:
+    """pydantic adds the union member's type name (e.g. 'str', 'function-after[...]') to a location."""
+    return isinstance(part, str) and (
+        part in ("str", "int", "float", "bool", "list", "dict", "none") or "[" in part
+    )
