@@ -11,6 +11,7 @@ This is the one module of core that reads files.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from enum import Enum
 from pathlib import Path
@@ -21,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from kubeflowlite.api.dag import DAG
-from kubeflowlite.core.validation import InvalidDAGError, Issue, validate_dag
+from kubeflowlite.core.validation import DAG_NAME_RULE, TASK_NAME_RULE, InvalidDAGError, Issue, validate_dag
 
 __all__ = ["DAG_FILE_SUFFIXES", "load_dag_file", "load_dags", "parse_dag"]
 
@@ -39,11 +40,82 @@ def parse_dag(obj: Mapping[str, Any], *, source: str = "<input>") -> DAG:
     try:
         dag = DAG.model_validate(dict(obj))
     except ValidationError as error:
-        raise InvalidDAGError(_issues_from(error), source) from None
+        issues = _issues_from(error)
+        salvaged = _salvage(obj, error)
+        if salvaged is not None:
+            reported = {issue.path for issue in issues}
+            issues += [issue for issue in validate_dag(salvaged) if issue.path not in reported]
+        raise InvalidDAGError(issues, source) from None
     issues = validate_dag(dag)
     if issues:
         raise InvalidDAGError(issues, source)
     return dag
+
+
+_SALVAGE_ROUNDS = 4
+
+
+def _salvage(obj: Mapping[str, Any], error: ValidationError) -> DAG | None:
+    """A best-effort DAG despite structural errors, so DAG-level problems are reported in the same pass.
+
+    Each offending value is dropped (its default applies); a DAG or task name that only
+    fails its pattern is parsed under a placeholder and put back afterwards, so
+    dependencies on it still resolve. None when the document cannot be repaired this way
+    (a required field is missing, a list item has the wrong type).
+    """
+    data: dict[str, Any] = copy.deepcopy(dict(obj))
+    names: dict[tuple[str | int, ...], Any] = {}
+    for _ in range(_SALVAGE_ROUNDS):
+        for detail in error.errors(include_url=False):
+            loc = tuple(part for part in detail["loc"] if not _is_union_tag(part))
+            if not _repair(data, loc, detail["type"], names):
+                return None
+        try:
+            dag = DAG.model_validate(data)
+        except ValidationError as again:
+            error = again
+            continue
+        return _restore_names(dag, names)
+    return None
+
+
+def _repair(
+    data: dict[str, Any], loc: tuple[str | int, ...], kind: str, names: dict[tuple[str | int, ...], Any]
+) -> bool:
+    if not loc or kind == "missing" or isinstance(loc[-1], int):
+        return False
+    parent: Any = data
+    for part in loc[:-1]:
+        try:
+            parent = parent[part]
+        except (KeyError, IndexError, TypeError):
+            return True  # already removed with an enclosing value
+    if not isinstance(parent, dict) or loc[-1] not in parent:
+        return True
+    is_task_name = len(loc) == 4 and loc[:2] == ("spec", "tasks") and loc[3] == "name"
+    if loc == ("metadata", "name") or is_task_name:
+        if loc in names or not isinstance(parent[loc[-1]], str):
+            return False
+        names[loc] = parent[loc[-1]]
+        parent[loc[-1]] = f"kfl-placeholder-{len(names)}"
+        return True
+    del parent[loc[-1]]
+    return True
+
+
+def _restore_names(dag: DAG, names: dict[tuple[str | int, ...], Any]) -> DAG:
+    if not names:
+        return dag
+    tasks = list(dag.spec.tasks)
+    metadata = dag.metadata
+    for loc, original in names.items():
+        if loc == ("metadata", "name"):
+            metadata = metadata.model_copy(update={"name": original})
+        else:
+            index = int(loc[2])
+            tasks[index] = tasks[index].model_copy(update={"name": original})
+    spec = dag.spec.model_copy(update={"tasks": tasks})
+    return dag.model_copy(update={"metadata": metadata, "spec": spec})
 
 
 def load_dag_file(path: str | Path) -> list[DAG]:
@@ -266,8 +338,19 @@ def _message(error: ErrorDetails) -> str:
         return f"invalid value {value!r}; expected {expected}"
     if kind == "string_pattern_mismatch" and loc and str(loc[-1]) in _DURATION_KEYS:
         return f"not a duration: {value!r} (expected e.g. 30s, 5m, 1h30m, 1d, 250ms, or a number of seconds)"
-    if kind == "string_pattern_mismatch" and loc and str(loc[-1]) == "name":
-        return f"invalid name {value!r}: does not match {(error.get('ctx') or {}).get('pattern')}"
+    if kind in ("string_pattern_mismatch", "string_too_long") and tuple(loc) == ("metadata", "name"):
+        return f"invalid DAG name {value!r}: {DAG_NAME_RULE}"
+    if kind in ("string_pattern_mismatch", "string_too_long") and len(loc) == 4 and loc[3] == "name":
+        return f"invalid task name {value!r}: {TASK_NAME_RULE}"
+    ctx = error.get("ctx") or {}
+    if kind == "too_short" and tuple(loc) == ("spec", "tasks"):
+        return "a DAG needs at least one task"
+    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        bound = next(iter(ctx.values()), None)
+        symbol = {"greater_than_equal": ">=", "less_than_equal": "<=", "greater_than": ">", "less_than": "<"}[
+            kind
+        ]
+        return f"must be {symbol} {bound} (got {value!r})"
     message = error["msg"]
     if kind.endswith("_type") and value is not None:
         message += (

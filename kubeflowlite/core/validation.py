@@ -23,6 +23,9 @@ from kubeflowlite.core import durations, schedule, templating
 
 __all__ = [
     "DAG_NAME_MAX",
+    "DAG_NAME_RULE",
+    "TASK_NAME_RULE",
+    "CycleError",
     "InvalidDAGError",
     "Issue",
     "TaskGraph",
@@ -34,6 +37,14 @@ TASK_NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
 """Task names become label values: at most 63 characters, alphanumeric at both ends."""
 DNS1123_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 DAG_NAME_MAX = 63
+TASK_NAME_RULE = (
+    "at most 63 characters of letters, digits, '_', '-' and '.', starting and ending with a letter or "
+    "digit (task names become Kubernetes label values)"
+)
+DAG_NAME_RULE = (
+    f"at most {DAG_NAME_MAX} characters of lowercase letters, digits, '-' and '.', starting and ending "
+    "with a letter or digit (a DNS-1123 name: DAG names become Kubernetes object names)"
+)
 
 
 @dataclass(frozen=True)
@@ -63,6 +74,14 @@ class InvalidDAGError(Exception):
 
 
 # -- the task graph ---------------------------------------------------------------------
+
+
+class CycleError(ValueError):
+    """The task dependencies have a cycle; `.cycle` is it, closed: ['a', 'b', 'a']."""
+
+    def __init__(self, cycle: list[str]) -> None:
+        self.cycle = cycle
+        super().__init__(f"cycle: {' -> '.join(cycle)}")
 
 
 class TaskGraph:
@@ -126,8 +145,7 @@ def _topological_order(
             if waiting[child] == 0:
                 heapq.heappush(ready, position[child])
     if len(order) != len(names):
-        cycle = _find_cycle(names, upstream, {name for name in names if waiting[name] > 0})
-        raise ValueError(f"cycle: {' -> '.join(cycle)}")
+        raise CycleError(_find_cycle(names, upstream, {name for name in names if waiting[name] > 0}))
     return tuple(order)
 
 
@@ -189,15 +207,9 @@ def validate_dag(dag: DAG) -> list[Issue]:
 
 
 def _check_name(name: str) -> list[Issue]:
-    problems = []
-    if len(name) > DAG_NAME_MAX:
-        problems.append(f"must be at most {DAG_NAME_MAX} characters (it is {len(name)})")
-    if not DNS1123_SUBDOMAIN_RE.match(name):
-        problems.append(
-            "must be a DNS-1123 name: lowercase letters, digits, '-' and '.', starting and ending "
-            "with a letter or digit"
-        )
-    return [Issue("metadata.name", f"invalid DAG name {name!r}: {p}") for p in problems]
+    if len(name) > DAG_NAME_MAX or not DNS1123_SUBDOMAIN_RE.match(name):
+        return [Issue("metadata.name", f"invalid DAG name {name!r}: {DAG_NAME_RULE}")]
+    return []
 
 
 def _parse_date(issues: list[Issue], path: str, text: str | None) -> datetime | None:
@@ -291,8 +303,11 @@ def _check_tasks(spec: DAGSpec) -> list[Issue]:
         issues += _check_task(spec, index, task, first_index)
     try:
         graph = task_graph(spec)
-    except ValueError as error:
-        issues.append(Issue("spec.tasks", f"dependency {error}"))
+    except CycleError as error:
+        first = min(first_index[name] for name in error.cycle)
+        issues.append(
+            Issue(f"spec.tasks[{first}].dependsOn", f"dependency cycle: {' -> '.join(error.cycle)}")
+        )
     else:
         for index, task in enumerate(spec.tasks):
             if task.branch and first_index.get(task.name) == index and not graph.downstream[task.name]:
@@ -308,11 +323,7 @@ def _check_tasks(spec: DAGSpec) -> list[Issue]:
 def _check_task(spec: DAGSpec, index: int, task: Task, known: dict[str, int]) -> Iterator[Issue]:
     path = f"spec.tasks[{index}]"
     if not TASK_NAME_RE.match(task.name):
-        yield Issue(
-            f"{path}.name",
-            f"invalid task name {task.name!r}: at most 63 characters of letters, digits, '_', '-' and '.', "
-            "starting and ending with a letter or digit (task names become Kubernetes label values)",
-        )
+        yield Issue(f"{path}.name", f"invalid task name {task.name!r}: {TASK_NAME_RULE}")
     seen: set[str] = set()
     for position, upstream in enumerate(task.depends_on):
         where = f"{path}.dependsOn[{position}]"
