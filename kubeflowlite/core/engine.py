@@ -43,7 +43,6 @@ the shells never mutate in place).
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -52,7 +51,7 @@ from typing import Any
 
 from kubeflowlite.api.dag import DAGSpec, Task, TaskType, TriggerRule
 from kubeflowlite.api.dagrun import DAGRunStatus, RunState, TaskInstanceStatus, TaskState, TryRecord
-from kubeflowlite.core import retries, triggers
+from kubeflowlite.core import durations, retries, triggers, validation
 from kubeflowlite.core.xcom import NO_XCOM, XComError, branch_targets, is_falsy
 
 __all__ = [
@@ -193,6 +192,7 @@ class _Plan:
     """A DAG spec compiled for the engine: tasks in topological order and their edges."""
 
     spec: DAGSpec
+    spec_tasks: int
     order: tuple[_TaskPlan, ...]
     by_name: dict[str, _TaskPlan]
     max_active: int
@@ -220,52 +220,25 @@ def _effective(task: Task, spec: DAGSpec, name: str) -> Any:
 
 
 def _duration(text: str | None) -> timedelta | None:
-    return None if text is None else retries.parse_duration(text)
+    return None if text is None else durations.parse_duration(text)
 
 
 def _compile(spec: DAGSpec) -> _Plan:
-    """Build the plan; ValueError for what validation rejects (duplicates, unknown upstream, cycles)."""
-    index: dict[str, int] = {}
+    """Build the plan of a validated spec (core.validation.task_graph raises ValueError on a cycle)."""
+    graph = validation.task_graph(spec)
+    first: dict[str, tuple[int, Task]] = {}
     for position, task in enumerate(spec.tasks):
-        if task.name in index:
-            raise ValueError(f"duplicate task name {task.name!r}")
-        index[task.name] = position
-    upstream: list[tuple[str, ...]] = []
-    downstream: dict[str, list[str]] = {task.name: [] for task in spec.tasks}
-    for task in spec.tasks:
-        ups = tuple(dict.fromkeys(task.depends_on))
-        for up in ups:
-            if up not in index:
-                raise ValueError(f"task {task.name!r} depends on unknown task {up!r}")
-            downstream[up].append(task.name)
-        upstream.append(ups)
-
-    # Kahn's algorithm with a heap of file positions: the file order when it is already topological.
-    waiting = [len(ups) for ups in upstream]
-    ready = [position for position, count in enumerate(waiting) if count == 0]
-    heapq.heapify(ready)
-    order: list[int] = []
-    while ready:
-        position = heapq.heappop(ready)
-        order.append(position)
-        for child in downstream[spec.tasks[position].name]:
-            waiting[index[child]] -= 1
-            if waiting[index[child]] == 0:
-                heapq.heappush(ready, index[child])
-    if len(order) < len(spec.tasks):
-        stuck = sorted(spec.tasks[p].name for p, count in enumerate(waiting) if count > 0)
-        raise ValueError(f"the tasks form a cycle; tasks on or after it: {', '.join(stuck)}")
-
+        first.setdefault(task.name, (position, task))
     plans: dict[str, _TaskPlan] = {}
-    for position in order:
-        task = spec.tasks[position]
+    for name in graph.topological_order:
+        position, task = first[name]
         timeout_text = _effective(task, spec, "execution_timeout")
         delay_text = _effective(task, spec, "retry_delay")
-        plans[task.name] = _TaskPlan(
-            name=task.name,
+        plans[name] = _TaskPlan(
+            name=name,
             index=position,
-            upstream=upstream[position],
-            downstream=tuple(downstream[task.name]),
+            upstream=graph.upstream[name],
+            downstream=graph.downstream[name],
             rule=_effective(task, spec, "trigger_rule") or TriggerRule.all_success,
             runs_process=task.effective_type() is not TaskType.empty,
             branch=task.branch,
@@ -274,13 +247,19 @@ def _compile(spec: DAGSpec) -> _Plan:
             retries=_effective(task, spec, "retries") or 0,
             retry_delay=retries.DEFAULT_RETRY_DELAY
             if delay_text is None
-            else retries.parse_duration(delay_text),
+            else durations.parse_duration(delay_text),
             exponential_backoff=bool(_effective(task, spec, "retry_exponential_backoff")),
             max_retry_delay=_duration(_effective(task, spec, "max_retry_delay")),
             execution_timeout=_duration(timeout_text),
             execution_timeout_text=timeout_text,
         )
-    return _Plan(spec=spec, order=tuple(plans.values()), by_name=plans, max_active=spec.max_active_tasks)
+    return _Plan(
+        spec=spec,
+        spec_tasks=len(spec.tasks),
+        order=tuple(plans.values()),
+        by_name=plans,
+        max_active=spec.max_active_tasks,
+    )
 
 
 _PLANS: dict[int, _Plan] = {}
@@ -290,7 +269,7 @@ _PLANS_KEPT = 32
 def _plan_for(spec: DAGSpec) -> _Plan:
     """The memoized plan of `spec` (keyed by identity; the plan holds the spec, so ids are not reused)."""
     plan = _PLANS.get(id(spec))
-    if plan is not None and plan.spec is spec and len(plan.order) == len(spec.tasks):
+    if plan is not None and plan.spec is spec and plan.spec_tasks == len(spec.tasks):
         return plan
     plan = _compile(spec)
     if len(_PLANS) >= _PLANS_KEPT:

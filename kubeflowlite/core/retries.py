@@ -10,42 +10,13 @@ too, as its field description promises.
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
-from functools import lru_cache
 
 DEFAULT_RETRY_DELAY = timedelta(minutes=5)
 """Airflow's default retry_delay."""
 
 MAX_DELAY = timedelta(days=3650)
 """Bound on any computed delay, so that doubling never overflows a datetime."""
-
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-_BARE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*")
-_PART = re.compile(r"\s*(\d+(?:\.\d+)?)(ms|s|m|h|d|w)\s*")
-
-
-@lru_cache(maxsize=1024)
-def parse_duration(text: str) -> timedelta:
-    """A duration as the API writes it (30s, 5m, 1h30m, 250ms, or bare seconds).
-
-    The API's pattern has already checked the syntax; this raises ValueError on
-    anything else rather than guessing.
-    """
-    bare = _BARE.fullmatch(text)
-    if bare:
-        return timedelta(seconds=float(bare.group(1)))
-    seconds = 0.0
-    position = 0
-    while position < len(text):
-        part = _PART.match(text, position)
-        if part is None or part.end() == position:
-            raise ValueError(f"not a duration: {text!r}")
-        seconds += float(part.group(1)) * _UNITS[part.group(2)]
-        position = part.end()
-    if position == 0:
-        raise ValueError(f"not a duration: {text!r}")
-    return timedelta(seconds=seconds)
 
 
 def retry_delay(
