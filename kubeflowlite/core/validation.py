@@ -304,6 +304,8 @@ def _check_tasks(spec: DAGSpec) -> list[Issue]:
     try:
         graph = task_graph(spec)
     except CycleError as error:
+        if len(error.cycle) == 2:  # a task depending on itself, already reported on its dependsOn entry
+            return issues
         first = min(first_index[name] for name in error.cycle)
         issues.append(
             Issue(f"spec.tasks[{first}].dependsOn", f"dependency cycle: {' -> '.join(error.cycle)}")
