@@ -351,16 +351,29 @@ def _message(error: ErrorDetails) -> str:
             kind
         ]
         return f"must be {symbol} {bound} (got {value!r})"
-    message = error["msg"]
-    if kind.endswith("_type") and value is not None:
-        message += (
-            f" (got {_kind_of(value)}: {value!r})"
-            if not isinstance(value, (dict, list))
-            else f" (got {_kind_of(value)})"
-        )
-    elif kind.endswith("_type"):
-        message += " (got null)"
-    return message
+    for prefix, expected in _EXPECTED.items():
+        if kind.startswith(prefix) and (kind.endswith("_type") or kind.endswith("_parsing")):
+            return f"expected {expected}, got {_describe(value)}"
+    return error["msg"]
+
+
+_EXPECTED = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "string": "a string",
+    "dict": "a mapping",
+    "list": "a list",
+    "model": "a mapping",
+}
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, (dict, list)):
+        return _kind_of(value)
+    return f"{_kind_of(value)} {value!r}"
 
 
 _DURATION_KEYS = {
