@@ -386,8 +386,17 @@ def _check_runnable(path: str, task: Task) -> Iterator[Issue]:
         )
     kind = task.type
     if kind is None:
-        if task.sensor is not None and task.trigger_dag is not None:
+        special = [
+            name for name, value in (("sensor", task.sensor), ("triggerDag", task.trigger_dag)) if value
+        ]
+        if len(special) == 2:
             yield Issue(f"{path}.triggerDag", "sensor and triggerDag are exclusive")
+        elif special and (has_bash or has_container):
+            which = "bash" if has_bash else "command/args"
+            yield Issue(
+                f"{path}.{special[0]}",
+                f"{special[0]} and {which} are exclusive: the task would ignore {which}",
+            )
         elif task.effective_type() is None:
             yield Issue(path, f"nothing to run: {_RUN_FIELDS}")
         return

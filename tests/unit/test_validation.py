@@ -169,6 +169,15 @@ def test_bash_with_command() -> None:
     )
 
 
+def test_sensor_or_trigger_with_a_command() -> None:
+    assert one([{"name": "s", "bash": "x", "sensor": {"dag": "o"}}]).startswith(
+        "spec.tasks[0].sensor: sensor and bash are exclusive"
+    )
+    assert one([{"name": "s", "sensor": {"dag": "o"}, "triggerDag": {"dag": "o"}}]) == (
+        "spec.tasks[0].triggerDag: sensor and triggerDag are exclusive"
+    )
+
+
 @pytest.mark.parametrize(
     ("task", "expected"),
     [
