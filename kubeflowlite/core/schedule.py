@@ -267,12 +267,16 @@ class Schedule:
             return None
         return RunInterval(start, start, end)
 
-    def due_runs(self, last_logical: datetime | None, now: datetime) -> list[RunInterval]:
+    def due_runs(
+        self, last_logical: datetime | None, now: datetime, *, limit: int | None = None
+    ) -> list[RunInterval]:
         """The scheduled runs to create now, oldest first, given the last run's logical date.
 
         catchup=true: every interval after `last_logical` (or from startDate) that has
         ended by `now`. catchup=false: only the latest ended interval, and only if it is
         newer than `last_logical`. @once: its single run, once `now` reaches startDate.
+        `limit` caps the list (the oldest first): a minutely DAG catching up on a year
+        need not materialise half a million intervals when only a few runs may start.
         """
         now = _utc(now)
         last = None if last_logical is None else _utc(last_logical)
@@ -288,7 +292,11 @@ class Schedule:
             return [latest]
         runs: list[RunInterval] = []
         interval = self.interval_after(last)
-        while interval is not None and interval.data_interval_end <= now:
+        while (
+            interval is not None
+            and interval.data_interval_end <= now
+            and (limit is None or len(runs) < limit)
+        ):
             runs.append(interval)
             interval = self._bounded(self._interval_at(interval.data_interval_end))
         return runs

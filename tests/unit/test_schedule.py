@@ -109,6 +109,12 @@ def test_catchup_creates_every_missed_interval() -> None:
     assert [r.logical_date for r in later] == [utc(2020, 2, 12)]
 
 
+def test_due_runs_limit_keeps_the_oldest() -> None:
+    schedule = sched("* * * * *", start="2020-01-01", catchup=True)
+    due = schedule.due_runs(None, utc(2021, 1, 1), limit=3)
+    assert [r.logical_date for r in due] == [utc(2020, 1, 1, 0, m) for m in range(3)]
+
+
 def test_without_catchup_only_the_latest_interval_runs() -> None:
     schedule = sched("@daily", start="2020-02-09", catchup=False)
     due = schedule.due_runs(None, utc(2020, 2, 13, 6))
