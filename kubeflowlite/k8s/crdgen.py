@@ -203,7 +203,7 @@ def _root_schema(
                 "description": "The versioned schema of this object: kubeflowlite.io/v1alpha1.",
             },
             "kind": {"type": "string", "description": f"The kind of this object: {kind_model.__name__}."},
-            "metadata": {"type": "object", "description": "Standard object metadata."},
+            "metadata": {"type": "object"},  # the apiserver allows nothing more here
             "spec": structural_schema(spec),
             "status": structural_schema(status),
         },

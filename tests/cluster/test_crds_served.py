@@ -51,15 +51,8 @@ TUTORIAL: dict[str, Any] = {
 def kubectl(
     cluster: Any, *args: str, stdin: str | None = None, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    """Run kubectl against the hermetic cluster; returns the completed process (text)."""
-    result = subprocess.run(
-        ["kubectl", f"--kubeconfig={cluster.kubeconfig}", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    """kubectl against the hermetic cluster; a failure shows kubectl's stderr."""
+    result: subprocess.CompletedProcess[str] = cluster.kubectl(*args, input=stdin, check=False)
     if check and result.returncode != 0:
         raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
     return result

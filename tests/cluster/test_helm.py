@@ -1,14 +1,14 @@
 """The Helm chart lints, renders, and every object it renders is accepted by a real apiserver.
 
-`helm` comes from the hermetic tools cache (`hack/build-tools` prints its bin dir);
+`helm` comes from the hermetic tools cache (`hack/build-tools`, via the `cluster` fixture);
 the rendered objects go through `kubectl apply --dry-run=server`, so the apiserver
 itself (RBAC, Deployment and Service validation) judges them.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,17 +24,33 @@ CHART = ROOT / "helm" / "kubeflowlite"
 
 
 @pytest.fixture(scope="module")
-def helm() -> str:
-    """Path of the helm binary built into the tools cache."""
-    found = shutil.which("helm")
-    if found:
-        return found
+def helm(cluster: Any) -> str:
+    """The helm binary that `hack/build-tools` put into the tools cache."""
+    path = Path(cluster.bin_dir) / "helm"
+    assert path.is_file(), f"hack/build-tools did not provide {path}"
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def kube_version(cluster: Any) -> str:
+    """The apiserver's version: helm checks `kubeVersion` and deprecations against it.
+
+    Passed explicitly because a helm built from source defaults to an old version.
+    """
     result = subprocess.run(
-        [str(ROOT / "hack" / "build-tools")], capture_output=True, text=True, check=True, timeout=3600
+        [
+            str(Path(cluster.bin_dir) / "kubectl"),
+            f"--kubeconfig={cluster.kubeconfig}",
+            "version",
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
-    candidate = Path(result.stdout.strip().splitlines()[-1]) / "helm"
-    assert candidate.is_file(), f"hack/build-tools did not provide helm in {candidate.parent}"
-    return str(candidate)
+    version: str = json.loads(result.stdout)["serverVersion"]["gitVersion"]
+    return version
 
 
 def run(*args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -45,8 +61,8 @@ def run(*args: str, stdin: str | None = None, check: bool = True) -> subprocess.
     return result
 
 
-def template(helm: str, namespace: str, *sets: str, crds: bool = False) -> str:
-    args = [helm, "template", "kfl", str(CHART), "--namespace", namespace]
+def template(helm: str, kube_version: str, namespace: str, *sets: str, crds: bool = False) -> str:
+    args = [helm, "template", "kfl", str(CHART), "--namespace", namespace, "--kube-version", kube_version]
     if crds:
         args.append("--include-crds")
     for value in sets:
@@ -67,12 +83,14 @@ def by_kind(rendered: str) -> dict[str, list[dict[str, Any]]]:
     return kinds
 
 
-def test_chart_lints(helm: str) -> None:
-    run(helm, "lint", "--strict", str(CHART))
+def test_chart_lints(helm: str, kube_version: str) -> None:
+    run(helm, "lint", "--strict", "--kube-version", kube_version, str(CHART))
     run(
         helm,
         "lint",
         "--strict",
+        "--kube-version",
+        kube_version,
         str(CHART),
         "--set",
         "serviceMonitor.enabled=true,prometheusRule.enabled=true",
@@ -81,8 +99,10 @@ def test_chart_lints(helm: str) -> None:
     )
 
 
-def test_default_install_is_accepted_by_the_apiserver(cluster: Any, namespace: str, helm: str) -> None:
-    rendered = template(helm, namespace, crds=True)
+def test_default_install_is_accepted_by_the_apiserver(
+    cluster: Any, namespace: str, helm: str, kube_version: str
+) -> None:
+    rendered = template(helm, kube_version, namespace, crds=True)
     kinds = by_kind(rendered)
     assert sorted(kinds) == sorted(
         [
@@ -94,7 +114,7 @@ def test_default_install_is_accepted_by_the_apiserver(cluster: Any, namespace: s
             "Service",
         ]
     )
-    [crd_dags, crd_runs] = sorted(kinds["CustomResourceDefinition"], key=lambda c: c["metadata"]["name"])
+    [crd_runs, crd_dags] = sorted(kinds["CustomResourceDefinition"], key=lambda c: c["metadata"]["name"])
     assert crd_runs["metadata"]["name"] == "dagruns.kubeflowlite.io"
     assert crd_dags["metadata"]["name"] == "dags.kubeflowlite.io"
     result = run(
@@ -113,8 +133,8 @@ def test_default_install_is_accepted_by_the_apiserver(cluster: Any, namespace: s
     assert "deployment.apps/kfl-kubeflowlite serverside-applied (server dry run)" in result.stdout
 
 
-def test_deployment_runs_the_operator_with_liveness(helm: str) -> None:
-    [deployment] = by_kind(template(helm, "kfl-system"))["Deployment"]
+def test_deployment_runs_the_operator_with_liveness(helm: str, kube_version: str) -> None:
+    [deployment] = by_kind(template(helm, kube_version, "kfl-system"))["Deployment"]
     pod = deployment["spec"]["template"]["spec"]
     [container] = pod["containers"]
     assert container["image"] == "kubeflowlite/kubeflowlite:0.1.0"
@@ -128,8 +148,8 @@ def test_deployment_runs_the_operator_with_liveness(helm: str) -> None:
     assert pod["serviceAccountName"] == "kfl-kubeflowlite"
 
 
-def test_rbac_is_least_privilege(helm: str) -> None:
-    [role] = by_kind(template(helm, "kfl-system"))["ClusterRole"]
+def test_rbac_is_least_privilege(helm: str, kube_version: str) -> None:
+    [role] = by_kind(template(helm, kube_version, "kfl-system"))["ClusterRole"]
     granted = {
         (group, resource): set(rule["verbs"])
         for rule in role["rules"]
@@ -147,8 +167,10 @@ def test_rbac_is_least_privilege(helm: str) -> None:
     assert "create" in granted[("", "events")]
 
 
-def test_namespace_scoped_install(cluster: Any, namespace: str, helm: str) -> None:
-    rendered = template(helm, namespace, "watch.allNamespaces=false", f"watch.namespaces={{{namespace}}}")
+def test_namespace_scoped_install(cluster: Any, namespace: str, helm: str, kube_version: str) -> None:
+    rendered = template(
+        helm, kube_version, namespace, "watch.allNamespaces=false", f"watch.namespaces={{{namespace}}}"
+    )
     kinds = by_kind(rendered)
     [role] = kinds["Role"]
     assert role["metadata"]["namespace"] == namespace
@@ -170,15 +192,27 @@ def test_namespace_scoped_install(cluster: Any, namespace: str, helm: str) -> No
     )
 
 
-def test_namespace_scope_needs_namespaces(helm: str) -> None:
-    result = run(helm, "template", "kfl", str(CHART), "--set", "watch.allNamespaces=false", check=False)
+def test_namespace_scope_needs_namespaces(helm: str, kube_version: str) -> None:
+    result = run(
+        helm,
+        "template",
+        "kfl",
+        str(CHART),
+        "--kube-version",
+        kube_version,
+        "--set",
+        "watch.allNamespaces=false",
+        check=False,
+    )
     assert result.returncode != 0
     assert "watch.namespaces must list at least one namespace" in result.stderr
 
 
-def test_monitoring_objects(helm: str) -> None:
+def test_monitoring_objects(helm: str, kube_version: str) -> None:
     kinds = by_kind(
-        template(helm, "kfl-system", "serviceMonitor.enabled=true", "prometheusRule.enabled=true")
+        template(
+            helm, kube_version, "kfl-system", "serviceMonitor.enabled=true", "prometheusRule.enabled=true"
+        )
     )
     [monitor] = kinds["ServiceMonitor"]
     [service] = kinds["Service"]
