@@ -346,6 +346,12 @@ class Schedule:
             fire = interval.data_interval_end
         return runs
 
+    def logical_date_before(self, logical_date: datetime) -> datetime | None:
+        """The scheduled logical date just before `logical_date` ({{ prev_ds }}); None for manual and @once."""
+        if self.expression is None:
+            return None
+        return self._prev_fire(_utc(logical_date))
+
     def interval_for(self, logical_date: datetime) -> RunInterval:
         """The interval of a run at `logical_date` (a manual trigger or `kubeflowlite run --date`).
 

@@ -28,7 +28,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from kubeflowlite.api.dag import DAG, Task
-from kubeflowlite.core.schedule import RunInterval
+from kubeflowlite.core.schedule import RunInterval, Schedule
 
 __all__ = [
     "VARIABLE_ENV_PREFIX",
@@ -228,6 +228,13 @@ def _ds(moment: datetime | None) -> str | None:
     return None if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d")
 
 
+def _previous_on_schedule(dag: DAG, logical: datetime) -> datetime | None:
+    try:
+        return Schedule.from_spec(dag.spec).logical_date_before(logical)
+    except ValueError:
+        return None
+
+
 def template_context(
     *,
     dag: DAG,
@@ -244,14 +251,19 @@ def template_context(
     """The Jinja context of one try of `task` (Airflow's names: ds, ts, params, ti, macros, var, ...).
 
     `params` are the DAG's params overridden key by key by the run's `conf`. When
-    prev/next logical dates are not given, they are the data interval's start and end
-    for a scheduled interval (Airflow's prev_ds/next_ds of a cron DAG), None otherwise.
+    prev/next logical dates are not given, a scheduled interval takes them from the
+    schedule (the fire time before it, and its end), as Airflow's prev_ds/next_ds of a
+    cron DAG; a manual run's interval [date, date] has neither.
     """
     logical = interval.logical_date.astimezone(UTC)
     start = interval.data_interval_start.astimezone(UTC)
     end = interval.data_interval_end.astimezone(UTC)
-    if next_logical_date is None and end > start:
-        next_logical_date = end
+    if end > start and (prev_logical_date is None or next_logical_date is None):
+        # A scheduled interval: its neighbours on the schedule are the previous and next runs.
+        if next_logical_date is None:
+            next_logical_date = end
+        if prev_logical_date is None:
+            prev_logical_date = _previous_on_schedule(dag, logical)
     run_type = run_id.partition("__")[0] if "__" in run_id else "manual"
     params = {**dag.spec.params, **conf}
     variable_values = dict(variables or {})

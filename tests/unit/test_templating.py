@@ -68,7 +68,12 @@ def test_dates() -> None:
 
 def test_prev_and_next_ds() -> None:
     assert r("{{ next_ds }}") == "2020-02-10"  # a scheduled interval: next run is at its end
-    assert r("{{ prev_ds }}") == "None"
+    assert r("{{ prev_ds }}") == "None"  # the DAG has no schedule to look back on
+    daily = make_dag(schedule="@daily")
+    assert (
+        r("{{ prev_ds }} {{ next_ds }} {{ prev_ds_nodash }}", context(daily))
+        == "2020-02-08 2020-02-10 20200208"
+    )
     explicit = context(
         prev_logical_date=datetime(2020, 2, 8, tzinfo=UTC),
         next_logical_date=datetime(2020, 2, 11, tzinfo=UTC),
