@@ -24,11 +24,11 @@ lists included (tolerations, args), is replaced by the override.
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Any
 
 from kubeflowlite.api.dag import Task
+from kubeflowlite.core import durations, templating
 from kubeflowlite.k8s import names, resources
 
 DEFAULT_IMAGE = "busybox:1.36"
@@ -50,22 +50,6 @@ _OVERRIDE_METADATA = "metadata"
 _OVERRIDE_CONTAINER = "container"
 
 
-class RenderedCommand(Protocol):
-    """What core.templating produces for a task: the command with its templates rendered."""
-
-    @property
-    def bash(self) -> str | None: ...
-
-    @property
-    def command(self) -> Sequence[str] | None: ...
-
-    @property
-    def args(self) -> Sequence[str] | None: ...
-
-    @property
-    def env(self) -> Mapping[str, str]: ...
-
-
 def build_pod(
     *,
     run_name: str,
@@ -73,7 +57,7 @@ def build_pod(
     namespace: str,
     dag_name: str,
     task: Task,
-    rendered: RenderedCommand,
+    rendered: templating.RenderedTask,
     try_number: int,
     logical_date: str,
 ) -> dict[str, Any]:
@@ -207,20 +191,8 @@ def _main_container(spec: dict[str, Any], built: Mapping[str, Any]) -> dict[str,
     return main
 
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
 def timeout_seconds(duration: str | None) -> int | None:
-    """A duration (30s, 1h30m, 250ms, or bare seconds) as whole seconds, rounded up, at least 1."""
+    """A duration (core.durations syntax) as whole seconds for activeDeadlineSeconds: rounded up, at least 1."""
     if duration is None:
         return None
-    text = duration.strip().replace(" ", "")
-    try:
-        seconds = float(text)
-    except ValueError:
-        parts = _DURATION_PART.findall(text)
-        if not parts or "".join(n + u for n, u in parts) != text:
-            raise ValueError(f"invalid duration {duration!r}") from None
-        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
-    return max(1, math.ceil(seconds))
+    return max(1, math.ceil(durations.parse_duration(duration).total_seconds()))

@@ -2,36 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
 from kubeflowlite.api.dag import DAGSpec, Task, effective_task
+from kubeflowlite.core.templating import RenderedTask
 from kubeflowlite.k8s import names, pods
 
 RUN = "tutorial-manual-20200209t145500"
 
 
-@dataclass(frozen=True)
-class Rendered:
-    """The shape core.templating hands to build_pod."""
+def rendered_as(
+    *,
+    bash: str | None = None,
+    command: list[str] | None = None,
+    args: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> RenderedTask:
+    return RenderedTask(bash=bash, command=command, args=args, env=env or {})
 
-    bash: str | None = None
-    command: Sequence[str] | None = None
-    args: Sequence[str] | None = None
-    env: Mapping[str, str] = field(default_factory=dict)
 
-
-def build(task: Task, rendered: Rendered | None = None, try_number: int = 1) -> dict[str, Any]:
+def build(task: Task, rendered: RenderedTask | None = None, try_number: int = 1) -> dict[str, Any]:
     return pods.build_pod(
         run_name=RUN,
         run_uid="0b7c4d5e-uid",
         namespace="team-a",
         dag_name="tutorial",
         task=task,
-        rendered=rendered or Rendered(bash=task.bash, command=task.command, args=task.args),
+        rendered=rendered or rendered_as(bash=task.bash, command=task.command, args=task.args),
         try_number=try_number,
         logical_date="2020-02-09T14:55:00Z",
     )
@@ -47,7 +47,7 @@ def env_of(pod: Mapping[str, Any]) -> dict[str, str]:
 
 
 def test_bash_task_pod() -> None:
-    pod = build(Task(name="print_date", bash="date"), Rendered(bash="date", env={"GREETING": "hi"}), 2)
+    pod = build(Task(name="print_date", bash="date"), rendered_as(bash="date", env={"GREETING": "hi"}), 2)
     assert pod["apiVersion"] == "v1"
     assert pod["kind"] == "Pod"
     meta = pod["metadata"]
@@ -91,7 +91,7 @@ def test_bash_task_pod() -> None:
 
 def test_container_task_uses_rendered_command_args_and_image() -> None:
     task = Task(name="train", image="python:3.11-slim", command=["python", "-c"], args=["{{ ds }}"])
-    pod = build(task, Rendered(command=["python", "-c"], args=["2020-02-09"]))
+    pod = build(task, rendered_as(command=["python", "-c"], args=["2020-02-09"]))
     main = main_container(pod)
     assert main["image"] == "python:3.11-slim"
     assert main["command"] == ["python", "-c"]
@@ -99,7 +99,7 @@ def test_container_task_uses_rendered_command_args_and_image() -> None:
 
 
 def test_args_only_keeps_the_image_entrypoint() -> None:
-    main = main_container(build(Task(name="t", args=["--help"]), Rendered(args=["--help"])))
+    main = main_container(build(Task(name="t", args=["--help"]), rendered_as(args=["--help"])))
     assert "command" not in main
     assert main["args"] == ["--help"]
 
@@ -145,7 +145,7 @@ def test_pod_overrides_merge_into_spec_metadata_and_main_container() -> None:
             "env": [{"name": "EXTRA", "value": "1"}],
         },
     }
-    pod = build(Task(name="t", bash="true", pod=overrides), Rendered(bash="true", env={"GREETING": "hi"}))
+    pod = build(Task(name="t", bash="true", pod=overrides), rendered_as(bash="true", env={"GREETING": "hi"}))
     meta, spec, main = pod["metadata"], pod["spec"], main_container(pod)
     assert meta["labels"]["team"] == "data"
     assert meta["labels"][names.LABEL_TASK] == "t"
@@ -241,5 +241,5 @@ def test_deep_merge_rules(base: dict[str, Any], override: dict[str, Any], expect
 
 
 def test_invalid_duration_is_an_error() -> None:
-    with pytest.raises(ValueError, match="invalid duration"):
+    with pytest.raises(ValueError, match="not a duration"):
         pods.timeout_seconds("soon")
