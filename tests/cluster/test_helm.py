@@ -226,4 +226,7 @@ def test_monitoring_objects(helm: str, kube_version: str) -> None:
         "KubeflowliteOperatorDown",
     } <= alerts.keys()
     assert 'state="failed"' in alerts["KubeflowliteTaskFailures"]["expr"]
-    assert "{{ $labels.dag }}" in alerts["KubeflowliteRunFailures"]["annotations"]["summary"]
+    assert alerts["KubeflowliteRunFailures"]["expr"].startswith(
+        "sum(increase(kubeflowlite_dagruns_finished_total{"
+    )
+    assert "{{ $value" in alerts["KubeflowliteTaskFailures"]["annotations"]["description"]
