@@ -22,7 +22,7 @@ from rich.console import Console
 
 from kubeflowlite.api.dag import DAG, Task
 from kubeflowlite.api.dagrun import RunType
-from kubeflowlite.cli import authoring
+from kubeflowlite.cli import authoring, cluster
 from kubeflowlite.core import loading
 from kubeflowlite.core.schedule import parse_time
 from kubeflowlite.core.validation import InvalidDAGError
@@ -274,5 +274,6 @@ main.add_command(authoring.validate_cmd, "validate")
 main.add_command(authoring.schedule_cmd, "schedule")
 main.add_command(authoring.render_cmd, "render")
 
-# Cluster commands (the operator, CRDs, DAGs and DAGRuns on Kubernetes) live in
-# kubeflowlite/cli/cluster.py and are registered here once that module exists.
+# Cluster commands (the operator, CRDs, DAGs and DAGRuns on Kubernetes): cli/cluster.py.
+for _command in cluster.CLUSTER_COMMANDS:
+    main.add_command(_command)

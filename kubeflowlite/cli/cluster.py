@@ -1,0 +1,510 @@
+"""The cluster commands: run the operator, and work with DAGs and DAGRuns on Kubernetes.
+
+Every command uses the current kubeconfig context and its namespace unless told
+otherwise (`--kubeconfig`, `--context`, `-n`), as kubectl does. They only read
+objects and write specs, never a status: clearing, pausing and triggering are
+requests that the operator carries out, so `kubectl` users can make them too.
+Decisions (what to clear, what a backfill creates) are in cli.cluster_plans.
+
+Exit codes follow cli.main: 0 ok, 1 the request failed on the cluster, 2 invalid input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+from rich.console import Console
+
+from kubeflowlite.api.dag import DAGSpec
+from kubeflowlite.api.dagrun import RunType
+from kubeflowlite.cli import cluster_plans
+from kubeflowlite.core import durations, loading
+from kubeflowlite.core.schedule import Schedule, parse_time
+from kubeflowlite.core.validation import InvalidDAGError
+from kubeflowlite.k8s import crdgen, kube, names, pods, resources
+from kubeflowlite.k8s.launch import format_time
+
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+FIELD_MANAGER = "kubeflowlite"
+
+T = TypeVar("T")
+
+
+def _fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    click.echo(message, err=True)
+    sys.exit(code)
+
+
+def cluster_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--kubeconfig, --context and -n/--namespace, turned into a `config` argument."""
+
+    @click.option(
+        "--kubeconfig", envvar="KUBECONFIG", help="Path to the kubeconfig file (default: kubectl's)."
+    )
+    @click.option("--context", "context", help="The kubeconfig context to use.")
+    @click.option("-n", "--namespace", "namespace", help="Namespace (default: the context's).")
+    @functools.wraps(command)
+    def wrapper(kubeconfig: str | None, context: str | None, namespace: str | None, **kwargs: Any) -> Any:
+        try:
+            config = kube.load_cluster_config(kubeconfig, context=context)
+        except Exception as error:  # kubernetes.config raises several unrelated types
+            _fail(f"cannot load the cluster configuration: {error}", EXIT_INVALID)
+        if namespace:
+            config = kube.ClusterConfig(**{**config.__dict__, "namespace": namespace})
+        return command(config=config, **kwargs)
+
+    return wrapper
+
+
+def _run(config: kube.ClusterConfig, work: Callable[[kube.Kube], Awaitable[T]]) -> T:
+    """Run `work` with a client; API errors become a message and exit code 1."""
+
+    async def main() -> T:
+        async with kube.Kube(config) as client:
+            return await work(client)
+
+    try:
+        return asyncio.run(main())
+    except kube.ApiError as error:
+        _fail(f"error: {error.message or error}")
+    except OSError as error:
+        _fail(f"cannot reach the cluster at {config.server}: {error}")
+
+
+async def _get(
+    client: kube.Kube, resource: kube.Resource, namespace: str, name: str, what: str
+) -> dict[str, Any]:
+    found = await client.get_or_none(resource, namespace, name)
+    if found is None:
+        _fail(f"{what} {name!r} not found in namespace {namespace!r}")
+    return found
+
+
+async def _runs_of(client: kube.Kube, namespace: str, dag: str | None) -> list[dict[str, Any]]:
+    runs = await client.list_objects(kube.DAGRUNS, namespace)
+    return [run for run in runs if dag is None or (run.get("spec") or {}).get("dagName") == dag]
+
+
+def _dag_spec(dag: dict[str, Any]) -> DAGSpec:
+    try:
+        return loading.parse_dag(dag, source=f"DAG {dag['metadata']['name']}").spec
+    except InvalidDAGError as error:
+        _fail(f"the DAG is invalid:\n{error}", EXIT_INVALID)
+
+
+def _date(text: str, option: str) -> datetime:
+    try:
+        return parse_time(text)
+    except ValueError as error:
+        _fail(f"invalid {option} {text!r}: {error}", EXIT_INVALID)
+
+
+# --- the operator ---------------------------------------------------------------------------------
+
+
+@click.command("operator")
+@click.option(
+    "--kubeconfig",
+    envvar="KUBECONFIG",
+    help="Path to the kubeconfig file (default: in-cluster or kubectl's).",
+)
+@click.option("--context", "context", help="The kubeconfig context to use.")
+@click.option("-n", "--namespace", "namespaces", multiple=True, help="Watch this namespace; repeatable.")
+@click.option("-A", "--all-namespaces", is_flag=True, help="Watch every namespace.")
+@click.option(
+    "--metrics-port", type=int, default=9090, show_default=True, help="Prometheus /metrics port (0: off)."
+)
+@click.option("--liveness", help="kopf liveness endpoint, e.g. http://0.0.0.0:8080/healthz.")
+@click.option(
+    "--pending-timeout", default="10m", show_default=True, help="A Pod Pending longer fails its try."
+)
+@click.option(
+    "--workers", type=click.IntRange(1, 256), default=8, show_default=True, help="Concurrent reconciles."
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="info",
+    show_default=True,
+)
+def operator_cmd(
+    kubeconfig: str | None,
+    context: str | None,
+    namespaces: tuple[str, ...],
+    all_namespaces: bool,
+    metrics_port: int,
+    liveness: str | None,
+    pending_timeout: str,
+    workers: int,
+    log_level: str,
+) -> None:
+    """Run the operator: reconcile DAGs and DAGRuns (kopf inside). Without -n/-A: the context's namespace."""
+    from kubeflowlite.k8s import operator  # kopf is imported only for this command
+
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if log_level.lower() != "debug":
+        logging.getLogger("kopf").setLevel(logging.WARNING)
+    try:
+        timeout = durations.parse_duration(pending_timeout)
+    except ValueError as error:
+        _fail(f"invalid --pending-timeout: {error}", EXIT_INVALID)
+    config = kube.load_cluster_config(kubeconfig, context=context)
+    watched = operator.namespaces_of(namespaces) or (() if all_namespaces else (config.namespace,))
+    options = operator.OperatorOptions(
+        cluster=config,
+        namespaces=() if all_namespaces else watched,
+        clusterwide=all_namespaces,
+        metrics_port=metrics_port,
+        liveness=liveness,
+        pending_timeout=timeout,
+        workers=workers,
+    )
+    scope = "all namespaces" if all_namespaces else ", ".join(watched)
+    logging.getLogger("kubeflowlite").info("operator starting: %s, watching %s", config.server, scope)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(operator.run_operator(options))
+
+
+# --- CRDs and DAG files ---------------------------------------------------------------------------
+
+
+@click.command("crds")
+@click.option(
+    "--output", "output", type=click.Path(file_okay=False, path_type=Path), help="Write the files here."
+)
+def crds_cmd(output: Path | None) -> None:
+    """Print (or write) the CustomResourceDefinitions generated from the API types."""
+    if output is None:
+        click.echo("---\n".join(crdgen.render_crds().values()), nl=False)
+        return
+    for path in crdgen.write_crds(output):
+        click.echo(str(path))
+
+
+@click.command("apply")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@cluster_options
+def apply_cmd(config: kube.ClusterConfig, path: Path) -> None:
+    """Validate DAG file(s) locally (every problem printed), then server-side apply them."""
+    try:
+        dags = loading.load_dags(path)
+    except InvalidDAGError as error:
+        _fail(f"{error}\nnothing applied: fix the problems above", EXIT_INVALID)
+    if not dags:
+        _fail(f"no DAG found in {path}", EXIT_INVALID)
+
+    async def work(client: kube.Kube) -> None:
+        for dag in dags:
+            manifest = dag.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"status"})
+            namespace = dag.metadata.namespace or config.namespace
+            manifest["metadata"]["namespace"] = namespace
+            await client.apply(kube.DAGS, namespace, manifest, field_manager=FIELD_MANAGER)
+            click.echo(f"dag.{resources.GROUP}/{dag.dag_id} applied ({namespace})")
+
+    _run(config, work)
+
+
+# --- runs -------------------------------------------------------------------------------------------
+
+
+def _dagrun(
+    *, namespace: str, dag: str, logical_date: datetime, run_type: RunType, conf: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "apiVersion": resources.API_VERSION_STRING,
+        "kind": resources.DAGRUN_KIND,
+        "metadata": {
+            "name": names.dagrun_name(dag, logical_date, run_type),
+            "namespace": namespace,
+            "labels": {names.LABEL_DAG: names.label_value(dag)},
+        },
+        "spec": {
+            "dagName": dag,
+            "logicalDate": format_time(logical_date),
+            "runType": run_type.value,
+            "conf": conf,
+        },
+    }
+
+
+@click.command("trigger")
+@click.argument("dag")
+@click.option("--date", "date_text", help="Logical date (YYYY-MM-DD or RFC 3339). Default: now.")
+@click.option("--conf", "conf_text", help="Run conf as a JSON object.")
+@cluster_options
+def trigger_cmd(config: kube.ClusterConfig, dag: str, date_text: str | None, conf_text: str | None) -> None:
+    """Start a manual run of DAG (a DAGRun; the operator runs it)."""
+    logical_date = _date(date_text, "--date") if date_text else datetime.now(UTC).replace(microsecond=0)
+    conf: dict[str, Any] = {}
+    if conf_text:
+        try:
+            conf = json.loads(conf_text)
+        except json.JSONDecodeError as error:
+            _fail(f"--conf is not valid JSON: {error}", EXIT_INVALID)
+        if not isinstance(conf, dict):
+            _fail("--conf must be a JSON object", EXIT_INVALID)
+
+    async def work(client: kube.Kube) -> str:
+        await _get(client, kube.DAGS, config.namespace, dag, "DAG")
+        manifest = _dagrun(
+            namespace=config.namespace, dag=dag, logical_date=logical_date, run_type=RunType.manual, conf=conf
+        )
+        try:
+            await client.create(kube.DAGRUNS, config.namespace, manifest)
+        except kube.ApiError as error:
+            if error.conflict:
+                _fail(
+                    f"a run of {dag} at {format_time(logical_date)} exists already: {manifest['metadata']['name']}"
+                )
+            raise
+        return str(manifest["metadata"]["name"])
+
+    click.echo(f"dagrun.{resources.GROUP}/{_run(config, work)} created")
+
+
+@click.command("backfill")
+@click.argument("dag")
+@click.option("-s", "--start-date", "start", required=True, help="First logical date (inclusive).")
+@click.option("-e", "--end-date", "end", required=True, help="Last logical date (inclusive).")
+@click.option("--reset-dagruns", is_flag=True, help="Delete existing runs in the range and run them anew.")
+@click.option(
+    "--rerun-failed-tasks", is_flag=True, help="Clear the failed tasks of existing runs in the range."
+)
+@cluster_options
+def backfill_cmd(
+    config: kube.ClusterConfig, dag: str, start: str, end: str, reset_dagruns: bool, rerun_failed_tasks: bool
+) -> None:
+    """Create runs for every scheduled interval between -s and -e (maxActiveRuns applies)."""
+    start_date, end_date = _date(start, "--start-date"), _date(end, "--end-date")
+    if end_date < start_date:
+        _fail("--end-date is before --start-date", EXIT_INVALID)
+
+    async def work(client: kube.Kube) -> cluster_plans.BackfillPlan:
+        dag_obj = await _get(client, kube.DAGS, config.namespace, dag, "DAG")
+        spec = _dag_spec(dag_obj)
+        intervals = Schedule.from_spec(spec).runs_between(start_date, end_date)
+        if not intervals:
+            _fail(f"DAG {dag!r} has no scheduled interval between {start} and {end}", EXIT_INVALID)
+        runs = await _runs_of(client, config.namespace, dag)
+        plan = cluster_plans.plan_backfill(
+            intervals, runs, reset=reset_dagruns, rerun_failed=rerun_failed_tasks
+        )
+        for name in plan.delete:
+            await client.delete(kube.DAGRUNS, config.namespace, name, propagation="Foreground")
+            await _wait_gone(client, config.namespace, name)
+        for interval in plan.create:
+            manifest = _dagrun(
+                namespace=config.namespace,
+                dag=dag,
+                logical_date=interval.logical_date,
+                run_type=RunType.backfill,
+                conf={},
+            )
+            try:
+                await client.create(kube.DAGRUNS, config.namespace, manifest)
+            except kube.ApiError as error:
+                if not error.conflict:
+                    raise
+            click.echo(f"dagrun.{resources.GROUP}/{manifest['metadata']['name']} created")
+        for name, tasks in plan.clear.items():
+            await _request_clear(client, config.namespace, name, tasks)
+            click.echo(f"dagrun.{resources.GROUP}/{name}: cleared {', '.join(tasks)}")
+        for name in plan.existing:
+            click.echo(f"dagrun.{resources.GROUP}/{name} exists (kept)")
+        return plan
+
+    _run(config, work)
+
+
+async def _wait_gone(client: kube.Kube, namespace: str, name: str, timeout: float = 60) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while await client.get_or_none(kube.DAGRUNS, namespace, name) is not None:
+        if asyncio.get_running_loop().time() > deadline:
+            _fail(f"dagrun {name} was not deleted within {timeout:g}s")
+        await asyncio.sleep(0.2)
+
+
+async def _request_clear(client: kube.Kube, namespace: str, run: str, tasks: list[str]) -> str:
+    request_id = uuid.uuid4().hex[:12]
+    await client.patch(kube.DAGRUNS, namespace, run, {"spec": {"clear": {"id": request_id, "tasks": tasks}}})
+    return request_id
+
+
+@click.command("clear")
+@click.argument("run")
+@click.option("-t", "--task", "pattern", help="Clear the tasks whose id matches this regular expression.")
+@click.option("-d", "--downstream", is_flag=True, help="Also clear their downstream tasks.")
+@click.option("-u", "--upstream", is_flag=True, help="Also clear their upstream tasks.")
+@click.option("-f", "--only-failed", is_flag=True, help="Only clear failed and upstream_failed tasks.")
+@cluster_options
+def clear_cmd(
+    config: kube.ClusterConfig,
+    run: str,
+    pattern: str | None,
+    downstream: bool,
+    upstream: bool,
+    only_failed: bool,
+) -> None:
+    """Re-run task instances of RUN (writes spec.clear; the operator resets them)."""
+
+    async def work(client: kube.Kube) -> tuple[str, list[str]]:
+        run_obj = await _get(client, kube.DAGRUNS, config.namespace, run, "DAGRun")
+        status = run_obj.get("status") or {}
+        snapshot = status.get("dagSpec")
+        if not snapshot:
+            _fail(f"run {run} has not started yet: nothing to clear")
+        spec = DAGSpec.model_validate(snapshot)
+        states = {task: (i or {}).get("state") or "none" for task, i in (status.get("tasks") or {}).items()}
+        try:
+            tasks = cluster_plans.clear_selection(
+                spec,
+                states,
+                pattern=pattern,
+                downstream=downstream,
+                upstream=upstream,
+                only_failed=only_failed,
+            )
+        except cluster_plans.PlanError as error:
+            _fail(str(error), EXIT_INVALID)
+        if not tasks:
+            _fail("nothing to clear (no task matches with the options given)", EXIT_INVALID)
+        return await _request_clear(client, config.namespace, run, tasks), tasks
+
+    request_id, tasks = _run(config, work)
+    click.echo(f"dagrun.{resources.GROUP}/{run}: clear {request_id} requested for {', '.join(tasks)}")
+
+
+@click.command("get")
+@click.argument("run")
+@click.option("-o", "--output", type=click.Choice(["json", "yaml"]), help="Print the DAGRun object instead.")
+@cluster_options
+def get_cmd(config: kube.ClusterConfig, run: str, output: str | None) -> None:
+    """Show RUN: its tasks as a tree, with state, try and duration."""
+
+    async def work(client: kube.Kube) -> dict[str, Any]:
+        return await _get(client, kube.DAGRUNS, config.namespace, run, "DAGRun")
+
+    run_obj = _run(config, work)
+    if output == "json":
+        click.echo(json.dumps(run_obj, indent=2))
+        return
+    if output == "yaml":
+        import yaml
+
+        click.echo(yaml.safe_dump(run_obj, sort_keys=False), nl=False)
+        return
+    Console(highlight=False).print(cluster_plans.run_tree(run_obj, now=datetime.now(UTC)))
+
+
+@click.command("logs")
+@click.argument("run")
+@click.argument("task")
+@click.option("--try", "try_number", type=click.IntRange(min=1), help="Which try (default: the latest).")
+@click.option("-f", "--follow", is_flag=True, help="Stream the log until the task ends.")
+@cluster_options
+def logs_cmd(config: kube.ClusterConfig, run: str, task: str, try_number: int | None, follow: bool) -> None:
+    """Print the log of TASK in RUN (its Pod's main container)."""
+
+    async def work(client: kube.Kube) -> None:
+        number = try_number
+        if number is None:
+            run_obj = await _get(client, kube.DAGRUNS, config.namespace, run, "DAGRun")
+            instance = ((run_obj.get("status") or {}).get("tasks") or {}).get(task)
+            if instance is None or not instance.get("tryNumber"):
+                _fail(f"task {task!r} of run {run} has not run yet")
+            number = int(instance["tryNumber"])
+        pod = names.pod_name(run, task, number)
+        try:
+            async for chunk in client.pod_logs(
+                config.namespace, pod, container=pods.MAIN_CONTAINER, follow=follow
+            ):
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.flush()
+        except kube.ApiError as error:
+            if error.not_found:
+                _fail(f"pod {pod} (try {number} of {task}) not found: it was deleted, or never created")
+            raise
+
+    _run(config, work)
+
+
+# --- DAG switches and lists ---------------------------------------------------------------------------
+
+
+def _set_paused(config: kube.ClusterConfig, dag: str, paused: bool) -> None:
+    async def work(client: kube.Kube) -> None:
+        await _get(client, kube.DAGS, config.namespace, dag, "DAG")
+        await client.patch(kube.DAGS, config.namespace, dag, {"spec": {"paused": paused}})
+
+    _run(config, work)
+    click.echo(f"dag.{resources.GROUP}/{dag} {'paused' if paused else 'unpaused'}")
+
+
+@click.command("pause")
+@click.argument("dag")
+@cluster_options
+def pause_cmd(config: kube.ClusterConfig, dag: str) -> None:
+    """Stop scheduling new runs of DAG (queued runs wait; running ones go on)."""
+    _set_paused(config, dag, True)
+
+
+@click.command("unpause")
+@click.argument("dag")
+@cluster_options
+def unpause_cmd(config: kube.ClusterConfig, dag: str) -> None:
+    """Resume scheduling DAG."""
+    _set_paused(config, dag, False)
+
+
+@click.command("dags")
+@cluster_options
+def dags_cmd(config: kube.ClusterConfig) -> None:
+    """List the DAGs of the namespace."""
+
+    async def work(client: kube.Kube) -> list[dict[str, Any]]:
+        return await client.list_objects(kube.DAGS, config.namespace)
+
+    Console(highlight=False).print(cluster_plans.dags_table(_run(config, work)))
+
+
+@click.command("runs")
+@click.argument("dag", required=False)
+@cluster_options
+def runs_cmd(config: kube.ClusterConfig, dag: str | None) -> None:
+    """List DAGRuns (of DAG, if given), newest logical date first."""
+
+    async def work(client: kube.Kube) -> list[dict[str, Any]]:
+        return await _runs_of(client, config.namespace, dag)
+
+    Console(highlight=False).print(cluster_plans.runs_table(_run(config, work), now=datetime.now(UTC)))
+
+
+CLUSTER_COMMANDS: list[click.Command] = [
+    operator_cmd,
+    crds_cmd,
+    apply_cmd,
+    trigger_cmd,
+    backfill_cmd,
+    clear_cmd,
+    get_cmd,
+    logs_cmd,
+    pause_cmd,
+    unpause_cmd,
+    dags_cmd,
+    runs_cmd,
+]
+"""Registered on the `kubeflowlite` group by cli.main."""

@@ -1,0 +1,230 @@
+"""Tasks the controller runs itself, without a Pod: external-task sensors and triggerDag.
+
+A sensor only reads other DAGRuns and a triggerDag task only creates one; a Pod
+for either would cost a container start to make one API call. They are the
+controller-side implementation of the launcher port: each try produces the same
+`Attempt` a Pod would, so the engine treats them like any task (retries,
+execution timeouts, trigger rules).
+
+They have no Pod to remember their progress, so the run's own status does: the
+engine records a try as queued, then running with its start time, and every
+reconcile re-evaluates the in-flight try from that record and the cluster view
+(`evaluate`). The rules are pure functions of (task, try record, other runs, now);
+the only I/O is creating the triggered DAGRun, with a deterministic name, so a
+restart never triggers twice.
+
+Sensor (Airflow's ExternalTaskSensor): the watched run is the other DAG's run at
+this run's logical date plus `offset`; its state (or one task's state) is checked
+every `pokeInterval` (the controller asks to be woken then) until it is in
+`allowedStates` (success), in `failedStates` (failed at once), or `timeout` has
+passed since the try started (failed).
+
+triggerDag (Airflow's TriggerDagRunOperator): creates the other DAG's run at the
+rendered `logicalDate` (default: this run's) with the rendered `conf`, pushes its
+name as XCom, and with `waitForCompletion` stays running until that run ends,
+failing if it failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from kubeflowlite.api.dag import ExternalTaskSensor, Task, TaskType, TriggerDag
+from kubeflowlite.api.dagrun import RunType, TaskInstanceStatus
+from kubeflowlite.core import durations, templating
+from kubeflowlite.core.engine import NO_XCOM, Attempt, AttemptPhase
+from kubeflowlite.core.schedule import parse_time
+from kubeflowlite.k8s import launch, names, resources
+
+ANNOTATION_TRIGGERED_BY = "kubeflowlite.io/triggered-by"
+"""On a DAGRun created by a triggerDag task: `<namespace>/<run>/<task>` of the task that created it."""
+
+
+def is_inline(task: Task) -> bool:
+    """Does this task run in the controller (no Pod)?"""
+    return task.effective_type() in (TaskType.sensor, TaskType.trigger_dag)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One evaluation of an in-flight inline try: the attempt, and when to look again."""
+
+    attempt: Attempt
+    wake_at: datetime | None = None
+
+
+# --- sensor ----------------------------------------------------------------------------------------
+
+
+def run_state(run: Mapping[str, Any], task: str | None) -> str | None:
+    """The state of a DAGRun object (or of one of its tasks); None if not known yet."""
+    status = run.get("status") or {}
+    if task is None:
+        return status.get("state") or "queued"
+    instance = (status.get("tasks") or {}).get(task)
+    return None if instance is None else instance.get("state") or "none"
+
+
+def watched_runs(runs: Iterable[Mapping[str, Any]], logical_date: datetime) -> list[Mapping[str, Any]]:
+    """The runs among `runs` whose logical date is `logical_date`."""
+    found = []
+    for run in runs:
+        text = (run.get("spec") or {}).get("logicalDate")
+        try:
+            if text and parse_time(text) == logical_date:
+                found.append(run)
+        except ValueError:
+            continue
+    return found
+
+
+def poke(
+    sensor: ExternalTaskSensor,
+    *,
+    task: str,
+    try_number: int,
+    logical_date: datetime,
+    started: datetime,
+    runs: Iterable[Mapping[str, Any]],
+    now: datetime,
+) -> Outcome:
+    """One poke of an external-task sensor try started at `started`; `runs` are the watched DAG's runs."""
+    target = logical_date + durations.parse_signed_duration(sensor.offset)
+    what = f"{sensor.dag}.{sensor.task}" if sensor.task else sensor.dag
+    states = [run_state(run, sensor.task) for run in watched_runs(runs, target)]
+    allowed = set(sensor.allowed_states)
+    failed = set(sensor.failed_states)
+    when = launch.format_time(target)
+    if any(state in allowed for state in states):
+        return Outcome(
+            _attempt(task, try_number, AttemptPhase.succeeded, started, now, f"{what} at {when} is done")
+        )
+    bad = next((state for state in states if state in failed), None)
+    if bad is not None:
+        message = f"{what} at {when} is {bad} (one of the failed states {sorted(failed)})"
+        return Outcome(_attempt(task, try_number, AttemptPhase.failed, started, now, message))
+    timeout = durations.parse_duration(sensor.timeout)
+    seen = ", ".join(sorted({s or "none" for s in states})) or "no run yet"
+    if now - started >= timeout:
+        message = f"sensor timed out after {sensor.timeout} waiting for {what} at {when} (last seen: {seen})"
+        return Outcome(_attempt(task, try_number, AttemptPhase.failed, started, now, message))
+    wake = min(now + durations.parse_duration(sensor.poke_interval), started + timeout)
+    message = f"waiting for {what} at {when} to be {'/'.join(sorted(allowed))} (now: {seen})"
+    return Outcome(_attempt(task, try_number, AttemptPhase.running, started, None, message), wake_at=wake)
+
+
+# --- triggerDag -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TriggerPlan:
+    """The DAGRun a triggerDag try creates (or finds, after a restart)."""
+
+    name: str
+    manifest: dict[str, Any]
+
+
+def trigger_plan(
+    trigger: TriggerDag, *, facts: launch.RunFacts, task: Task, try_number: int, xcoms: Mapping[str, str]
+) -> TriggerPlan:
+    """The run to create, rendered with the try's context (TemplateError if a template fails)."""
+    context = launch.context_for(facts, task, try_number, xcoms)
+    logical_date = facts.interval.logical_date
+    if trigger.logical_date is not None:
+        rendered_date = templating.render_string(
+            trigger.logical_date, context, field=f"tasks[{task.name}].triggerDag.logicalDate"
+        )
+        try:
+            logical_date = parse_time(rendered_date)
+        except ValueError as error:
+            raise templating.TemplateError(f"tasks[{task.name}].triggerDag.logicalDate", str(error)) from None
+    conf = {
+        key: templating.render_string(value, context, field=f"tasks[{task.name}].triggerDag.conf[{key}]")
+        if isinstance(value, str)
+        else value
+        for key, value in trigger.conf.items()
+    }
+    name = names.dagrun_name(trigger.dag, logical_date, RunType.manual)
+    manifest = {
+        "apiVersion": resources.API_VERSION_STRING,
+        "kind": resources.DAGRUN_KIND,
+        "metadata": {
+            "name": name,
+            "namespace": facts.namespace,
+            "labels": {names.LABEL_DAG: names.label_value(trigger.dag)},
+            "annotations": {ANNOTATION_TRIGGERED_BY: f"{facts.namespace}/{facts.run_name}/{task.name}"},
+        },
+        "spec": {
+            "dagName": trigger.dag,
+            "logicalDate": launch.format_time(logical_date),
+            "conf": conf,
+            "runType": RunType.manual.value,
+        },
+    }
+    return TriggerPlan(name=name, manifest=manifest)
+
+
+def trigger_outcome(
+    trigger: TriggerDag,
+    *,
+    task: str,
+    try_number: int,
+    started: datetime,
+    run_name: str,
+    run: Mapping[str, Any] | None,
+    now: datetime,
+) -> Outcome:
+    """The try's state once its run exists: done at once, or when the triggered run ends if waiting."""
+    if not trigger.wait_for_completion:
+        return Outcome(
+            _attempt(
+                task, try_number, AttemptPhase.succeeded, started, now, f"triggered {run_name}", xcom=run_name
+            )
+        )
+    state = run_state(run, None) if run is not None else None
+    if state == "success":
+        message = f"triggered run {run_name} succeeded"
+        return Outcome(
+            _attempt(task, try_number, AttemptPhase.succeeded, started, now, message, xcom=run_name)
+        )
+    if state == "failed":
+        return Outcome(
+            _attempt(task, try_number, AttemptPhase.failed, started, now, f"triggered run {run_name} failed")
+        )
+    wake = now + durations.parse_duration(trigger.poke_interval)
+    message = f"waiting for triggered run {run_name} ({state or 'not seen yet'})"
+    return Outcome(_attempt(task, try_number, AttemptPhase.running, started, None, message), wake_at=wake)
+
+
+# --- shared ---------------------------------------------------------------------------------------
+
+
+def try_started(status: TaskInstanceStatus | None, now: datetime) -> datetime:
+    """When the in-flight try started, from the run's status (now, for a try that is only queued)."""
+    if status is not None and status.start_time:
+        return parse_time(status.start_time)
+    return now
+
+
+def _attempt(
+    task: str,
+    try_number: int,
+    phase: AttemptPhase,
+    started: datetime,
+    ended: datetime | None,
+    message: str,
+    *,
+    xcom: Any = None,
+) -> Attempt:
+    return Attempt(
+        task=task,
+        try_number=try_number,
+        phase=phase,
+        start_time=started,
+        end_time=ended,
+        message=message[:1024],
+        xcom=NO_XCOM if xcom is None else xcom,
+    )

@@ -1,0 +1,141 @@
+"""From "start try N of task T" to the Pod that runs it, with no I/O.
+
+The Pod side of the launcher port (the local runner's side is local.prepare): the
+task gets the DAG's defaults, its templates are rendered with the run's context
+(`ti.xcom_pull` reads the run's stored XCom values), and k8s.pods builds the
+manifest. A try whose templates do not render never gets a Pod: it fails at once
+with the template error as its message, as it does locally.
+
+Pod override annotations are templated too: every value under the task's
+`pod.metadata.annotations` is rendered with the same context as the command, so a
+test (or a user) can vary them per try, e.g.
+`kwok.kubeflowlite.io/outcome: "{{ 'failure' if ti.try_number < 3 else 'success' }}"`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from kubeflowlite.api.dag import DAG, DAGSpec, ObjectMeta, Task, effective_task
+from kubeflowlite.core import templating
+from kubeflowlite.core.engine import Attempt, AttemptPhase
+from kubeflowlite.core.schedule import RunInterval
+from kubeflowlite.k8s import pods, xcom_store
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 in UTC with a Z, as Kubernetes and DAGRun objects write times."""
+    moment = moment.astimezone(UTC)
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if moment.microsecond:
+        text += f".{moment.microsecond:06d}"
+    return text + "Z"
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What every try of one run shares, read from its DAGRun object and spec snapshot."""
+
+    namespace: str
+    run_name: str
+    run_uid: str
+    dag_name: str
+    spec: DAGSpec
+    interval: RunInterval
+    run_type: str
+    conf: Mapping[str, Any] = field(default_factory=dict)
+    variables: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def run_id(self) -> str:
+        """Airflow's run_id ({{ run_id }}): `<run type>__<logical date>`, as the local runner gives."""
+        return templating.run_id_for(self.run_type, self.interval.logical_date)
+
+    @property
+    def logical_date_text(self) -> str:
+        return format_time(self.interval.logical_date)
+
+    def task(self, name: str) -> Task:
+        """The task `name` with the DAG's defaults applied (KeyError if the snapshot has no such task)."""
+        for task in self.spec.tasks:
+            if task.name == name:
+                return effective_task(self.spec, task)
+        raise KeyError(name)
+
+    def dag(self) -> DAG:
+        return DAG(metadata=ObjectMeta(name=self.dag_name), spec=self.spec)
+
+
+def context_for(facts: RunFacts, task: Task, try_number: int, xcoms: Mapping[str, str]) -> dict[str, Any]:
+    """The Jinja context of one try; `ti.xcom_pull` reads `xcoms` (task id -> stored JSON text)."""
+
+    def xcom_pull(task_ids: Any = None, key: str | None = "return_value", **_: Any) -> Any:
+        if key not in (None, "return_value"):
+            return None
+        return xcom_store.decode(xcoms, task_ids)
+
+    return templating.template_context(
+        dag=facts.dag(),
+        task=task,
+        interval=facts.interval,
+        run_id=facts.run_id,
+        conf=dict(facts.conf),
+        try_number=try_number,
+        xcom_pull=xcom_pull,
+        variables=dict(facts.variables),
+    )
+
+
+def failed_at_once(task: str, try_number: int, message: str, now: datetime) -> Attempt:
+    """An attempt that failed before anything ran (a template error, a rejected Pod)."""
+    return Attempt(
+        task=task,
+        try_number=try_number,
+        phase=AttemptPhase.failed,
+        start_time=now,
+        end_time=now,
+        message=message,
+    )
+
+
+def pod_for_try(
+    facts: RunFacts, task_name: str, try_number: int, *, xcoms: Mapping[str, str], now: datetime
+) -> dict[str, Any] | Attempt:
+    """The Pod manifest of try `try_number` of `task_name`, or a failed Attempt if it cannot be rendered."""
+    task = facts.task(task_name)
+    try:
+        context = context_for(facts, task, try_number, xcoms)
+        rendered = templating.render_task(task, context)
+        task = with_rendered_annotations(task, context)
+    except templating.TemplateError as error:
+        return failed_at_once(task_name, try_number, f"template error: {error}", now)
+    return pods.build_pod(
+        run_name=facts.run_name,
+        run_uid=facts.run_uid,
+        namespace=facts.namespace,
+        dag_name=facts.dag_name,
+        task=task,
+        rendered=rendered,
+        try_number=try_number,
+        logical_date=facts.logical_date_text,
+    )
+
+
+def with_rendered_annotations(task: Task, context: Mapping[str, Any]) -> Task:
+    """`task` with the values of `pod.metadata.annotations` rendered (TemplateError if one fails)."""
+    pod = task.pod or {}
+    metadata = pod.get("metadata")
+    if not isinstance(metadata, Mapping):
+        return task
+    annotations = metadata.get("annotations")
+    if not isinstance(annotations, Mapping) or not annotations:
+        return task
+    templated = {k: v for k, v in annotations.items() if isinstance(v, str)}
+    rendered = templating.render_mapping(
+        templated, context, field=f"tasks[{task.name}].pod.metadata.annotations"
+    )
+    new_metadata = {**metadata, "annotations": {**annotations, **rendered}}
+    return task.model_copy(update={"pod": {**pod, "metadata": new_metadata}})

@@ -1,0 +1,249 @@
+"""The operator's wiring: kopf watches and indices in, the reconcile work queue out.
+
+Thin on purpose. kopf does what it is good at (watch streams with reconnects and
+resourceVersion bookkeeping, login, liveness, the initial listing before any
+handler runs); our handlers only keep indices and add keys to the work queue:
+
+- indices (kopf.index) hold slim copies of every DAG, DAGRun and task Pod; the
+  controllers read them through `view.IndexedView` instead of the API server;
+- `kopf.on.event` on DAGs, DAGRuns and our Pods queues the owning object. A Pod
+  that changes phase queues its run at once (no polling, no status field chain),
+  so a downstream Pod is created one watch hop after its upstream succeeded;
+- everything else (what to create, delete, write) happens in the controllers.
+
+No kopf handler patches anything, so kopf writes no annotations or finalizers
+and posts no events of its own: every write the operator makes is the
+controllers', and counted in metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import kopf
+
+from kubeflowlite.core import templating
+from kubeflowlite.k8s import kube, metrics, names, observe, resources, view, xcom_store
+from kubeflowlite.k8s.dag_controller import DAGController
+from kubeflowlite.k8s.run_controller import RunController, RunSettings, dag_key, run_key
+from kubeflowlite.k8s.workqueue import WorkQueue
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OperatorOptions:
+    """What `kubeflowlite operator` is told on its command line."""
+
+    cluster: kube.ClusterConfig
+    namespaces: tuple[str, ...] = ()
+    """Watch only these namespaces; empty with `clusterwide` for all."""
+    clusterwide: bool = False
+    metrics_port: int = 0
+    liveness: str | None = None
+    """kopf's liveness endpoint, e.g. http://0.0.0.0:8080/healthz."""
+    pending_timeout: timedelta = observe.DEFAULT_PENDING_TIMEOUT
+    workers: int = 8
+    """Reconciles that may run at once (each mostly waits on the API server)."""
+
+
+@dataclass
+class Operator:
+    """The running operator's parts, built inside kopf's event loop at startup."""
+
+    options: OperatorOptions
+    client: kube.Kube | None = None
+    queue: WorkQueue | None = None
+    runs: RunController | None = None
+    dags: DAGController | None = None
+    _snapshots: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+
+    def start(self, indices: dict[str, Any]) -> None:
+        client = kube.Kube(
+            self.options.cluster, user_agent=kube.OPERATOR_USER_AGENT, on_request=metrics.record_request
+        )
+        cluster_view = view.IndexedView(
+            dags=indices["kfl_dags"],
+            runs=indices["kfl_runs"],
+            runs_by_dag=indices["kfl_runs_by_dag"],
+            pods=indices["kfl_pods"],
+        )
+        queue = WorkQueue(self._reconcile, workers=self.options.workers, on_error=self._failed)
+        settings = RunSettings(
+            pending_timeout=self.options.pending_timeout,
+            variables=templating.variables_from_env(os.environ),
+        )
+        self.runs = RunController(
+            client=client,
+            view=cluster_view,
+            xcoms=xcom_store.RunStore(client),
+            enqueue=queue.add,
+            settings=settings,
+        )
+        self.dags = DAGController(client=client, view=cluster_view, runs=self.runs, enqueue=queue.add)
+        self.client, self.queue = client, queue
+        queue.start()
+
+    async def stop(self) -> None:
+        if self.queue is not None:
+            await self.queue.stop()
+        if self.client is not None:
+            await self.client.close()
+
+    def add(self, key: Hashable) -> None:
+        if self.queue is not None:
+            self.queue.add(key)
+            metrics.QUEUE_DEPTH.set(len(self.queue))
+
+    async def _reconcile(self, key: Hashable) -> float | None:
+        assert isinstance(key, tuple)
+        kind, namespace, name = key
+        assert self.runs is not None and self.dags is not None
+        started = time.perf_counter()
+        try:
+            if kind == "run":
+                return await self.runs.reconcile(namespace, name)
+            return await self.dags.reconcile(namespace, name)
+        finally:
+            metrics.RECONCILE_SECONDS.labels(kind).observe(time.perf_counter() - started)
+
+    def _failed(self, key: Hashable, error: BaseException) -> None:
+        kind = key[0] if isinstance(key, tuple) else "?"
+        metrics.RECONCILE_ERRORS.labels(kind).inc()
+        if isinstance(error, kube.ApiError | OSError | asyncio.TimeoutError):
+            logger.warning("reconcile of %s failed, will retry: %s", key, error)
+        else:
+            logger.error("reconcile of %s failed, will retry", key, exc_info=error)
+
+    def snapshot(self, body: Any) -> dict[str, Any]:
+        """One plain copy per object version, shared by the two DAGRun indices."""
+        metadata = body.get("metadata") or {}
+        uid, version = str(metadata.get("uid")), str(metadata.get("resourceVersion"))
+        cached = self._snapshots.get(uid)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        copy = view.snapshot(body)
+        self._snapshots[uid] = (version, copy)
+        return copy
+
+    def drop_snapshot(self, body: Any) -> None:
+        self._snapshots.pop(str((body.get("metadata") or {}).get("uid")), None)
+
+
+def connection_info(cluster: kube.ClusterConfig) -> kopf.ConnectionInfo:
+    """kopf's credentials from the same ClusterConfig our own client uses."""
+    token = cluster.token
+    if cluster.token_file:
+        with open(cluster.token_file, encoding="utf-8") as handle:
+            token = handle.read().strip()
+    return kopf.ConnectionInfo(
+        server=cluster.server,
+        ca_path=cluster.ca_file,
+        insecure=cluster.insecure,
+        certificate_path=cluster.cert_file,
+        private_key_path=cluster.key_file,
+        scheme="Bearer" if token else None,
+        token=token,
+        default_namespace=cluster.namespace,
+    )
+
+
+def build_registry(operator: Operator) -> kopf.OperatorRegistry:
+    """Every kopf handler of the operator, on a registry of its own (no module-level state)."""
+    registry = kopf.OperatorRegistry()
+    dags = (resources.GROUP, resources.VERSION, resources.DAG_PLURAL)
+    runs = (resources.GROUP, resources.VERSION, resources.DAGRUN_PLURAL)
+    pods = ("v1", "pods")
+    ours = {names.LABEL_RUN: kopf.PRESENT}
+
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        return connection_info(operator.options.cluster)
+
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
+        settings.posting.enabled = False  # our controllers post the events users need
+        settings.watching.server_timeout = 300
+        settings.networking.request_timeout = 60
+        operator.start(kwargs)
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(**_: Any) -> None:
+        await operator.stop()
+
+    @kopf.index(*dags, id="kfl_dags", registry=registry)
+    async def index_dag(*, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> object:
+        return {(namespace, name): view.snapshot(body)}
+
+    @kopf.index(*runs, id="kfl_runs", registry=registry)
+    async def index_run(*, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> object:
+        return {(namespace, name): operator.snapshot(body)}
+
+    @kopf.index(*runs, id="kfl_runs_by_dag", registry=registry)
+    async def index_run_by_dag(
+        *, namespace: str | None, spec: kopf.Spec, body: kopf.Body, **_: Any
+    ) -> object:
+        return {(namespace, spec.get("dagName", "")): operator.snapshot(body)}
+
+    @kopf.index(*pods, labels=ours, id="kfl_pods", registry=registry)
+    async def index_pod(*, namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> object:
+        return {(namespace, labels[names.LABEL_RUN]): view.slim_pod(body)}
+
+    @kopf.on.event(*dags, id="kfl_dag_events", registry=registry)
+    async def dag_event(*, namespace: str | None, name: str, **_: Any) -> None:
+        operator.add(dag_key(namespace or "", name))
+
+    @kopf.on.event(*runs, id="kfl_run_events", registry=registry)
+    async def run_event(
+        *, type: str, namespace: str | None, name: str, spec: kopf.Spec, body: kopf.Body, **_: Any
+    ) -> None:
+        namespace = namespace or ""
+        if type == "DELETED":
+            operator.drop_snapshot(body)
+            if operator.runs is not None:
+                operator.runs.forget(namespace, name)
+            operator.add(dag_key(namespace, spec.get("dagName", "")))
+            return
+        operator.add(run_key(namespace, name))
+
+    @kopf.on.event(*pods, labels=ours, id="kfl_pod_events", registry=registry)
+    async def pod_event(
+        *, namespace: str | None, annotations: kopf.Annotations, labels: kopf.Labels, **_: Any
+    ) -> None:
+        run = annotations.get(names.ANNOTATION_RUN_NAME) or labels.get(names.LABEL_RUN)
+        if run:
+            operator.add(run_key(namespace or "", run))
+
+    return registry
+
+
+async def run_operator(
+    options: OperatorOptions,
+    *,
+    stop_flag: asyncio.Event | threading.Event | None = None,
+    ready_flag: asyncio.Event | threading.Event | None = None,
+) -> None:
+    """Run the operator until `stop_flag` is set (or forever): `kubeflowlite operator`, or a test's thread."""
+    metrics.serve(options.metrics_port)
+    operator = Operator(options)
+    await kopf.operator(
+        registry=build_registry(operator),
+        standalone=True,
+        clusterwide=options.clusterwide,
+        namespaces=list(options.namespaces),
+        liveness_endpoint=options.liveness,
+        stop_flag=stop_flag,
+        ready_flag=ready_flag,
+    )
+
+
+def namespaces_of(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(v for v in values if v))

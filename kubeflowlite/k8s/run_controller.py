@@ -1,0 +1,575 @@
+"""The DAGRun reconcile: observe the run's Pods, ask the engine, act, write status once.
+
+Level-triggered, in kubebuilder's shape: load the run (from the view, never the
+API), list its children (Pods by the `kubeflowlite.io/run` label, from the view),
+fold them into attempts, call the pure `engine.decide`, then act:
+
+1. XCom values of succeeded tries are stored (one ConfigMap write) *before*
+   anything else, so the engine's "success" is never persisted ahead of its value;
+2. Pods for StartTry are created (deterministic names: AlreadyExists after a
+   crash just means "already done") and Pods for StopTry deleted, concurrently
+   with
+3. one merge patch of the run's status (only the difference, and only if the
+   status changed), then podCleanup deletes what the persisted status allows;
+4. the reconcile returns when it next needs to run (retry delays, timeouts, a
+   Pending Pod's deadline, a sensor's poke): the work queue's timer, no polling.
+
+The engine's only memory is the run status. The controller keeps the status it
+last wrote per run (`RunMemory`): it is the only writer, so that copy is what the
+server holds even before the watch echoes it back, and reconciles never act on a
+stale status. After a restart the memory is rebuilt from the watched objects.
+
+Tasks without a Pod (sensor, triggerDag) are evaluated in the controller
+(inline_tasks); a try that fails before it runs (a template error, a Pod the API
+server rejects) becomes an immediate failed attempt, and the engine is asked
+again in the same reconcile, so a retry or a downstream decision never waits for
+another event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from kubeflowlite.api.dag import DAGSpec, Task, TaskType
+from kubeflowlite.api.dagrun import DAGRunSpec, DAGRunStatus, RunState, TaskInstanceStatus
+from kubeflowlite.core import engine, loading
+from kubeflowlite.core.engine import IN_FLIGHT, Attempt, AttemptPhase, RunInput
+from kubeflowlite.core.schedule import Schedule, parse_time
+from kubeflowlite.core.templating import TemplateError
+from kubeflowlite.core.validation import InvalidDAGError
+from kubeflowlite.k8s import inline_tasks, kube, launch, metrics, names, observe, patches, xcom_store
+from kubeflowlite.k8s import run_rules as rules
+from kubeflowlite.k8s.view import ClusterView, Obj
+
+logger = logging.getLogger(__name__)
+
+Key = tuple[str, str, str]
+"""Work queue keys: ("run" | "dag", namespace, name)."""
+
+_PERMANENT_CREATE_ERRORS = frozenset({400, 403, 422})
+"""Pod create failures that a retry of the same manifest cannot fix: the try fails instead."""
+
+
+def run_key(namespace: str, name: str) -> Key:
+    return ("run", namespace, name)
+
+
+def dag_key(namespace: str, name: str) -> Key:
+    return ("dag", namespace, name)
+
+
+@dataclass
+class RunMemory:
+    """What the controller last wrote for one run (it is the only writer of run status)."""
+
+    uid: str
+    status: DAGRunStatus
+    wire: dict[str, Any]
+    """`status` as stored on the server (camelCase): what the next patch is computed against."""
+    resource_version: str | None = None
+    spec: DAGSpec | None = None
+    """The DAG spec snapshot once the run has started (parsed once; the engine memoizes by identity)."""
+    launch_failures: dict[str, Attempt] = field(default_factory=dict)
+    """Tries whose Pod the API server refused; reported as failed attempts until the engine moves on."""
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    pending_timeout: timedelta = observe.DEFAULT_PENDING_TIMEOUT
+    variables: Mapping[str, str] = field(default_factory=dict)
+    """Airflow Variables for templates ({{ var.value.x }}), from the operator's KFL_VAR_* environment."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class RunController:
+    """Reconciles DAGRuns; one instance per operator, called by the work queue."""
+
+    def __init__(
+        self,
+        *,
+        client: kube.Kube,
+        view: ClusterView,
+        xcoms: xcom_store.RunStore,
+        enqueue: Callable[[Hashable], None],
+        settings: RunSettings | None = None,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self.client = client
+        self.view = view
+        self.xcoms = xcoms
+        self.enqueue = enqueue
+        self.settings = settings or RunSettings()
+        self.clock = clock
+        self._memory: dict[tuple[str, str], RunMemory] = {}
+        self._dag_specs: dict[tuple[str, int | None], tuple[DAGSpec | None, str | None]] = {}
+
+    # -- memory -----------------------------------------------------------------------------------
+
+    def forget(self, namespace: str, name: str) -> None:
+        """The run is gone: drop everything remembered about it."""
+        self._memory.pop((namespace, name), None)
+        self.xcoms.forget(namespace, name)
+
+    def _memory_for(self, namespace: str, name: str, body: Obj) -> RunMemory:
+        metadata = body.get("metadata") or {}
+        uid = str(metadata.get("uid") or "")
+        memory = self._memory.get((namespace, name))
+        if memory is not None and memory.uid == uid:
+            return memory
+        wire = dict(body.get("status") or {})
+        try:
+            status = DAGRunStatus.model_validate(wire)
+        except ValidationError:
+            logger.warning("run %s/%s: unreadable status, starting from scratch", namespace, name)
+            status, wire = DAGRunStatus(), {}
+        spec = status.dag_spec
+        memory = RunMemory(
+            uid=uid, status=status, wire=wire, resource_version=metadata.get("resourceVersion"), spec=spec
+        )
+        self._memory[(namespace, name)] = memory
+        return memory
+
+    def current(self, run: Obj) -> Obj:
+        """`run` with the status this controller last wrote (fresher than the watch's copy)."""
+        metadata = run.get("metadata") or {}
+        memory = self._memory.get((metadata.get("namespace", ""), metadata.get("name", "")))
+        if memory is None or memory.uid != metadata.get("uid"):
+            return run
+        return {**run, "status": memory.wire}
+
+    def runs_of_dag(self, namespace: str, dag: str) -> list[Obj]:
+        return [self.current(run) for run in self.view.runs_of_dag(namespace, dag)]
+
+    def dag_spec(self, dag: Obj | None) -> tuple[DAGSpec | None, str | None]:
+        """The DAG's validated spec, or None and the problems (cached per DAG generation)."""
+        if dag is None:
+            return None, None
+        metadata = dag.get("metadata") or {}
+        key = (str(metadata.get("uid")), metadata.get("generation"))
+        cached = self._dag_specs.get(key)
+        if cached is None:
+            try:
+                parsed = loading.parse_dag(dict(dag), source=f"DAG {metadata.get('name')}")
+                cached = (parsed.spec, None)
+            except InvalidDAGError as error:
+                cached = (None, "; ".join(str(issue) for issue in error.issues))
+            if len(self._dag_specs) > 1024:
+                self._dag_specs.clear()
+            self._dag_specs[key] = cached
+        return cached
+
+    # -- the reconcile ----------------------------------------------------------------------------
+
+    async def reconcile(self, namespace: str, name: str) -> float | None:
+        """Bring one run one step closer to done; seconds until it must be looked at again (or None)."""
+        body = self.view.run(namespace, name)
+        if body is None:
+            self.forget(namespace, name)
+            return None
+        if (body.get("metadata") or {}).get("deletionTimestamp"):
+            return None
+        memory = self._memory_for(namespace, name, body)
+        try:
+            spec = DAGRunSpec.model_validate(body.get("spec") or {})
+        except ValidationError as error:
+            logger.warning("run %s/%s has an invalid spec: %s", namespace, name, error)
+            return None
+        clear = None
+        if spec.clear is not None and spec.clear.id not in memory.status.cleared:
+            clear = (spec.clear.id, tuple(spec.clear.tasks))
+        now = self.clock()
+        if memory.status.state.finished and clear is None:
+            await self._after_end(namespace, name, body, memory)
+            return None
+        if memory.spec is None:
+            dag_body = self.view.dag(namespace, spec.dag_name)
+            dag_spec, problem = self.dag_spec(dag_body)
+            hold = rules.admission(
+                run=self.current(body),
+                dag=dag_body,
+                dag_spec=dag_spec,
+                dag_problem=problem,
+                runs_of_dag=self.runs_of_dag(namespace, spec.dag_name),
+            )
+            if hold is not None or dag_spec is None:
+                await self._hold(namespace, name, body, memory, hold, now)
+                return None
+            memory.spec = dag_spec
+        return await self._advance(namespace, name, body, memory, spec, clear, now)
+
+    async def _advance(
+        self,
+        namespace: str,
+        name: str,
+        body: Obj,
+        memory: RunMemory,
+        spec: DAGRunSpec,
+        clear: tuple[str, tuple[str, ...]] | None,
+        now: datetime,
+    ) -> float | None:
+        assert memory.spec is not None
+        dag_spec = memory.spec
+        facts = launch.RunFacts(
+            namespace=namespace,
+            run_name=name,
+            run_uid=memory.uid,
+            dag_name=spec.dag_name,
+            spec=dag_spec,
+            interval=Schedule.from_spec(dag_spec).interval_for(parse_time(spec.logical_date)),
+            run_type=spec.run_type.value,
+            conf=spec.conf,
+            variables=self.settings.variables,
+        )
+        status = memory.status
+        pod_tasks = rules.pod_task_names(dag_spec)
+        inline = {task.name: task for task in dag_spec.tasks if inline_tasks.is_inline(task)}
+        pods = self.view.pods_of_run(namespace, name)
+        wakes: list[datetime | None] = [rules.pending_deadline(pods, self.settings.pending_timeout)]
+
+        attempts = rules.attempts_from_pods(
+            pods,
+            status=status,
+            now=now,
+            pending_timeout=self.settings.pending_timeout,
+            pod_tasks=pod_tasks,
+            run_name=name,
+        )
+        self._add_launch_failures(memory, attempts)
+        stored = await self.xcoms.load(namespace, name)
+        values = dict(stored)
+        for task_name, task in inline.items():
+            instance = status.tasks.get(task_name)
+            if instance is not None and instance.state in IN_FLIGHT and instance.try_number >= 1:
+                started = inline_tasks.try_started(instance, now)
+                outcome = await self._inline(facts, task, instance.try_number, started, values, now)
+                attempts[task_name] = outcome.attempt
+                wakes.append(outcome.wake_at)
+        attempts = xcom_store.checked_attempts(attempts)
+        values.update(xcom_store.values_to_store(attempts, stored))
+
+        previous = None
+        if any(_depends_on_past(dag_spec, t) for t in dag_spec.tasks):
+            previous = rules.previous_run_states(
+                self.current(body), self.runs_of_dag(namespace, spec.dag_name)
+            )
+
+        prepared: dict[tuple[str, int], dict[str, Any] | Attempt] = {}
+        decision = engine.decide(
+            RunInput(
+                dag=dag_spec, status=status, attempts=attempts, now=now, previous_run=previous, clear=clear
+            )
+        )
+        for _ in range(len(dag_spec.tasks) + 1):
+            immediate: dict[str, Attempt] = {}
+            for start in decision.start:
+                key = (start.task, start.try_number)
+                if key in prepared:
+                    continue
+                if start.task in inline:
+                    outcome = await self._inline(
+                        facts, inline[start.task], start.try_number, now, values, now
+                    )
+                    prepared[key] = outcome.attempt
+                    immediate[start.task] = outcome.attempt
+                    wakes.append(outcome.wake_at)
+                else:
+                    prepared[key] = launch.pod_for_try(
+                        facts, start.task, start.try_number, xcoms=values, now=now
+                    )
+                    if isinstance(prepared[key], Attempt):
+                        immediate[start.task] = prepared[key]  # type: ignore[assignment]
+            if not immediate:
+                break
+            attempts.update(xcom_store.checked_attempts(immediate))
+            values.update(xcom_store.values_to_store(attempts, values))
+            decision = engine.decide(
+                RunInput(
+                    dag=dag_spec,
+                    status=status,
+                    attempts=attempts,
+                    now=now,
+                    previous_run=previous,
+                    clear=clear,
+                )
+            )
+
+        # 1. XCom before anything that could make a success visible.
+        await self.xcoms.store(
+            namespace=namespace,
+            run_name=name,
+            run_uid=memory.uid,
+            dag_name=spec.dag_name,
+            values=xcom_store.values_to_store(attempts, stored),
+        )
+
+        # 2. Pods and status, concurrently (either order is safe: names are deterministic).
+        new_status = rules.with_pod_names(decision.status, run_name=name, pod_tasks=pod_tasks)
+        admitted = rules.admitted_condition(None)
+        if not any(c.type == admitted.type and c.status == "True" for c in new_status.conditions):
+            new_status = new_status.model_copy(
+                update={"conditions": rules.set_condition(new_status.conditions, admitted, now=now)}
+            )
+        creates = [
+            item
+            for start in decision.start
+            if isinstance(item := prepared.get((start.task, start.try_number)), dict)
+        ]
+        stops = [
+            names.pod_name(name, stop.task, stop.try_number)
+            for stop in decision.stop
+            if stop.task in pod_tasks
+        ]
+        old_status = memory.status
+        write = self._write_status(namespace, name, memory, new_status, dag_spec, facts, now)
+        results = await asyncio.gather(
+            *(self._create_pod(manifest) for manifest in creates),
+            *(self.client.delete(kube.PODS, namespace, pod) for pod in stops),
+            write,
+            return_exceptions=True,
+        )
+        failures = {r.task: r for r in results[: len(creates)] if isinstance(r, Attempt)}
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            memory.launch_failures.update(failures)
+            self.enqueue(run_key(namespace, name))
+        if errors:
+            raise errors[0]
+
+        # 3. What the persisted status allows, and who else must look.
+        policy = dag_spec.pod_cleanup
+        doomed = rules.pods_to_clean(policy, pods, memory.status)
+        if doomed:
+            await asyncio.gather(*(self.client.delete(kube.PODS, namespace, pod) for pod in doomed))
+        await self._after_write(namespace, body, spec, old_status, memory.status, dag_spec)
+
+        wakes.append(decision.wake_at)
+        due = [moment for moment in wakes if moment is not None]
+        if memory.status.state.finished or not due:
+            return None
+        return max(0.0, (min(due) - self.clock()).total_seconds())
+
+    # -- acting -----------------------------------------------------------------------------------
+
+    async def _create_pod(self, manifest: dict[str, Any]) -> Attempt | None:
+        """Create one task Pod; AlreadyExists is success; a refused manifest is a failed try."""
+        metadata = manifest["metadata"]
+        try:
+            await self.client.create(kube.PODS, metadata["namespace"], manifest)
+        except kube.ApiError as error:
+            if error.conflict:
+                return None
+            if error.status in _PERMANENT_CREATE_ERRORS and "exceeded quota" not in error.message:
+                labels = metadata.get("labels") or {}
+                return launch.failed_at_once(
+                    metadata["annotations"][names.ANNOTATION_TASK_ID],
+                    int(labels.get(names.LABEL_TRY, "1")),
+                    f"pod {metadata['name']} could not be created: {error.message}",
+                    self.clock(),
+                )
+            raise
+        return None
+
+    def _add_launch_failures(self, memory: RunMemory, attempts: dict[str, Attempt]) -> None:
+        for task, failure in list(memory.launch_failures.items()):
+            instance = memory.status.tasks.get(task)
+            if instance is not None and instance.try_number > failure.try_number:
+                del memory.launch_failures[task]  # the engine has moved on
+                continue
+            seen = attempts.get(task)
+            if seen is None or seen.try_number <= failure.try_number:
+                attempts[task] = failure
+
+    async def _write_status(
+        self,
+        namespace: str,
+        name: str,
+        memory: RunMemory,
+        status: DAGRunStatus,
+        spec: DAGSpec,
+        facts: launch.RunFacts,
+        now: datetime,
+    ) -> None:
+        """Patch the status if it changed (the duration alone is not a change); updates the memory."""
+        status = rules.with_run_facts(status, spec=spec, interval=facts.interval, now=now)
+        wire = status.to_wire()
+        if _without_duration(wire) == _without_duration(memory.wire):
+            memory.status = status
+            return
+        await self._patch_status(namespace, name, memory, status, wire)
+
+    async def _patch_status(
+        self, namespace: str, name: str, memory: RunMemory, status: DAGRunStatus, wire: dict[str, Any]
+    ) -> None:
+        diff = patches.merge_patch(memory.wire, wire)
+        if not diff:
+            memory.status = status
+            return
+        try:
+            result = await self.client.patch(
+                kube.DAGRUNS, namespace, name, {"status": diff}, subresource="status"
+            )
+        except kube.ApiError as error:
+            if error.not_found:
+                self.forget(namespace, name)
+                return
+            raise
+        memory.status = status
+        memory.wire = wire
+        memory.resource_version = (result.get("metadata") or {}).get("resourceVersion")
+
+    async def _hold(
+        self,
+        namespace: str,
+        name: str,
+        body: Obj,
+        memory: RunMemory,
+        hold: rules.Hold | None,
+        now: datetime,
+    ) -> None:
+        """A run that may not start yet: say why (once), and wait for the event that changes it."""
+        hold = hold or rules.Hold("InvalidDAG", "the DAG is invalid")
+        condition = rules.admitted_condition(hold)
+        current = next((c for c in memory.status.conditions if c.type == condition.type), None)
+        if current is not None and (current.status, current.reason, current.message) == (
+            condition.status,
+            condition.reason,
+            condition.message,
+        ):
+            return
+        status = memory.status.model_copy(
+            update={
+                "state": RunState.queued,
+                "conditions": rules.set_condition(memory.status.conditions, condition, now=now),
+            }
+        )
+        await self._patch_status(namespace, name, memory, status, status.to_wire())
+        if current is None:
+            self.enqueue(dag_key(namespace, (body.get("spec") or {}).get("dagName", "")))
+
+    async def _after_write(
+        self,
+        namespace: str,
+        body: Obj,
+        spec: DAGRunSpec,
+        old: DAGRunStatus,
+        new: DAGRunStatus,
+        dag_spec: DAGSpec,
+    ) -> None:
+        """Metrics, an Event when the run ends, and wake-ups for the DAG and later runs."""
+        for done in rules.finished_tasks(old, new):
+            metrics.task_finished(done.state.value, done.seconds)
+        if old.state is not new.state or old.start_time is None:
+            self.enqueue(dag_key(namespace, spec.dag_name))
+            if new.state.finished:
+                seconds = None
+                if new.start_time and new.end_time:
+                    seconds = (parse_time(new.end_time) - parse_time(new.start_time)).total_seconds()
+                metrics.run_finished(new.state.value, seconds)
+                failed = [t for t, i in new.tasks.items() if i.state.value in ("failed", "upstream_failed")]
+                message = f"run {new.state.value} after {new.duration or '?'} ({new.tasks_summary} tasks)"
+                if failed:
+                    message += f"; failed: {', '.join(failed[:10])}"
+                try:
+                    await self.client.create_event(
+                        body,
+                        reason="RunSucceeded" if new.state is RunState.success else "RunFailed",
+                        message=message,
+                        warning=new.state is RunState.failed,
+                    )
+                except kube.ApiError as error:
+                    logger.warning("could not post an event: %s", error)
+        if new is not old and any(_depends_on_past(dag_spec, t) for t in dag_spec.tasks):
+            for later in rules.runs_after(self.current(body), self.runs_of_dag(namespace, spec.dag_name)):
+                self.enqueue(run_key(namespace, later))
+
+    async def _after_end(self, namespace: str, name: str, body: Obj, memory: RunMemory) -> None:
+        """A finished run: onRunEnd cleanup, and let go of its memory once the watch has caught up."""
+        if memory.spec is not None and memory.spec.pod_cleanup == "onRunEnd":
+            doomed = rules.pods_to_clean("onRunEnd", self.view.pods_of_run(namespace, name), memory.status)
+            if doomed:
+                await asyncio.gather(*(self.client.delete(kube.PODS, namespace, pod) for pod in doomed))
+        if memory.resource_version == (body.get("metadata") or {}).get("resourceVersion"):
+            self._memory.pop((namespace, name), None)
+            self.xcoms.forget(namespace, name)
+
+    # -- inline tasks -------------------------------------------------------------------------------
+
+    async def _inline(
+        self,
+        facts: launch.RunFacts,
+        task: Task,
+        try_number: int,
+        started: datetime,
+        xcoms: Mapping[str, str],
+        now: datetime,
+    ) -> inline_tasks.Outcome:
+        """Evaluate (or start) one try of a sensor or triggerDag task."""
+        effective = facts.task(task.name)
+        if effective.effective_type() is TaskType.sensor and effective.sensor is not None:
+            runs = self.runs_of_dag(facts.namespace, effective.sensor.dag)
+            return inline_tasks.poke(
+                effective.sensor,
+                task=task.name,
+                try_number=try_number,
+                logical_date=facts.interval.logical_date,
+                started=started,
+                runs=runs,
+                now=now,
+            )
+        trigger = effective.trigger_dag
+        assert trigger is not None
+        try:
+            plan = inline_tasks.trigger_plan(
+                trigger, facts=facts, task=effective, try_number=try_number, xcoms=xcoms
+            )
+        except TemplateError as error:
+            return inline_tasks.Outcome(
+                launch.failed_at_once(task.name, try_number, f"template error: {error}", now)
+            )
+        run = self.view.run(facts.namespace, plan.name)
+        if run is None:
+            try:
+                run = await self.client.create(kube.DAGRUNS, facts.namespace, plan.manifest)
+            except kube.ApiError as error:
+                if not error.conflict:
+                    if error.status in _PERMANENT_CREATE_ERRORS:
+                        message = f"could not create DAGRun {plan.name}: {error.message}"
+                        return inline_tasks.Outcome(
+                            launch.failed_at_once(task.name, try_number, message, now)
+                        )
+                    raise
+        return inline_tasks.trigger_outcome(
+            trigger,
+            task=task.name,
+            try_number=try_number,
+            started=started,
+            run_name=plan.name,
+            run=self.current(run) if run is not None else None,
+            now=now,
+        )
+
+
+def _without_duration(wire: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in wire.items() if k != "duration"}
+
+
+def _depends_on_past(spec: DAGSpec, task: Task) -> bool:
+    value = task.depends_on_past if task.depends_on_past is not None else spec.defaults.depends_on_past
+    return bool(value)
+
+
+def task_status(status: DAGRunStatus, task: str) -> TaskInstanceStatus | None:
+    return status.tasks.get(task)
+
+
+__all__ = ["AttemptPhase", "Key", "RunController", "RunMemory", "RunSettings", "dag_key", "run_key"]

@@ -1,0 +1,342 @@
+"""The run controller's judgements, as pure functions over plain objects.
+
+Everything the reconcile decides that the engine does not, each a small function
+tested without a cluster:
+
+- `attempts_from_pods`: the run's Pods folded into one Attempt per task (the
+  highest try wins), plus a failed attempt for a running try whose Pod is gone
+  (deleted by hand, or garbage-collected with a lost node);
+- `admission`: whether a run that has not started may start now (its DAG exists,
+  is valid and not paused, and maxActiveRuns has room, oldest logical date first);
+- `previous_run_states`: the task states of the run before this one (dependsOnPast);
+- `pods_to_clean`: which Pods the DAG's podCleanup policy deletes now;
+- `finished_tasks`: task instances that finished between two statuses (metrics);
+- status decoration: Pod names, the snapshot, data interval, duration, conditions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from kubeflowlite.api.dag import Condition, DAGSpec, TaskType
+from kubeflowlite.api.dagrun import DAGRunStatus, RunState, TaskState
+from kubeflowlite.core import durations
+from kubeflowlite.core.engine import Attempt, AttemptPhase
+from kubeflowlite.core.schedule import RunInterval, parse_time
+from kubeflowlite.k8s import names, observe
+from kubeflowlite.k8s.launch import format_time
+
+Obj = Mapping[str, Any]
+
+CONDITION_ADMITTED = "Admitted"
+"""DAGRun condition: True once the run has started; False with the reason it waits (maxActiveRuns, paused...)."""
+
+_FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
+_POD_STATES = frozenset(
+    {TaskState.queued, TaskState.running, TaskState.success, TaskState.failed, TaskState.up_for_retry}
+)
+
+
+# --- observing ------------------------------------------------------------------------------------
+
+
+def pod_try(pod: Obj) -> tuple[str, int]:
+    """(task id, try number) of one of our Pods."""
+    metadata = pod.get("metadata") or {}
+    annotations = metadata.get("annotations") or {}
+    labels = metadata.get("labels") or {}
+    task = annotations.get(names.ANNOTATION_TASK_ID) or labels.get(names.LABEL_TASK, "")
+    try:
+        number = int(labels.get(names.LABEL_TRY, "0"))
+    except ValueError:
+        number = 0
+    return task, number
+
+
+def attempts_from_pods(
+    pods: Iterable[Obj],
+    *,
+    status: DAGRunStatus,
+    now: datetime,
+    pending_timeout: timedelta,
+    pod_tasks: frozenset[str],
+    run_name: str,
+) -> dict[str, Attempt]:
+    """One Attempt per task: its newest observed try, or a failure for a running try whose Pod vanished.
+
+    `pod_tasks` are the tasks that run as Pods (inline tasks have no Pod to miss).
+    """
+    newest: dict[str, Obj] = {}
+    for pod in pods:
+        task, number = pod_try(pod)
+        if not task or number < 1:
+            continue
+        current = newest.get(task)
+        if current is None or pod_try(current)[1] < number:
+            newest[task] = pod
+    attempts = {
+        task: observe.attempt_from_pod(pod, now=now, pending_timeout=pending_timeout)
+        for task, pod in newest.items()
+    }
+    for task, instance in status.tasks.items():
+        if instance.state is not TaskState.running or task not in pod_tasks:
+            continue
+        seen = attempts.get(task)
+        if seen is None or seen.try_number < instance.try_number:
+            gone = names.pod_name(run_name, task, instance.try_number)
+            attempts[task] = Attempt(
+                task=task,
+                try_number=instance.try_number,
+                phase=AttemptPhase.failed,
+                start_time=parse_time(instance.start_time) if instance.start_time else None,
+                end_time=now,
+                message=f"pod {gone} disappeared while running (deleted, or its node was lost)",
+            )
+    return attempts
+
+
+def pending_deadline(pods: Iterable[Obj], pending_timeout: timedelta) -> datetime | None:
+    """When the earliest still-Pending Pod passes the pending timeout (the reconcile must look then)."""
+    deadlines = []
+    for pod in pods:
+        metadata = pod.get("metadata") or {}
+        phase = (pod.get("status") or {}).get("phase") or "Pending"
+        created = metadata.get("creationTimestamp")
+        if phase == "Pending" and created and not metadata.get("deletionTimestamp"):
+            deadlines.append(parse_time(str(created)) + pending_timeout)
+    return min(deadlines) if deadlines else None
+
+
+# --- starting a run -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Why a run may not start yet (shown as its Admitted=False condition)."""
+
+    reason: str
+    message: str
+
+
+def run_started(run: Obj) -> bool:
+    status = run.get("status") or {}
+    return bool(status.get("startTime")) or status.get("state") in ("running", "success", "failed")
+
+
+def run_finished(run: Obj) -> bool:
+    return (run.get("status") or {}).get("state") in ("success", "failed")
+
+
+def _order_key(run: Obj) -> tuple[datetime, str]:
+    text = (run.get("spec") or {}).get("logicalDate") or ""
+    try:
+        moment = parse_time(text)
+    except ValueError:
+        moment = _FAR_FUTURE
+    return moment, (run.get("metadata") or {}).get("name", "")
+
+
+def admission(
+    *,
+    run: Obj,
+    dag: Obj | None,
+    dag_spec: DAGSpec | None,
+    dag_problem: str | None,
+    runs_of_dag: Iterable[Obj],
+) -> Hold | None:
+    """None if the run may start now; otherwise why it waits.
+
+    maxActiveRuns counts started, unfinished runs of the DAG; waiting runs start
+    oldest logical date first, so two runs reconciled at once never both take the
+    last slot.
+    """
+    dag_name = (run.get("spec") or {}).get("dagName", "")
+    if dag is None:
+        return Hold("DAGNotFound", f"DAG {dag_name!r} does not exist in this namespace")
+    if dag_spec is None:
+        return Hold("InvalidDAG", f"DAG {dag_name!r} is invalid: {dag_problem or 'see its Ready condition'}")
+    if dag_spec.paused:
+        return Hold("DAGPaused", f"DAG {dag_name!r} is paused")
+    me = (run.get("metadata") or {}).get("name")
+    others = [r for r in runs_of_dag if (r.get("metadata") or {}).get("name") != me]
+    active = sum(1 for r in others if run_started(r) and not run_finished(r))
+    mine = _order_key(run)
+    ahead = sum(1 for r in others if not run_started(r) and not run_finished(r) and _order_key(r) < mine)
+    limit = dag_spec.max_active_runs
+    if active + ahead >= limit:
+        return Hold(
+            "MaxActiveRuns",
+            f"waiting: {active} run(s) of DAG {dag_name!r} active and {ahead} queued ahead (maxActiveRuns {limit})",
+        )
+    return None
+
+
+def previous_run_states(run: Obj, runs_of_dag: Iterable[Obj]) -> dict[str, TaskState] | None:
+    """Task states of the DAG's run with the latest logical date before this run's; None if there is none."""
+    mine = _order_key(run)
+    earlier = [r for r in runs_of_dag if _order_key(r) < mine]
+    if not earlier:
+        return None
+    previous = max(earlier, key=_order_key)
+    tasks = (previous.get("status") or {}).get("tasks") or {}
+    states: dict[str, TaskState] = {}
+    for task, instance in tasks.items():
+        try:
+            states[task] = TaskState(instance.get("state") or "none")
+        except ValueError:
+            continue
+    return states
+
+
+def runs_after(run: Obj, runs_of_dag: Iterable[Obj]) -> list[str]:
+    """Names of unfinished runs with a later logical date (dependsOnPast waits on this run)."""
+    mine = _order_key(run)
+    return [
+        (r.get("metadata") or {}).get("name", "")
+        for r in runs_of_dag
+        if _order_key(r) > mine and not run_finished(r)
+    ]
+
+
+# --- acting after the decision ------------------------------------------------------------------
+
+
+def pods_to_clean(policy: str, pods: Iterable[Obj], status: DAGRunStatus) -> list[str]:
+    """Names of Pods the podCleanup policy deletes, given the status just persisted.
+
+    onSuccess: a Pod whose try the status records as the task's success;
+    onRunEnd: every Pod once the run is finished; keep: none. Pods already being
+    deleted are left alone.
+    """
+    if policy == "keep":
+        return []
+    doomed = []
+    for pod in pods:
+        metadata = pod.get("metadata") or {}
+        if metadata.get("deletionTimestamp"):
+            continue
+        if policy == "onRunEnd":
+            if status.state.finished:
+                doomed.append(metadata.get("name", ""))
+            continue
+        task, number = pod_try(pod)
+        instance = status.tasks.get(task)
+        phase = (pod.get("status") or {}).get("phase")
+        recorded = (
+            instance is not None and instance.state is TaskState.success and instance.try_number == number
+        )
+        if recorded and phase == "Succeeded":
+            doomed.append(metadata.get("name", ""))
+    return [name for name in doomed if name]
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A task instance that reached a final state."""
+
+    task: str
+    state: TaskState
+    seconds: float | None
+
+
+def finished_tasks(old: DAGRunStatus, new: DAGRunStatus) -> list[Finished]:
+    """Task instances finished in `new` that were not finished (or were another try) in `old`."""
+    done = []
+    for task, instance in new.tasks.items():
+        if not instance.state.finished:
+            continue
+        before = old.tasks.get(task)
+        if before is not None and before.state is instance.state and before.try_number == instance.try_number:
+            continue
+        seconds = None
+        if instance.start_time and instance.end_time:
+            seconds = (parse_time(instance.end_time) - parse_time(instance.start_time)).total_seconds()
+        done.append(Finished(task, instance.state, seconds))
+    return done
+
+
+# --- decorating the status --------------------------------------------------------------------------
+
+
+def pod_task_names(spec: DAGSpec) -> frozenset[str]:
+    """Tasks that run as Pods: everything but empty tasks, sensors and triggerDag tasks."""
+    inline = {TaskType.empty, TaskType.sensor, TaskType.trigger_dag}
+    return frozenset(task.name for task in spec.tasks if task.effective_type() not in inline)
+
+
+def with_pod_names(status: DAGRunStatus, *, run_name: str, pod_tasks: frozenset[str]) -> DAGRunStatus:
+    """Each Pod task's current try with the name of its Pod (deterministic, so never a guess)."""
+    tasks = dict(status.tasks)
+    changed = False
+    for task, instance in status.tasks.items():
+        wanted = None
+        if task in pod_tasks and instance.try_number >= 1 and instance.state in _POD_STATES:
+            wanted = names.pod_name(run_name, task, instance.try_number)
+        if instance.pod_name != wanted:
+            tasks[task] = instance.model_copy(update={"pod_name": wanted})
+            changed = True
+    return status.model_copy(update={"tasks": tasks}) if changed else status
+
+
+def format_elapsed(seconds: float) -> str:
+    """A DURATION column value: whole seconds (ms below one second), e.g. 1m23s."""
+    if seconds < 1:
+        return durations.format_duration(timedelta(milliseconds=round(max(seconds, 0) * 1000)))
+    return durations.format_duration(timedelta(seconds=int(seconds)))
+
+
+def with_run_facts(
+    status: DAGRunStatus, *, spec: DAGSpec, interval: RunInterval, now: datetime
+) -> DAGRunStatus:
+    """The snapshot, data interval and duration that the shell adds to the engine's status."""
+    update: dict[str, Any] = {
+        "dag_spec": spec,
+        "data_interval_start": format_time(interval.data_interval_start),
+        "data_interval_end": format_time(interval.data_interval_end),
+    }
+    if status.start_time:
+        end = parse_time(status.end_time) if status.end_time else now
+        update["duration"] = format_elapsed((end - parse_time(status.start_time)).total_seconds())
+    return status.model_copy(update=update)
+
+
+def set_condition(conditions: list[Condition], condition: Condition, *, now: datetime) -> list[Condition]:
+    """`conditions` with `condition` put in place; lastTransitionTime moves only when its status changes."""
+    result = []
+    found = False
+    for existing in conditions:
+        if existing.type != condition.type:
+            result.append(existing)
+            continue
+        found = True
+        same_status = existing.status == condition.status
+        result.append(
+            condition.model_copy(
+                update={
+                    "last_transition_time": existing.last_transition_time
+                    if same_status and existing.last_transition_time
+                    else format_time(now)
+                }
+            )
+        )
+    if not found:
+        result.append(condition.model_copy(update={"last_transition_time": format_time(now)}))
+    return result
+
+
+def admitted_condition(hold: Hold | None) -> Condition:
+    if hold is None:
+        return Condition(
+            type=CONDITION_ADMITTED, status="True", reason="Started", message="the run has started"
+        )
+    return Condition(type=CONDITION_ADMITTED, status="False", reason=hold.reason, message=hold.message)
+
+
+def state_of(status: Obj) -> RunState:
+    try:
+        return RunState(status.get("state") or "queued")
+    except ValueError:
+        return RunState.queued

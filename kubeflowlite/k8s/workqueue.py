@@ -1,0 +1,144 @@
+"""A reconcile work queue: what turns watch events and timers into reconciles.
+
+kopf calls handlers per event; a controller wants something else (controller-runtime's
+workqueue): "this run needs a look", deduplicated. Ten Pod events of one run that
+arrive while its reconcile is busy give one more reconcile, not ten; one key is
+never reconciled by two workers at once; a reconcile that asks to be woken later
+(a retry delay, a schedule) gets a timer, the earliest one wins; a reconcile that
+raises is retried with exponential backoff instead of hot-looping.
+
+No kopf and no Kubernetes here, only asyncio: the queue is tested on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass, field
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[Hashable], Awaitable[float | None]]
+"""Reconcile one key; returns seconds until it must be reconciled again (None: only on events)."""
+
+BACKOFF_BASE = 0.25
+BACKOFF_MAX = 60.0
+
+
+@dataclass
+class WorkQueue:
+    """Deduplicating queue with `workers` concurrent handlers, timers and error backoff."""
+
+    handler: Handler
+    workers: int = 4
+    clock: Callable[[], float] = time.monotonic
+    on_error: Callable[[Hashable, BaseException], None] | None = None
+    _queue: asyncio.Queue[Hashable] = field(default_factory=asyncio.Queue)
+    _dirty: set[Hashable] = field(default_factory=set)
+    """Keys waiting for a worker (in `_queue`, or re-queued when their current reconcile ends)."""
+    _processing: set[Hashable] = field(default_factory=set)
+    _timers: dict[Hashable, float] = field(default_factory=dict)
+    _heap: list[tuple[float, int, Hashable]] = field(default_factory=list)
+    _failures: dict[Hashable, int] = field(default_factory=dict)
+    _seq: itertools.count[int] = field(default_factory=itertools.count)
+    _timer_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    # -- adding ----------------------------------------------------------------------------------
+
+    def add(self, key: Hashable) -> None:
+        """Reconcile `key` soon (once, however often it is added before a worker takes it)."""
+        if key in self._dirty:
+            return
+        self._dirty.add(key)
+        if key not in self._processing:
+            self._queue.put_nowait(key)
+
+    def add_after(self, key: Hashable, delay: float) -> None:
+        """Reconcile `key` in `delay` seconds, unless an earlier timer or an add comes first."""
+        if delay <= 0:
+            self.add(key)
+            return
+        when = self.clock() + delay
+        current = self._timers.get(key)
+        if current is not None and current <= when:
+            return
+        self._timers[key] = when
+        heapq.heappush(self._heap, (when, next(self._seq), key))
+        self._timer_changed.set()
+
+    def forget(self, key: Hashable) -> None:
+        """Drop the key's timer and error history (its object is gone)."""
+        self._timers.pop(key, None)
+        self._failures.pop(key, None)
+
+    def __len__(self) -> int:
+        return self._queue.qsize()
+
+    @property
+    def busy(self) -> bool:
+        """Work is queued or in progress (timers not counted)."""
+        return bool(self._dirty or self._processing)
+
+    def timer(self, key: Hashable) -> float | None:
+        """When `key` is due by timer (clock time), if it has one."""
+        return self._timers.get(key)
+
+    # -- running ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the workers and the timer loop in the running event loop."""
+        self._tasks = [
+            asyncio.create_task(self._worker(), name=f"reconcile-{i}") for i in range(self.workers)
+        ]
+        self._tasks.append(asyncio.create_task(self._timer_loop(), name="reconcile-timers"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self._queue.get()
+            self._dirty.discard(key)
+            self._processing.add(key)
+            try:
+                delay = await self.handler(key)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                failures = self._failures.get(key, 0) + 1
+                self._failures[key] = failures
+                if self.on_error is not None:
+                    self.on_error(key, error)
+                else:
+                    logger.exception("reconcile of %s failed (attempt %d)", key, failures)
+                self.add_after(key, min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (failures - 1)))
+            else:
+                self._failures.pop(key, None)
+                if delay is not None:
+                    self.add_after(key, delay)
+            finally:
+                self._processing.discard(key)
+                if key in self._dirty:
+                    self._queue.put_nowait(key)
+
+    async def _timer_loop(self) -> None:
+        while True:
+            now = self.clock()
+            while self._heap and self._heap[0][0] <= now:
+                when, _, key = heapq.heappop(self._heap)
+                if self._timers.get(key) == when:
+                    del self._timers[key]
+                    self.add(key)
+            timeout = (self._heap[0][0] - now) if self._heap else None
+            self._timer_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._timer_changed.wait(), timeout)
