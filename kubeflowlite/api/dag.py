@@ -132,7 +132,11 @@ class TaskDefaults(ApiModel):
         default=None, description="Run only if this task succeeded (or was skipped) in the previous DAG run."
     )
     trigger_rule: TriggerRule | None = Field(default=None, description="Default trigger rule of the tasks.")
-    env: list[EnvVar] | None = Field(default=None, description="Environment variables for every task.")
+    env: list[EnvVar] | None = Field(
+        default=None,
+        description="Environment variables for every task.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
     pod: dict[str, Any] | None = Field(
         default=None,
         description="Overrides merged into the task's Pod; ignored by the local runner. Keys: `metadata` "
@@ -215,7 +219,12 @@ class DAGSpec(ApiModel):
     defaults: TaskDefaults = Field(
         default_factory=TaskDefaults, description="Fields applied to every task that does not set them (default_args)."
     )
-    tasks: list[Task] = Field(description="The tasks of the DAG.", min_length=1)
+    tasks: list[Task] = Field(
+        description="The tasks of the DAG.",
+        min_length=1,
+        # Keyed by task id: the apiserver rejects duplicate ids and server-side apply merges per task.
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
     pod_cleanup: Literal["keep", "onSuccess", "onRunEnd"] = Field(
         default="keep",
         description="When task Pods are deleted: keep them, delete each on success, or delete all when the run ends.",

@@ -298,5 +298,12 @@ def write_crds(directory: str | Path) -> list[Path]:
     return written
 
 
+class _PlainDumper(yaml.SafeDumper):
+    """Never writes YAML anchors: inlined definitions share Python objects, readers want copies."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def _dump(document: Mapping[str, Any]) -> str:
-    return yaml.safe_dump(dict(document), sort_keys=False, width=100, allow_unicode=True)
+    return yaml.dump(dict(document), Dumper=_PlainDumper, sort_keys=False, width=100, allow_unicode=True)

@@ -276,3 +276,13 @@ def test_every_example_is_accepted(cluster: Any, crds: None, namespace: str, exa
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_duplicate_task_ids_are_rejected(cluster: Any, crds: None, namespace: str) -> None:
+    manifest = json.loads(json.dumps(TUTORIAL))
+    manifest["spec"]["tasks"].append({"name": "sleep", "bash": "sleep 1"})
+    result = kubectl(
+        cluster, "create", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(manifest), check=False
+    )
+    assert result.returncode != 0
+    assert "spec.tasks[3]: Duplicate value" in result.stderr, result.stderr

@@ -53,6 +53,11 @@ def test_rendering_is_deterministic() -> None:
     assert crdgen.render_crds() == RENDERED
 
 
+def test_yaml_has_no_anchors() -> None:
+    for name, text in RENDERED.items():
+        assert "&id" not in text and "*id" not in text, f"{name} uses YAML anchors; write plain copies"
+
+
 def test_write_crds_writes_every_file(tmp_path: Path) -> None:
     written = crdgen.write_crds(tmp_path / "out")
     assert sorted(p.name for p in written) == sorted(RENDERED)
@@ -90,6 +95,7 @@ def test_dag_schema_carries_validation_and_docs() -> None:
     assert spec["properties"]["podCleanup"]["enum"] == ["keep", "onSuccess", "onRunEnd"]
     assert spec["properties"]["paused"]["default"] is False
     assert "default" not in task["retries"], "unset task fields must stay unset so DAG defaults apply"
+    assert tasks["x-kubernetes-list-type"] == "map" and tasks["x-kubernetes-list-map-keys"] == ["name"]
 
 
 def test_status_schemas() -> None:
