@@ -288,7 +288,7 @@ class ObjectMeta(ApiModel):
 class DAG(ApiModel):
     """A DAG file: a Kubernetes-style object of kind DAG."""
 
-    api_version: Literal["kubeflowlite.io/v1alpha1"] = Field(default=GROUP_VERSION, alias="apiVersion")
+    api_version: Literal["kubeflowlite.io/v1alpha1"] = Field(default="kubeflowlite.io/v1alpha1", alias="apiVersion")
     kind: Literal["DAG"] = "DAG"
     metadata: ObjectMeta
     spec: DAGSpec

@@ -139,7 +139,7 @@ class DAGRunStatus(ApiModel):
 class DAGRun(ApiModel):
     """A run of a DAG, as stored by the operator and printed by `kubeflowlite run -o json`."""
 
-    api_version: Literal["kubeflowlite.io/v1alpha1"] = Field(default=GROUP_VERSION, alias="apiVersion")
+    api_version: Literal["kubeflowlite.io/v1alpha1"] = Field(default="kubeflowlite.io/v1alpha1", alias="apiVersion")
     kind: Literal["DAGRun"] = "DAGRun"
     metadata: ObjectMeta
     spec: DAGRunSpec
