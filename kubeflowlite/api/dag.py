@@ -131,10 +131,14 @@ class TaskDefaults(ApiModel):
     depends_on_past: bool | None = Field(
         default=None, description="Run only if this task succeeded (or was skipped) in the previous DAG run."
     )
-    trigger_rule: TriggerRule | None = Field(default=None, description="Default trigger rule of the tasks.")
+    trigger_rule: TriggerRule | None = Field(
+        default=None,
+        description="When the task may run, judged from the states of its direct upstream tasks "
+        "(default all_success).",
+    )
     env: list[EnvVar] | None = Field(
         default=None,
-        description="Environment variables for every task.",
+        description="Environment variables of the task's process or container.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     pod: dict[str, Any] | None = Field(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,14 @@ def crds(cluster: Any) -> None:
         kubectl(cluster, "apply", "--server-side", "--force-conflicts", "-f", str(path))
     names = [f"crd/{yaml.safe_load(p.read_text())['metadata']['name']}" for p in CRD_FILES]
     kubectl(cluster, "wait", "--for=condition=Established", "--timeout=60s", *names)
+    # The apiserver publishes a new CRD's OpenAPI (what `kubectl explain` and strict
+    # field validation read) shortly after Established.
+    deadline = time.monotonic() + 60
+    while not all(
+        kubectl(cluster, "explain", kind, check=False).stdout.strip() for kind in ("dag", "dagrun")
+    ):
+        assert time.monotonic() < deadline, "the CRDs' OpenAPI was never published"
+        time.sleep(0.5)
 
 
 def dag_with(task_changes: dict[str, Any], name: str = "broken") -> str:
