@@ -43,7 +43,7 @@ the shells never mutate in place).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -157,6 +157,10 @@ IN_FLIGHT = frozenset({TaskState.queued, TaskState.running})
 _WAITING = frozenset({TaskState.none, TaskState.scheduled})
 """States of a task whose current instance has not started: trigger rules apply to these."""
 _FINISHED = frozenset({TaskState.success, TaskState.failed, TaskState.upstream_failed, TaskState.skipped})
+_NONE, _SUCCESS = TaskState.none, TaskState.success
+_FAILED = frozenset({TaskState.failed, TaskState.upstream_failed})
+"""A leaf in one of these fails the run."""
+_ALIVE = frozenset({AttemptPhase.pending, AttemptPhase.running})
 _PAST_OK = frozenset({TaskState.success, TaskState.skipped})
 _MAX_HISTORY = 20
 """Try records kept per task (the oldest are dropped): run status must stay small."""
@@ -166,9 +170,13 @@ _MAX_CLEARED_IDS = 16
 # --- the compiled DAG ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _TaskPlan:
-    """What the engine needs of one task, with the DAG's defaults applied (api.dag.effective_task)."""
+    """What the engine needs of one task, with the DAG's defaults applied (api.dag.effective_task).
+
+    Built once per spec and never changed (not frozen only because frozen dataclasses
+    are slow to build, and a 10,000-task spec builds 10,000 of them).
+    """
 
     name: str
     index: int
@@ -185,6 +193,11 @@ class _TaskPlan:
     max_retry_delay: timedelta | None
     execution_timeout: timedelta | None
     execution_timeout_text: str | None
+    gated: bool = False
+    """Has upstream tasks and a rule other than always: it cannot move before one of them finishes."""
+
+    def __post_init__(self) -> None:
+        self.gated = bool(self.upstream) and self.rule is not TriggerRule.always
 
 
 @dataclass
@@ -195,6 +208,7 @@ class _Plan:
     spec_tasks: int
     order: tuple[_TaskPlan, ...]
     by_name: dict[str, _TaskPlan]
+    names: frozenset[str]
     max_active: int
     _descendants: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
@@ -213,10 +227,10 @@ class _Plan:
         return found
 
 
-def _effective(task: Task, spec: DAGSpec, name: str) -> Any:
+def _effective(task: Task, defaults: dict[str, Any], name: str) -> Any:
     """A task field with the DAG's defaults applied, as api.dag.effective_task does (without a copy)."""
     value = getattr(task, name)
-    return getattr(spec.defaults, name) if value is None else value
+    return defaults[name] if value is None else value
 
 
 def _duration(text: str | None) -> timedelta | None:
@@ -226,30 +240,31 @@ def _duration(text: str | None) -> timedelta | None:
 def _compile(spec: DAGSpec) -> _Plan:
     """Build the plan of a validated spec (core.validation.task_graph raises ValueError on a cycle)."""
     graph = validation.task_graph(spec)
+    defaults = dict(spec.defaults)
     first: dict[str, tuple[int, Task]] = {}
     for position, task in enumerate(spec.tasks):
         first.setdefault(task.name, (position, task))
     plans: dict[str, _TaskPlan] = {}
     for name in graph.topological_order:
         position, task = first[name]
-        timeout_text = _effective(task, spec, "execution_timeout")
-        delay_text = _effective(task, spec, "retry_delay")
+        timeout_text = _effective(task, defaults, "execution_timeout")
+        delay_text = _effective(task, defaults, "retry_delay")
         plans[name] = _TaskPlan(
             name=name,
             index=position,
             upstream=graph.upstream[name],
             downstream=graph.downstream[name],
-            rule=_effective(task, spec, "trigger_rule") or TriggerRule.all_success,
+            rule=_effective(task, defaults, "trigger_rule") or TriggerRule.all_success,
             runs_process=task.effective_type() is not TaskType.empty,
             branch=task.branch,
             short_circuit=task.short_circuit,
-            depends_on_past=bool(_effective(task, spec, "depends_on_past")),
-            retries=_effective(task, spec, "retries") or 0,
+            depends_on_past=bool(_effective(task, defaults, "depends_on_past")),
+            retries=_effective(task, defaults, "retries") or 0,
             retry_delay=retries.DEFAULT_RETRY_DELAY
             if delay_text is None
             else durations.parse_duration(delay_text),
-            exponential_backoff=bool(_effective(task, spec, "retry_exponential_backoff")),
-            max_retry_delay=_duration(_effective(task, spec, "max_retry_delay")),
+            exponential_backoff=bool(_effective(task, defaults, "retry_exponential_backoff")),
+            max_retry_delay=_duration(_effective(task, defaults, "max_retry_delay")),
             execution_timeout=_duration(timeout_text),
             execution_timeout_text=timeout_text,
         )
@@ -258,6 +273,7 @@ def _compile(spec: DAGSpec) -> _Plan:
         spec_tasks=len(spec.tasks),
         order=tuple(plans.values()),
         by_name=plans,
+        names=frozenset(plans),
         max_active=spec.max_active_tasks,
     )
 
@@ -457,12 +473,16 @@ class _Pass:
     ready: list[str] = field(default_factory=list)
     wake_at: datetime | None = None
     in_flight: int = 0
+    finished: int = 0
+    failed_leaf: bool = False
+    touched: bool = False
+    """Some task is past `none` (the run is no longer queued)."""
 
     def wake(self, moment: datetime) -> None:
         if self.wake_at is None or moment < self.wake_at:
             self.wake_at = moment
 
-    def skip_unstarted(self, names: tuple[str, ...], message: str) -> None:
+    def skip_unstarted(self, names: Iterable[str], message: str) -> None:
         """Skip the tasks among `names` that have not started (branch and short-circuit decisions)."""
         for name in names:
             status = self.tasks[name]
@@ -529,11 +549,7 @@ def _step(work: _Pass, task: _TaskPlan) -> None:
             if attempt is None or attempt.try_number < status.try_number:
                 work.start.append(StartTry(task.name, status.try_number))
         return
-    if state is TaskState.success:
-        if task.branch or task.short_circuit:
-            _enforce_choice(work, task, status)
-        return
-    if state in _FINISHED:
+    if state in _FINISHED:  # a timeout just failed it for good
         return
     if state is TaskState.up_for_retry:
         due = _parse_time(status.next_try_at) if status.next_try_at else now
@@ -581,12 +597,61 @@ def _start_ready(work: _Pass) -> None:
             )
 
 
-def _stale_tries(work: _Pass) -> list[StopTry]:
+def _reconcile(run: RunInput, plan: _Plan, tasks: dict[str, TaskInstanceStatus]) -> list[str]:
+    """Fold every observed attempt into its task; the tasks whose observed try is still alive.
+
+    Most attempts are old news (already folded in by an earlier call): the cheap test
+    up front keeps this loop fast when a run has thousands of them.
+    """
+    alive: list[str] = []
+    for name, attempt in run.attempts.items():
+        status = tasks.get(name)
+        if status is None or name not in plan.names:
+            continue
+        if attempt.phase in _ALIVE:
+            alive.append(name)
+        number, current = attempt.try_number, status.try_number
+        if number < current or (number == current and status.state not in IN_FLIGHT):
+            continue
+        tasks[name] = _observe(plan.by_name[name], status, attempt, run.now)
+    return alive
+
+
+def _settle(work: _Pass) -> None:
+    """The pass in topological order, counting what the run's state needs as it goes.
+
+    Written for speed (it visits every task on every call): states are compared with
+    module constants, and a waiting task none of whose upstream tasks has finished is
+    passed over without a call, since no trigger rule but `always` can fire then.
+    """
+    tasks = work.tasks
+    for task in work.plan.order:
+        state = tasks[task.name].state
+        if state is _NONE and task.gated:
+            for upstream in task.upstream:
+                if tasks[upstream].state in _FINISHED:
+                    break
+            else:
+                continue
+        if state in _FINISHED:
+            if state is _SUCCESS and (task.branch or task.short_circuit):
+                _enforce_choice(work, task, tasks[task.name])
+        else:
+            _step(work, task)
+            state = tasks[task.name].state
+        if state in _FINISHED:
+            work.finished += 1
+            if state in _FAILED and not task.downstream:
+                work.failed_leaf = True
+        if state is not _NONE:
+            work.touched = True
+
+
+def _stale_tries(work: _Pass, alive: list[str]) -> list[StopTry]:
     """Observed tries still pending or running that the engine no longer counts in flight."""
     stops: list[tuple[int, StopTry]] = []
-    for name, attempt in work.run.attempts.items():
-        if attempt.phase not in (AttemptPhase.pending, AttemptPhase.running) or name not in work.plan.by_name:
-            continue
+    for name in alive:
+        attempt = work.run.attempts[name]
         status = work.tasks[name]
         if attempt.try_number == status.try_number:
             if status.state in IN_FLIGHT:
@@ -603,21 +668,10 @@ def _stale_tries(work: _Pass) -> list[StopTry]:
 def _run_status(work: _Pass, cleared: list[str] | None) -> DAGRunStatus:
     """The run's new status: Airflow's run state rule over the task states just decided."""
     previous = work.run.status
-    finished = 0
-    failed_leaf = False
-    untouched = True
-    for task in work.plan.order:
-        task_state = work.tasks[task.name].state
-        if task_state in _FINISHED:
-            finished += 1
-            if not task.downstream and task_state in (TaskState.failed, TaskState.upstream_failed):
-                failed_leaf = True
-        if task_state is not TaskState.none:
-            untouched = False
     total = len(work.plan.order)
-    if finished == total:
-        state = RunState.failed if failed_leaf else RunState.success
-    elif untouched and previous.start_time is None:
+    if work.finished == total:
+        state = RunState.failed if work.failed_leaf else RunState.success
+    elif not (work.touched or work.ready) and previous.start_time is None:
         state = RunState.queued
     else:
         state = RunState.running
@@ -632,7 +686,7 @@ def _run_status(work: _Pass, cleared: list[str] | None) -> DAGRunStatus:
         "start_time": start_time,
         "end_time": end_time,
         "tasks": work.tasks,
-        "tasks_summary": f"{finished}/{total}",
+        "tasks_summary": f"{work.finished}/{total}",
     }
     if cleared is not None:
         update["cleared"] = cleared
@@ -647,21 +701,17 @@ def decide(run: RunInput) -> Decision:
     """
     plan = _plan_for(run.dag)
     tasks = dict(run.status.tasks)
-    for task in plan.order:
-        if task.name not in tasks:
-            tasks[task.name] = TaskInstanceStatus()
+    if not tasks.keys() >= plan.names:
+        for task in plan.order:
+            if task.name not in tasks:
+                tasks[task.name] = TaskInstanceStatus()
     cleared = _apply_clear(run, plan, tasks)
     if cleared is not None:
         # A cleared run is not finished any more; its previous end no longer counts.
         run = replace(run, status=run.status.model_copy(update={"state": RunState.running, "end_time": None}))
-    for name, attempt in run.attempts.items():
-        observed = plan.by_name.get(name)
-        if observed is not None:
-            tasks[name] = _observe(observed, tasks[name], attempt, run.now)
-
+    alive = _reconcile(run, plan, tasks)
     work = _Pass(plan=plan, run=run, tasks=tasks, now_text=_format_time(run.now))
-    for task in plan.order:
-        _step(work, task)
+    _settle(work)
     _start_ready(work)
-    stops = _stale_tries(work)
+    stops = _stale_tries(work, alive)
     return Decision(status=_run_status(work, cleared), start=work.start, stop=stops, wake_at=work.wake_at)
