@@ -1,0 +1,282 @@
+"""What the operator tests share: the CRDs, a real operator process, and ways to wait.
+
+Boundary: the operator under test is the real `kubeflowlite operator` command,
+started as a subprocess against the hermetic cluster's kubeconfig and scoped to
+the test's namespace (so tests never see each other's objects). Tests talk to
+the cluster with kubectl and the generated client, exactly as a user would; Pod
+lifecycles are KWOK's, steered by the kwok.kubeflowlite.io/* annotations that a
+task's `pod.metadata.annotations` override puts on its Pods (values are
+Jinja-templated per try, e.g. `{{ 'failure' if ti.try_number < 3 else 'success' }}`).
+
+Import the fixtures into a test module with
+`from operator_harness import api, crds, operator, start_operator  # noqa: F401`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+from kubernetes import client
+
+REPO = Path(__file__).resolve().parents[2]
+CRD_FILES = sorted((REPO / "crds").glob("*.yaml"))
+GROUP, VERSION = "kubeflowlite.io", "v1alpha1"
+
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="session")
+def crds(cluster: Any) -> None:
+    """Exactly the committed crds/ files, applied once per session and Established."""
+    for path in CRD_FILES:
+        cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
+    names = [f"crd/{yaml.safe_load(p.read_text())['metadata']['name']}" for p in CRD_FILES]
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class OperatorProcess:
+    """`kubeflowlite operator` in a subprocess, watching one namespace; killable and restartable."""
+
+    def __init__(self, kubeconfig: Path, namespace: str, log_dir: Path, *extra: str) -> None:
+        self.kubeconfig = kubeconfig
+        self.namespace = namespace
+        self.log_dir = log_dir
+        self.extra = extra
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+        self.metrics_port = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        health = free_port()
+        self.metrics_port = free_port()
+        log = open(self.log_dir / f"operator-{self.starts}.log", "wb")  # noqa: SIM115 - kept open by the child
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "kubeflowlite",
+                "operator",
+                f"--kubeconfig={self.kubeconfig}",
+                f"--namespace={self.namespace}",
+                f"--metrics-port={self.metrics_port}",
+                f"--liveness=http://127.0.0.1:{health}/healthz",
+                "--log-level=info",
+                *self.extra,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            if self.process.poll() is not None:
+                raise AssertionError(f"the operator exited with {self.process.returncode}: {self.log()}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{health}/healthz", timeout=1):
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"the operator did not become healthy: {self.log()}") from None
+                time.sleep(0.1)
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no goodbye (what a node failure or an OOM kill does)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log(self) -> str:
+        path = self.log_dir / f"operator-{self.starts}.log"
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
+            return str(response.read().decode())
+
+
+@pytest.fixture
+def start_operator(
+    request: pytest.FixtureRequest, cluster: Any, namespace: str, crds: None, tmp_path: Path
+) -> Iterator[Callable[..., OperatorProcess]]:
+    """Start an operator for this test's namespace with extra command-line options; stopped at the end."""
+    started: list[OperatorProcess] = []
+
+    def start(*extra: str) -> OperatorProcess:
+        process = OperatorProcess(cluster.kubeconfig, namespace, tmp_path, *extra)
+        process.start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        for process in started:
+            print(f"\n--- operator log (last start) ---\n{process.log()}", file=sys.stderr)
+
+
+@pytest.fixture
+def operator(start_operator: Callable[..., OperatorProcess]) -> OperatorProcess:
+    """A running operator for this test's namespace, with default options."""
+    return start_operator()
+
+
+@pytest.fixture
+def api(cluster: Any, namespace: str) -> Api:
+    return Api(cluster, namespace)
+
+
+# --- talking to the cluster ----------------------------------------------------------------------
+
+
+class Api:
+    """Small conveniences over the generated client for our objects and Pods in one namespace."""
+
+    def __init__(self, cluster: Any, namespace: str) -> None:
+        self.cluster = cluster
+        self.namespace = namespace
+        api_client = cluster.api_client()
+        self.custom = client.CustomObjectsApi(api_client)
+        self.core = client.CoreV1Api(api_client)
+
+    def apply(self, manifest: dict[str, Any]) -> None:
+        self.cluster.kubectl("apply", "-n", self.namespace, "-f", "-", input=json.dumps(manifest))
+
+    def create_run(
+        self, dag: str, logical_date: str, *, name: str | None = None, conf: dict[str, Any] | None = None
+    ) -> str:
+        """A plain DAGRun object, as `kubectl create -f dagrun.yaml` would make it."""
+        run_name = name or f"{dag}-{logical_date[:10]}"
+        manifest = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "DAGRun",
+            "metadata": {"name": run_name},
+            "spec": {"dagName": dag, "logicalDate": logical_date, "conf": conf or {}},
+        }
+        self.cluster.kubectl("create", "-n", self.namespace, "-f", "-", input=json.dumps(manifest))
+        return run_name
+
+    def run(self, name: str) -> dict[str, Any]:
+        return dict(self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, "dagruns", name))
+
+    def runs(self) -> list[dict[str, Any]]:
+        listed = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, "dagruns")
+        return list(listed["items"])
+
+    def dag(self, name: str) -> dict[str, Any]:
+        return dict(self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, "dags", name))
+
+    def pods(self, run: str | None = None) -> list[Any]:
+        selector = f"kubeflowlite.io/run={run}" if run else "kubeflowlite.io/run"
+        return list(self.core.list_namespaced_pod(self.namespace, label_selector=selector).items)
+
+    def configmap(self, name: str) -> Any:
+        return self.core.read_namespaced_config_map(name, self.namespace)
+
+    def wait_run(
+        self, name: str, *, states: tuple[str, ...] = ("success", "failed"), timeout: float = 60
+    ) -> dict[str, Any]:
+        """The run once its state is one of `states`."""
+
+        def check() -> dict[str, Any] | None:
+            try:
+                run = self.run(name)
+            except client.ApiException as error:
+                if error.status == 404:
+                    return None
+                raise
+            return run if (run.get("status") or {}).get("state") in states else None
+
+        return wait_for(
+            check, timeout=timeout, what=f"run {name} to be {'/'.join(states)}", dump=lambda: self.dump(name)
+        )
+
+    def dump(self, run: str | None = None) -> str:
+        runs = self.cluster.kubectl("get", "dagruns", "-n", self.namespace, "-o", "yaml", check=False).stdout
+        pods = self.cluster.kubectl("get", "pods", "-n", self.namespace, "-o", "wide", check=False).stdout
+        return f"{runs[-6000:]}\n{pods}"
+
+
+def wait_for(
+    check: Callable[[], T | None],
+    *,
+    timeout: float = 60,
+    what: str = "a condition",
+    dump: Callable[[], str] | None = None,
+) -> T:
+    """Poll `check` until it returns something other than None/False."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            detail = f"\n{dump()}" if dump is not None else ""
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}{detail}")
+        time.sleep(0.2)
+
+
+def task_states(run: dict[str, Any]) -> dict[str, str]:
+    return {
+        task: instance.get("state") for task, instance in (run.get("status") or {}).get("tasks", {}).items()
+    }
+
+
+def kwok(
+    *,
+    outcome: str | None = None,
+    delay: str | None = None,
+    message: str | None = None,
+    exit_code: int | None = None,
+    stuck: bool = False,
+) -> dict[str, Any]:
+    """A task `pod` override that steers the simulated Pod lifecycle."""
+    annotations: dict[str, str] = {}
+    if outcome is not None:
+        annotations["kwok.kubeflowlite.io/outcome"] = outcome
+    if delay is not None:
+        annotations["kwok.kubeflowlite.io/delay"] = delay
+    if message is not None:
+        annotations["kwok.kubeflowlite.io/message"] = message
+    if exit_code is not None:
+        annotations["kwok.kubeflowlite.io/exit-code"] = str(exit_code)
+    if stuck:
+        annotations["kwok.kubeflowlite.io/stuck"] = "pending"
+    return {"metadata": {"annotations": annotations}}
+
+
+def dag_manifest(name: str, tasks: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "DAG",
+        "metadata": {"name": name},
+        "spec": {"tasks": tasks, **spec},
+    }
