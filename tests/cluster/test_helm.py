@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
-from collections.abc import Iterator
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -230,3 +234,154 @@ def test_monitoring_objects(helm: str, kube_version: str) -> None:
         "sum(increase(kubeflowlite_dagruns_finished_total{"
     )
     assert "{{ $value" in alerts["KubeflowliteTaskFailures"]["annotations"]["description"]
+
+
+def test_operator_runs_with_the_charts_args_and_rbac(
+    cluster: Any, namespace: str, helm: str, kube_version: str, tmp_path: Path
+) -> None:
+    """The chart's ServiceAccount, Role and ClusterRole are enough, and its args are the CLI's.
+
+    Everything but the Deployment is installed for real (there is no image here);
+    the operator then runs as a process with exactly the Deployment's command and
+    args, authenticated as the chart's ServiceAccount, and must run a DAG to success
+    and serve its liveness and metrics endpoints.
+    """
+    health, metrics = free_port(), free_port()
+    release = f"r{namespace[-5:]}"
+    rendered = run(
+        helm, "template", release, str(CHART), "--namespace", namespace, "--kube-version", kube_version,
+        "--set", f"watch.allNamespaces=false,watch.namespaces={{{namespace}}}",
+        "--set", f"operator.healthPort={health},metrics.port={metrics}",
+    ).stdout  # fmt: skip
+    kinds = by_kind(rendered)
+    [deployment] = kinds.pop("Deployment")
+    installed = [obj for objs in kinds.values() for obj in objs]
+    for path in sorted((ROOT / "crds").glob("*.yaml")):
+        cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "crd/dags.kubeflowlite.io", "crd/dagruns.kubeflowlite.io"
+    )
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(installed))
+    process: subprocess.Popen[bytes] | None = None
+    log_path = tmp_path / "operator.log"
+    try:
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+        token = cluster.kubectl("create", "token", account, "-n", namespace, "--duration=1h").stdout.strip()
+        kubeconfig = service_account_kubeconfig(Path(cluster.kubeconfig), token, namespace, tmp_path)
+        assert container["command"][0] == "kubeflowlite"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "kubeflowlite", *container["command"][1:], *container["args"]],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=os.environ | {"KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1"},
+            )
+        wait_for(lambda: http_ok(f"http://127.0.0.1:{health}/healthz"), process, log_path, "healthy")
+
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(SMALL_DAG))
+        cluster.kubectl("create", "-n", namespace, "-f", "-", input=yaml.safe_dump(SMALL_RUN))
+
+        def run_state() -> str:
+            result = cluster.kubectl(
+                "get",
+                "dagrun",
+                SMALL_RUN["metadata"]["name"],
+                "-n",
+                namespace,
+                "-o",
+                "jsonpath={.status.state}",
+            )
+            return str(result.stdout)
+
+        wait_for(lambda: run_state() in ("success", "failed"), process, log_path, "finished", timeout=120)
+        assert run_state() == "success", log_path.read_text(errors="replace")[-4000:]
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=5) as response:
+            assert b"kubeflowlite_dagruns_finished_total" in response.read()
+        log_text = log_path.read_text(errors="replace")
+        assert "forbidden" not in log_text.lower(), log_text[-4000:]
+    finally:
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        cluster.kubectl(
+            "delete",
+            "clusterrole,clusterrolebinding",
+            f"{release}-kubeflowlite",
+            "--ignore-not-found",
+            check=False,
+        )
+
+
+SMALL_DAG: dict[str, Any] = {
+    "apiVersion": "kubeflowlite.io/v1alpha1",
+    "kind": "DAG",
+    "metadata": {"name": "rbac-check"},
+    "spec": {
+        "tasks": [
+            {"name": "first", "bash": "echo 1"},
+            {"name": "second", "bash": "echo 2", "dependsOn": ["first"]},
+        ]
+    },
+}
+SMALL_RUN: dict[str, Any] = {
+    "apiVersion": "kubeflowlite.io/v1alpha1",
+    "kind": "DAGRun",
+    "metadata": {"name": "rbac-check-manual-20240101t000000"},
+    "spec": {"dagName": "rbac-check", "logicalDate": "2024-01-01T00:00:00Z"},
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def wait_for(
+    condition: Callable[[], bool],
+    process: subprocess.Popen[bytes],
+    log_path: Path,
+    what: str,
+    timeout: float = 60,
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        tail = log_path.read_text(errors="replace")[-4000:] if log_path.exists() else ""
+        assert process.poll() is None, f"the operator exited with {process.returncode}:\n{tail}"
+        assert time.monotonic() < deadline, f"the operator never became {what}:\n{tail}"
+        time.sleep(0.2)
+
+
+def service_account_kubeconfig(admin: Path, token: str, namespace: str, directory: Path) -> Path:
+    """A kubeconfig for the same apiserver that authenticates with a ServiceAccount token."""
+    config = yaml.safe_load(admin.read_text())
+    server = config["clusters"][0]["cluster"]
+    path = directory / "service-account.kubeconfig"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": server}],
+                "users": [{"name": "operator", "user": {"token": token}}],
+                "contexts": [
+                    {"name": "c", "context": {"cluster": "c", "user": "operator", "namespace": namespace}}
+                ],
+                "current-context": "c",
+            }
+        )
+    )
+    return path

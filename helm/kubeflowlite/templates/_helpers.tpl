@@ -42,8 +42,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 
 {{/*
 Rules for the objects the operator works with in the namespaces it watches:
-its own resources, the task Pods and their logs, XCom ConfigMaps, Events, and
-kopf's namespaced peering objects.
+its own resources, the task Pods and their logs, XCom ConfigMaps and Events.
+(The operator runs kopf standalone: no peering objects.)
 */}}
 {{- define "kubeflowlite.namespacedRules" -}}
 - apiGroups: ["kubeflowlite.io"]
@@ -64,14 +64,11 @@ kopf's namespaced peering objects.
 - apiGroups: ["", "events.k8s.io"]
   resources: ["events"]
   verbs: ["get", "list", "watch", "create", "patch"]
-- apiGroups: ["kopf.dev"]
-  resources: ["kopfpeerings"]
-  verbs: ["get", "list", "watch", "patch"]
 {{- end }}
 
 {{/*
-Cluster-wide reads kopf needs whatever the namespace scope: discovering the CRDs,
-listing namespaces, and cluster peering.
+Cluster-wide reads kopf needs whatever the namespace scope: it watches CRDs and
+namespaces to follow resources and namespaces that appear at runtime.
 */}}
 {{- define "kubeflowlite.clusterRules" -}}
 - apiGroups: ["apiextensions.k8s.io"]
@@ -80,7 +77,4 @@ listing namespaces, and cluster peering.
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["get", "list", "watch"]
-- apiGroups: ["kopf.dev"]
-  resources: ["clusterkopfpeerings"]
-  verbs: ["get", "list", "watch", "patch"]
 {{- end }}
