@@ -9,7 +9,8 @@ task's `pod.metadata.annotations` override puts on its Pods (values are
 Jinja-templated per try, e.g. `{{ 'failure' if ti.try_number < 3 else 'success' }}`).
 
 Import the fixtures into a test module with
-`from operator_harness import api, crds, operator, start_operator  # noqa: F401`.
+`from operator_harness import api, crds, operator, start_operator` (with `# ruff: noqa: F811`,
+since the fixtures are then parameters of the tests).
 """
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - pytest fixtures imported from operator_harness are parameters here
 """The operator's core path on a real cluster: runs finish, retries retry, XComs flow, bad input is reported.
 
 Each test starts `kubeflowlite operator` for its own namespace (operator_harness)
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from operator_harness import (  # noqa: F401 - fixtures
+from operator_harness import (  # noqa: F401 - api, crds, operator, start_operator are fixtures
     Api,
     OperatorProcess,
     api,
