@@ -144,7 +144,7 @@ class TaskDefaults(ApiModel):
     pod: dict[str, Any] | None = Field(
         default=None,
         description="Overrides merged into the task's Pod; ignored by the local runner. Keys: `metadata` "
-        "({labels, annotations}, added to the Pod's), `container` (a partial container merged into the "
+        "({labels, annotations}, added to the Pod's; annotation values are Jinja-templated per try), `container` (a partial container merged into the "
         "task's `main` container: resources, volumeMounts, imagePullPolicy, securityContext, envFrom, env, "
         "...), and any PodSpec field (nodeSelector, tolerations, affinity, serviceAccountName, volumes, "
         "imagePullSecrets, priorityClassName, extra containers, ...). Merge: maps merge key by key; lists "
