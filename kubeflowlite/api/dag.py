@@ -85,9 +85,7 @@ class ExternalTaskSensor(ApiModel):
         default_factory=lambda: ["failed"],
         description="States that fail the sensor at once.",
     )
-    poke_interval: str = Field(
-        default="30s", description="How often to check.", pattern=DURATION_PATTERN
-    )
+    poke_interval: str = Field(default="30s", description="How often to check.", pattern=DURATION_PATTERN)
     timeout: str = Field(
         default="7d", description="Give up (the try fails) after this long.", pattern=DURATION_PATTERN
     )
@@ -113,9 +111,13 @@ class TriggerDag(ApiModel):
 class TaskDefaults(ApiModel):
     """Task fields that may be set once for every task of the DAG (Airflow's default_args)."""
 
-    image: str | None = Field(default=None, description="Container image of the task's Pod. Ignored by the local runner.")
+    image: str | None = Field(
+        default=None, description="Container image of the task's Pod. Ignored by the local runner."
+    )
     owner: str | None = Field(default=None, description="Who owns the task; informational.")
-    retries: int | None = Field(default=None, ge=0, le=100, description="How many times a failed try is retried.")
+    retries: int | None = Field(
+        default=None, ge=0, le=100, description="How many times a failed try is retried."
+    )
     retry_delay: str | None = Field(
         default=None, pattern=DURATION_PATTERN, description="Wait between tries, e.g. 30s, 5m, 1h30m."
     )
@@ -144,10 +146,11 @@ class TaskDefaults(ApiModel):
     pod: dict[str, Any] | None = Field(
         default=None,
         description="Overrides merged into the task's Pod; ignored by the local runner. Keys: `metadata` "
-        "({labels, annotations}, added to the Pod's; annotation values are Jinja-templated per try), `container` (a partial container merged into the "
-        "task's `main` container: resources, volumeMounts, imagePullPolicy, securityContext, envFrom, env, "
-        "...), and any PodSpec field (nodeSelector, tolerations, affinity, serviceAccountName, volumes, "
-        "imagePullSecrets, priorityClassName, extra containers, ...). Merge: maps merge key by key; lists "
+        "({labels, annotations}, added to the Pod's; annotation values are Jinja-templated per try), "
+        "`container` (a partial container merged into the task's `main` container: resources, "
+        "volumeMounts, imagePullPolicy, securityContext, envFrom, env, ...), and any PodSpec field "
+        "(nodeSelector, tolerations, affinity, serviceAccountName, volumes, imagePullSecrets, "
+        "priorityClassName, extra containers, ...). Merge: maps merge key by key; lists "
         "of objects with a `name` merge by name; other values and lists are replaced. A task's `pod` "
         "replaces `defaults.pod` as a whole. The operator keeps its own labels, ownerReference, "
         "restartPolicy Never, the main container's name and termination message settings, and KFL_* "
@@ -160,15 +163,24 @@ class Task(TaskDefaults):
     """One node of the DAG. Each run of it is a task instance; each attempt of an instance is a try."""
 
     name: str = Field(
-        description="The task id, unique within the DAG.", pattern=TASK_NAME_PATTERN, min_length=1, max_length=200
+        description="The task id, unique within the DAG.",
+        pattern=TASK_NAME_PATTERN,
+        min_length=1,
+        max_length=200,
     )
     depends_on: list[str] = Field(
         default_factory=list, description="Task ids that are direct upstream of this task."
     )
-    type: TaskType | None = Field(default=None, description="What runs; inferred from the other fields when omitted.")
+    type: TaskType | None = Field(
+        default=None, description="What runs; inferred from the other fields when omitted."
+    )
     bash: str | None = Field(default=None, description="A shell script run with `sh -c`; Jinja-templated.")
-    command: list[str] | None = Field(default=None, description="Container entrypoint; each item Jinja-templated.")
-    args: list[str] | None = Field(default=None, description="Arguments to the entrypoint; each item Jinja-templated.")
+    command: list[str] | None = Field(
+        default=None, description="Container entrypoint; each item Jinja-templated."
+    )
+    args: list[str] | None = Field(
+        default=None, description="Arguments to the entrypoint; each item Jinja-templated."
+    )
     branch: bool = Field(
         default=False,
         description="The task's XCom return value (a task id or a list of them) names which direct "
@@ -177,8 +189,12 @@ class Task(TaskDefaults):
     short_circuit: bool = Field(
         default=False, description="A falsy XCom return value skips every task downstream of this one."
     )
-    sensor: ExternalTaskSensor | None = Field(default=None, description="Makes this task an external-task sensor.")
-    trigger_dag: TriggerDag | None = Field(default=None, description="Makes this task trigger another DAG's run.")
+    sensor: ExternalTaskSensor | None = Field(
+        default=None, description="Makes this task an external-task sensor."
+    )
+    trigger_dag: TriggerDag | None = Field(
+        default=None, description="Makes this task trigger another DAG's run."
+    )
 
     def effective_type(self) -> TaskType | None:
         """The task type, inferred when not given explicitly; None if nothing says what to run."""
@@ -203,14 +219,23 @@ class DAGSpec(ApiModel):
         default=None,
         description="Cron expression, or one of @once @hourly @daily @weekly @monthly @yearly. Omitted: manual runs only.",
     )
-    timezone: str = Field(default="UTC", description="IANA time zone the schedule is evaluated in, DST included.")
-    start_date: str | None = Field(
-        default=None, description="RFC 3339 time of the first data interval's start (e.g. 2020-02-09T00:00:00Z)."
+    timezone: str = Field(
+        default="UTC", description="IANA time zone the schedule is evaluated in, DST included."
     )
-    end_date: str | None = Field(default=None, description="No run is scheduled with a logical date after this.")
-    catchup: bool = Field(default=False, description="Create a run for every missed interval since startDate.")
+    start_date: str | None = Field(
+        default=None,
+        description="RFC 3339 time of the first data interval's start (e.g. 2020-02-09T00:00:00Z).",
+    )
+    end_date: str | None = Field(
+        default=None, description="No run is scheduled with a logical date after this."
+    )
+    catchup: bool = Field(
+        default=False, description="Create a run for every missed interval since startDate."
+    )
     paused: bool = Field(default=False, description="A paused DAG gets no new scheduled runs.")
-    max_active_runs: int = Field(default=16, ge=1, le=10000, description="Runs of this DAG that may be active at once.")
+    max_active_runs: int = Field(
+        default=16, ge=1, le=10000, description="Runs of this DAG that may be active at once."
+    )
     max_active_tasks: int = Field(
         default=16, ge=1, le=100000, description="Task instances of one run that may be running at once."
     )
@@ -221,7 +246,8 @@ class DAGSpec(ApiModel):
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
     defaults: TaskDefaults = Field(
-        default_factory=TaskDefaults, description="Fields applied to every task that does not set them (default_args)."
+        default_factory=TaskDefaults,
+        description="Fields applied to every task that does not set them (default_args).",
     )
     tasks: list[Task] = Field(
         description="The tasks of the DAG.",
@@ -234,10 +260,14 @@ class DAGSpec(ApiModel):
         description="When task Pods are deleted: keep them, delete each on success, or delete all when the run ends.",
     )
     successful_runs_history_limit: int | None = Field(
-        default=None, ge=0, description="Finished successful DAGRuns kept; older ones are deleted. Unset: keep all."
+        default=None,
+        ge=0,
+        description="Finished successful DAGRuns kept; older ones are deleted. Unset: keep all.",
     )
     failed_runs_history_limit: int | None = Field(
-        default=None, ge=0, description="Finished failed DAGRuns kept; older ones are deleted. Unset: keep all."
+        default=None,
+        ge=0,
+        description="Finished failed DAGRuns kept; older ones are deleted. Unset: keep all.",
     )
 
 
@@ -254,7 +284,10 @@ class Condition(ApiModel):
     )
 
 
-CONDITIONS_LIST_EXTRA: dict[str, Any] = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
+CONDITIONS_LIST_EXTRA: dict[str, Any] = {
+    "x-kubernetes-list-type": "map",
+    "x-kubernetes-list-map-keys": ["type"],
+}
 """Conditions are a list keyed by type (so server-side apply merges them per type)."""
 
 
@@ -292,7 +325,9 @@ class ObjectMeta(ApiModel):
 class DAG(ApiModel):
     """A DAG file: a Kubernetes-style object of kind DAG."""
 
-    api_version: Literal["kubeflowlite.io/v1alpha1"] = Field(default="kubeflowlite.io/v1alpha1", alias="apiVersion")
+    api_version: Literal["kubeflowlite.io/v1alpha1"] = Field(
+        default="kubeflowlite.io/v1alpha1", alias="apiVersion"
+    )
     kind: Literal["DAG"] = "DAG"
     metadata: ObjectMeta
     spec: DAGSpec

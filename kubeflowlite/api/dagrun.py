@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from kubeflowlite.api.base import ApiModel
-from kubeflowlite.api.dag import CONDITIONS_LIST_EXTRA, GROUP_VERSION, Condition, DAGSpec, ObjectMeta
+from kubeflowlite.api.dag import CONDITIONS_LIST_EXTRA, Condition, DAGSpec, ObjectMeta
 
 
 class TaskState(str, Enum):
@@ -35,7 +35,9 @@ class TaskState(str, Enum):
         return self in FINISHED_TASK_STATES
 
 
-FINISHED_TASK_STATES = frozenset({TaskState.success, TaskState.failed, TaskState.upstream_failed, TaskState.skipped})
+FINISHED_TASK_STATES = frozenset(
+    {TaskState.success, TaskState.failed, TaskState.upstream_failed, TaskState.skipped}
+)
 
 
 class RunState(str, Enum):
@@ -62,7 +64,9 @@ class RunType(str, Enum):
 class ClearRequest(ApiModel):
     """Ask the controller to reset task instances so they run again (Airflow's 'Clear')."""
 
-    id: str = Field(description="Any unique token; a new id is a new request, so re-applying the same one is a no-op.")
+    id: str = Field(
+        description="Any unique token; a new id is a new request, so re-applying the same one is a no-op."
+    )
     tasks: list[str] = Field(description="Task ids to clear (already expanded for upstream/downstream).")
 
 
@@ -97,7 +101,9 @@ class TaskInstanceStatus(ApiModel):
     """Observed state of one task instance."""
 
     state: TaskState = Field(default=TaskState.none, description="Airflow task state.")
-    try_number: int = Field(default=0, ge=0, description="The current (or last) try, starting at 1; 0 = never tried.")
+    try_number: int = Field(
+        default=0, ge=0, description="The current (or last) try, starting at 1; 0 = never tried."
+    )
     pod_name: str | None = Field(default=None, description="Pod of the current try (operator only).")
     start_time: str | None = Field(default=None, description="When the current try started (RFC 3339).")
     end_time: str | None = Field(default=None, description="When the instance finished (RFC 3339).")
@@ -119,7 +125,9 @@ class DAGRunStatus(ApiModel):
     data_interval_end: str | None = Field(
         default=None, description="End of the data interval ({{ data_interval_end }})."
     )
-    tasks: dict[str, TaskInstanceStatus] = Field(default_factory=dict, description="Task id -> instance status.")
+    tasks: dict[str, TaskInstanceStatus] = Field(
+        default_factory=dict, description="Task id -> instance status."
+    )
     tasks_summary: str | None = Field(default=None, description="Finished/total, e.g. 3/5 (printer column).")
     dag_spec: DAGSpec | None = Field(
         default=None,
@@ -132,14 +140,18 @@ class DAGRunStatus(ApiModel):
     )
     cleared: list[str] = Field(default_factory=list, description="Clear request ids already applied.")
     conditions: list[Condition] = Field(
-        default_factory=list, description="Standard status conditions.", json_schema_extra=CONDITIONS_LIST_EXTRA
+        default_factory=list,
+        description="Standard status conditions.",
+        json_schema_extra=CONDITIONS_LIST_EXTRA,
     )
 
 
 class DAGRun(ApiModel):
     """A run of a DAG, as stored by the operator and printed by `kubeflowlite run -o json`."""
 
-    api_version: Literal["kubeflowlite.io/v1alpha1"] = Field(default="kubeflowlite.io/v1alpha1", alias="apiVersion")
+    api_version: Literal["kubeflowlite.io/v1alpha1"] = Field(
+        default="kubeflowlite.io/v1alpha1", alias="apiVersion"
+    )
     kind: Literal["DAGRun"] = "DAGRun"
     metadata: ObjectMeta
     spec: DAGRunSpec
