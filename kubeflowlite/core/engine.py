@@ -195,9 +195,15 @@ class _TaskPlan:
     execution_timeout_text: str | None
     gated: bool = False
     """Has upstream tasks and a rule other than always: it cannot move before one of them finishes."""
+    chooses: bool = False
+    """A branch or short-circuit task: its success may skip tasks downstream."""
+    leaf: bool = False
+    """No downstream task: its failure fails the run."""
 
     def __post_init__(self) -> None:
         self.gated = bool(self.upstream) and self.rule is not TriggerRule.always
+        self.chooses = self.branch or self.short_circuit
+        self.leaf = not self.downstream
 
 
 @dataclass
@@ -600,19 +606,26 @@ def _start_ready(work: _Pass) -> None:
 def _reconcile(run: RunInput, plan: _Plan, tasks: dict[str, TaskInstanceStatus]) -> list[str]:
     """Fold every observed attempt into its task; the tasks whose observed try is still alive.
 
-    Most attempts are old news (already folded in by an earlier call): the cheap test
-    up front keeps this loop fast when a run has thousands of them.
+    Most attempts are old news (folded in by an earlier call, their task has moved
+    on): one comprehension picks out the few that are not, as the run may have
+    thousands of attempts and this runs on every call.
     """
+    names = plan.names
+    news = [
+        (name, attempt, status)
+        for name, attempt in run.attempts.items()
+        if name in names
+        and (status := tasks.get(name)) is not None
+        and (
+            attempt.try_number > status.try_number
+            or (attempt.try_number == status.try_number and status.state in IN_FLIGHT)
+            or attempt.phase in _ALIVE
+        )
+    ]
     alive: list[str] = []
-    for name, attempt in run.attempts.items():
-        status = tasks.get(name)
-        if status is None or name not in plan.names:
-            continue
+    for name, attempt, status in news:
         if attempt.phase in _ALIVE:
             alive.append(name)
-        number, current = attempt.try_number, status.try_number
-        if number < current or (number == current and status.state not in IN_FLIGHT):
-            continue
         tasks[name] = _observe(plan.by_name[name], status, attempt, run.now)
     return alive
 
@@ -620,31 +633,34 @@ def _reconcile(run: RunInput, plan: _Plan, tasks: dict[str, TaskInstanceStatus])
 def _settle(work: _Pass) -> None:
     """The pass in topological order, counting what the run's state needs as it goes.
 
-    Written for speed (it visits every task on every call): states are compared with
-    module constants, and a waiting task none of whose upstream tasks has finished is
-    passed over without a call, since no trigger rule but `always` can fire then.
+    Written for speed, since it visits every task on every call: finished tasks cost a
+    lookup and a test, and a waiting task none of whose upstream tasks has finished is
+    passed over without a call (no trigger rule but `always` can fire then).
     """
     tasks = work.tasks
+    finished = 0
+    failed_leaf = touched = False
     for task in work.plan.order:
         state = tasks[task.name].state
-        if state is _NONE and task.gated:
-            for upstream in task.upstream:
-                if tasks[upstream].state in _FINISHED:
-                    break
-            else:
-                continue
-        if state in _FINISHED:
-            if state is _SUCCESS and (task.branch or task.short_circuit):
-                _enforce_choice(work, task, tasks[task.name])
-        else:
+        if state not in _FINISHED:
+            if state is _NONE and task.gated:
+                for upstream in task.upstream:
+                    if tasks[upstream].state in _FINISHED:
+                        break
+                else:
+                    continue
             _step(work, task)
             state = tasks[task.name].state
-        if state in _FINISHED:
-            work.finished += 1
-            if state in _FAILED and not task.downstream:
-                work.failed_leaf = True
-        if state is not _NONE:
-            work.touched = True
+            if state not in _FINISHED:
+                touched = touched or state is not _NONE
+                continue
+        elif task.chooses and state is _SUCCESS:
+            _enforce_choice(work, task, tasks[task.name])
+        finished += 1
+        touched = True
+        if state in _FAILED and task.leaf:
+            failed_leaf = True
+    work.finished, work.failed_leaf, work.touched = finished, failed_leaf, touched
 
 
 def _stale_tries(work: _Pass, alive: list[str]) -> list[StopTry]:
