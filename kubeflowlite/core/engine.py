@@ -55,6 +55,7 @@ from kubeflowlite.core import durations, retries, triggers, validation
 from kubeflowlite.core.xcom import NO_XCOM, XComError, branch_targets, is_falsy
 
 __all__ = [
+    "IN_FLIGHT",
     "NO_XCOM",
     "Attempt",
     "AttemptPhase",
