@@ -673,7 +673,9 @@ def _stale_tries(work: _Pass, alive: list[str]) -> list[StopTry]:
         if attempt.try_number == status.try_number:
             if status.state in IN_FLIGHT:
                 continue
-            reason = status.message or f"the task is {status.state.value}"
+            # Only two things take a live try out of flight: an execution timeout, or a clear.
+            timed_out = status.state in (TaskState.up_for_retry, TaskState.failed) and status.message
+            reason = status.message if timed_out and status.message else "the task was cleared"
         elif attempt.try_number < status.try_number:
             reason = f"superseded by try {status.try_number}"
         else:

@@ -750,6 +750,27 @@ def test_clearing_a_running_task_stops_its_try() -> None:
     assert decision.stop == [StopTry("a", 1, "superseded by try 2")]
 
 
+def test_a_cleared_try_that_cannot_rerun_yet_is_stopped_with_the_reason() -> None:
+    run = Driver([bash("a", dependsOnPast=True)], previous_run={"a": TaskState.success})
+    run.step()
+    run.report("a", RUNNING)
+    run.step()
+    run.previous_run = {"a": TaskState.failed}
+    decision = run.step(clear=("c1", ("a",)))
+    assert decision.start == []
+    assert decision.stop == [StopTry("a", 1, "the task was cleared")]
+
+
+def test_a_task_waiting_for_a_slot_waits_again_when_its_upstream_is_cleared() -> None:
+    run = Driver([bash("a"), bash("hog"), bash("b", "a")], maxActiveTasks=1)
+    run.step()
+    run.finish("a")
+    run.step()
+    assert run.states() == {"a": "success", "hog": "queued", "b": "scheduled"}
+    run.step(clear=("c1", ("a",)))
+    assert run.states() == {"a": "scheduled", "hog": "queued", "b": "none"}
+
+
 def test_clear_of_an_unknown_task_is_ignored() -> None:
     run = Driver([bash("a")])
     run.step()
