@@ -47,6 +47,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from kubeflowlite.api.dag import DAGSpec, Task, TaskType, TriggerRule
@@ -240,7 +241,9 @@ def _effective(task: Task, defaults: dict[str, Any], name: str) -> Any:
     return defaults[name] if value is None else value
 
 
+@lru_cache(maxsize=256)
 def _duration(text: str | None) -> timedelta | None:
+    """A parsed duration field (memoized: a big DAG repeats the same few values thousands of times)."""
     return None if text is None else durations.parse_duration(text)
 
 
@@ -255,7 +258,7 @@ def _compile(spec: DAGSpec) -> _Plan:
     for name in graph.topological_order:
         position, task = first[name]
         timeout_text = _effective(task, defaults, "execution_timeout")
-        delay_text = _effective(task, defaults, "retry_delay")
+        delay = _duration(_effective(task, defaults, "retry_delay"))
         plans[name] = _TaskPlan(
             name=name,
             index=position,
@@ -267,9 +270,7 @@ def _compile(spec: DAGSpec) -> _Plan:
             short_circuit=task.short_circuit,
             depends_on_past=bool(_effective(task, defaults, "depends_on_past")),
             retries=_effective(task, defaults, "retries") or 0,
-            retry_delay=retries.DEFAULT_RETRY_DELAY
-            if delay_text is None
-            else durations.parse_duration(delay_text),
+            retry_delay=retries.DEFAULT_RETRY_DELAY if delay is None else delay,
             exponential_backoff=bool(_effective(task, defaults, "retry_exponential_backoff")),
             max_retry_delay=_duration(_effective(task, defaults, "max_retry_delay")),
             execution_timeout=_duration(timeout_text),
