@@ -631,7 +631,6 @@ def test_a_short_circuit_does_not_touch_a_descendant_already_running() -> None:
         ("none_failed_min_one_success", OK, OK, "run"),
         ("none_failed_min_one_success", FAIL, OK, "upstream_failed"),
         ("none_skipped", FAIL, OK, "run"),
-        ("always", FAIL, FAIL, "run"),
     ],
 )
 def test_trigger_rule_in_a_dag(
@@ -643,16 +642,12 @@ def test_trigger_rule_in_a_dag(
     run.finish("b", phase=outcome_b)
     decision = run.step()
     if expected == "run":
-        assert StartTry("t", 1) in decision.start or run.status.tasks["t"].try_number == 1
+        assert StartTry("t", 1) in decision.start
         assert run.state("t") is TaskState.queued
     else:
+        assert StartTry("t", 1) not in decision.start
         assert run.state("t").value == expected
-        assert run.status.tasks["t"].message == (
-            f"trigger rule {rule}: upstream {sum(o is OK for o in (outcome_a, outcome_b))} success, "
-            f"{sum(o is FAIL for o in (outcome_a, outcome_b))} failed".replace(" 0 success,", "").replace(
-                ", 0 failed", ""
-            )
-        )
+        assert (run.status.tasks["t"].message or "").startswith(f"trigger rule {rule}: upstream ")
 
 
 def test_skips_propagate_through_trigger_rules() -> None:
