@@ -218,6 +218,8 @@ class _Plan:
     by_name: dict[str, _TaskPlan]
     names: frozenset[str]
     max_active: int
+    rows: tuple[tuple[str, _TaskPlan], ...] = ()
+    """(name, task) in topological order: what the per-call pass iterates over."""
     _descendants: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def descendants(self, name: str) -> tuple[str, ...]:
@@ -283,6 +285,7 @@ def _compile(spec: DAGSpec) -> _Plan:
         by_name=plans,
         names=frozenset(plans),
         max_active=spec.max_active_tasks,
+        rows=tuple(plans.items()),
     )
 
 
@@ -612,17 +615,17 @@ def _reconcile(run: RunInput, plan: _Plan, tasks: dict[str, TaskInstanceStatus])
     on): one comprehension picks out the few that are not, as the run may have
     thousands of attempts and this runs on every call.
     """
-    names = plan.names
+    tasks_get, in_flight, alive_phases = tasks.get, IN_FLIGHT, _ALIVE
     news = [
         (name, attempt, status)
         for name, attempt in run.attempts.items()
-        if name in names
-        and (status := tasks.get(name)) is not None
+        if (status := tasks_get(name)) is not None
         and (
-            attempt.try_number > status.try_number
-            or (attempt.try_number == status.try_number and status.state in IN_FLIGHT)
-            or attempt.phase in _ALIVE
+            attempt.phase in alive_phases
+            or attempt.try_number != status.try_number
+            or status.state in in_flight
         )
+        and name in plan.names
     ]
     alive: list[str] = []
     for name, attempt, status in news:
@@ -642,25 +645,26 @@ def _settle(work: _Pass) -> None:
     tasks = work.tasks
     finished = 0
     failed_leaf = touched = False
-    for task in work.plan.order:
-        state = tasks[task.name].state
-        if state not in _FINISHED:
-            if state is _NONE and task.gated:
+    done, none, success, failing = _FINISHED, _NONE, _SUCCESS, _FAILED  # locals are faster in the loop
+    for name, task in work.plan.rows:
+        state = tasks[name].state
+        if state not in done:
+            if state is none and task.gated:
                 for upstream in task.upstream:
-                    if tasks[upstream].state in _FINISHED:
+                    if tasks[upstream].state in done:
                         break
                 else:
                     continue
             _step(work, task)
-            state = tasks[task.name].state
-            if state not in _FINISHED:
-                touched = touched or state is not _NONE
+            state = tasks[name].state
+            if state not in done:
+                touched = touched or state is not none
                 continue
-        elif task.chooses and state is _SUCCESS:
-            _enforce_choice(work, task, tasks[task.name])
+        elif task.chooses and state is success:
+            _enforce_choice(work, task, tasks[name])
         finished += 1
         touched = True
-        if state in _FAILED and task.leaf:
+        if state in failing and task.leaf:
             failed_leaf = True
     work.finished, work.failed_leaf, work.touched = finished, failed_leaf, touched
 
