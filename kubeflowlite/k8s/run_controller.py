@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -54,6 +55,8 @@ Key = tuple[str, str, str]
 """Work queue keys: ("run" | "dag", namespace, name)."""
 
 _PERMANENT_CREATE_ERRORS = frozenset({400, 403, 422})
+LAUNCH_GRACE = 30.0
+"""Seconds a created Pod may take to show up in the watch before a reconcile creates it again."""
 """Pod create failures that a retry of the same manifest cannot fix: the try fails instead."""
 
 
@@ -78,6 +81,11 @@ class RunMemory:
     """The DAG spec snapshot once the run has started (parsed once; the engine memoizes by identity)."""
     launch_failures: dict[str, Attempt] = field(default_factory=dict)
     """Tries whose Pod the API server refused; reported as failed attempts until the engine moves on."""
+    launched: dict[str, float] = field(default_factory=dict)
+    """Pods created (or found existing) but not yet seen in the view -> when (monotonic): not re-created
+    while the watch catches up, unless that takes longer than LAUNCH_GRACE."""
+    folded: dict[str, tuple[str, Attempt]] = field(default_factory=dict)
+    """Pod name -> (resourceVersion, Attempt): a Pod that did not change is not folded again."""
 
 
 @dataclass(frozen=True)
@@ -219,6 +227,7 @@ class RunController:
     ) -> float | None:
         assert memory.spec is not None
         dag_spec = memory.spec
+        clock = _Stopwatch()
         facts = launch.RunFacts(
             namespace=namespace,
             run_name=name,
@@ -243,6 +252,7 @@ class RunController:
             pending_timeout=self.settings.pending_timeout,
             pod_tasks=pod_tasks,
             run_name=name,
+            fold=self._folder(memory, pods, now),
         )
         self._add_launch_failures(memory, attempts)
         stored = await self.xcoms.load(namespace, name)
@@ -256,6 +266,7 @@ class RunController:
                 wakes.append(outcome.wake_at)
         attempts = xcom_store.checked_attempts(attempts)
         values.update(xcom_store.values_to_store(attempts, stored))
+        clock.lap("observe")
 
         previous = None
         if any(_depends_on_past(dag_spec, t) for t in dag_spec.tasks):
@@ -303,6 +314,7 @@ class RunController:
                 )
             )
 
+        clock.lap("decide")
         # 1. XCom before anything that could make a success visible.
         await self.xcoms.store(
             namespace=namespace,
@@ -312,6 +324,7 @@ class RunController:
             values=xcom_store.values_to_store(attempts, stored),
         )
 
+        clock.lap("xcom")
         # 2. Pods and status, concurrently (either order is safe: names are deterministic).
         new_status = rules.with_pod_names(decision.status, run_name=name, pod_tasks=pod_tasks)
         admitted = rules.admitted_condition(None)
@@ -323,6 +336,7 @@ class RunController:
             item
             for start in decision.start
             if isinstance(item := prepared.get((start.task, start.try_number)), dict)
+            and not self._recently_launched(memory, item["metadata"]["name"])
         ]
         stops = [
             names.pod_name(name, stop.task, stop.try_number)
@@ -332,11 +346,12 @@ class RunController:
         old_status = memory.status
         write = self._write_status(namespace, name, memory, new_status, dag_spec, facts, now)
         results = await asyncio.gather(
-            *(self._create_pod(manifest) for manifest in creates),
+            *(self._create_pod(memory, manifest) for manifest in creates),
             *(self.client.delete(kube.PODS, namespace, pod) for pod in stops),
             write,
             return_exceptions=True,
         )
+        clock.lap(f"act ({len(creates)} creates, {len(stops)} deletes)")
         failures = {r.task: r for r in results[: len(creates)] if isinstance(r, Attempt)}
         errors = [r for r in results if isinstance(r, BaseException)]
         if failures:
@@ -352,6 +367,8 @@ class RunController:
             await asyncio.gather(*(self.client.delete(kube.PODS, namespace, pod) for pod in doomed))
         await self._after_write(namespace, body, spec, old_status, memory.status, dag_spec)
 
+        clock.lap("after")
+        logger.debug("reconciled run %s/%s: %s", namespace, name, clock)
         wakes.append(decision.wake_at)
         due = [moment for moment in wakes if moment is not None]
         if memory.status.state.finished or not due:
@@ -360,13 +377,40 @@ class RunController:
 
     # -- acting -----------------------------------------------------------------------------------
 
-    async def _create_pod(self, manifest: dict[str, Any]) -> Attempt | None:
+    def _folder(self, memory: RunMemory, pods: list[Obj], now: datetime) -> Callable[[Obj], Attempt]:
+        """observe.attempt_from_pod, memoized per Pod version (Pending Pods depend on the clock: not kept)."""
+        seen = {str((pod.get("metadata") or {}).get("name")) for pod in pods}
+        for name in [n for n in memory.launched if n in seen]:
+            del memory.launched[name]
+        for name in [n for n in memory.folded if n not in seen]:
+            del memory.folded[name]
+
+        def fold(pod: Obj) -> Attempt:
+            metadata = pod.get("metadata") or {}
+            name, version = str(metadata.get("name")), str(metadata.get("resourceVersion"))
+            cached = memory.folded.get(name)
+            if cached is not None and cached[0] == version:
+                return cached[1]
+            attempt = observe.attempt_from_pod(pod, now=now, pending_timeout=self.settings.pending_timeout)
+            if attempt.phase is not AttemptPhase.pending:
+                memory.folded[name] = (version, attempt)
+            return attempt
+
+        return fold
+
+    def _recently_launched(self, memory: RunMemory, pod: str) -> bool:
+        launched = memory.launched.get(pod)
+        return launched is not None and time.monotonic() - launched < LAUNCH_GRACE
+
+    async def _create_pod(self, memory: RunMemory, manifest: dict[str, Any]) -> Attempt | None:
         """Create one task Pod; AlreadyExists is success; a refused manifest is a failed try."""
         metadata = manifest["metadata"]
         try:
             await self.client.create(kube.PODS, metadata["namespace"], manifest)
+            memory.launched[metadata["name"]] = time.monotonic()
         except kube.ApiError as error:
             if error.conflict:
+                memory.launched[metadata["name"]] = time.monotonic()
                 return None
             if error.status in _PERMANENT_CREATE_ERRORS and "exceeded quota" not in error.message:
                 labels = metadata.get("labels") or {}
@@ -557,6 +601,22 @@ class RunController:
             run=self.current(run) if run is not None else None,
             now=now,
         )
+
+
+class _Stopwatch:
+    """Phase timings of one reconcile, for the debug log."""
+
+    def __init__(self) -> None:
+        self._last = time.perf_counter()
+        self._laps: list[str] = []
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self._laps.append(f"{name} {(now - self._last) * 1000:.1f}ms")
+        self._last = now
+
+    def __str__(self) -> str:
+        return ", ".join(self._laps)
 
 
 def _without_duration(wire: Mapping[str, Any]) -> dict[str, Any]:

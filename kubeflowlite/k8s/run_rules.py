@@ -16,7 +16,7 @@ tested without a cluster:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -64,11 +64,19 @@ def attempts_from_pods(
     pending_timeout: timedelta,
     pod_tasks: frozenset[str],
     run_name: str,
+    fold: Callable[[Obj], Attempt] | None = None,
 ) -> dict[str, Attempt]:
     """One Attempt per task: its newest observed try, or a failure for a running try whose Pod vanished.
 
     `pod_tasks` are the tasks that run as Pods (inline tasks have no Pod to miss).
+    `fold` turns one Pod into its Attempt (default: observe.attempt_from_pod at `now`);
+    the controller passes a memoizing one.
     """
+    if fold is None:
+
+        def fold(pod: Obj) -> Attempt:
+            return observe.attempt_from_pod(pod, now=now, pending_timeout=pending_timeout)
+
     newest: dict[str, Obj] = {}
     for pod in pods:
         task, number = pod_try(pod)
@@ -77,10 +85,7 @@ def attempts_from_pods(
         current = newest.get(task)
         if current is None or pod_try(current)[1] < number:
             newest[task] = pod
-    attempts = {
-        task: observe.attempt_from_pod(pod, now=now, pending_timeout=pending_timeout)
-        for task, pod in newest.items()
-    }
+    attempts = {task: fold(pod) for task, pod in newest.items()}
     for task, instance in status.tasks.items():
         if instance.state is not TaskState.running or task not in pod_tasks:
             continue

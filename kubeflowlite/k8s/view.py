@@ -89,6 +89,7 @@ def slim_pod(body: Obj) -> dict[str, Any]:
                 "name",
                 "namespace",
                 "uid",
+                "resourceVersion",
                 "labels",
                 "annotations",
                 "creationTimestamp",

@@ -1,0 +1,481 @@
+"""The operator on the hermetic cluster: hop latency, fan-out throughput, API writes, memory.
+
+Run by hand (it starts its own control plane unless given --kubeconfig); prints
+figures, it is not a timed test:
+
+    .venv/bin/python -m benchmarks.bench_operator [--chain 50] [--fanout 1000] [--inflight 1000,10000]
+
+Scenarios, each in a fresh namespace with a fresh `kubeflowlite operator` process:
+
+- chain: N tasks in a line. Per-hop latency = when this benchmark's own Pod watch
+  sees the upstream Pod turn Succeeded -> when it sees the downstream Pod created
+  (time.monotonic() at receipt; both events travel the same watch, so the watch's
+  own delay cancels out; KWOK's 1 s timestamps are not used). Goal: p50 < 100 ms.
+- fanout: one run of N independent tasks (maxActiveTasks N). Pods created per
+  second (first to last creation seen), time to run success, and the CPU seconds
+  each process spent meanwhile (operator, kube-apiserver, etcd, scheduler, KWOK)
+  to show where the time goes.
+- API writes per task instance, from the operator's own counter
+  kubeflowlite_api_requests_total (verbs create/patch/delete), per scenario.
+  Goal: <= 4.
+- inflight: runs of 1,000 tasks whose Pods stay Running (KWOK delay 1h); the
+  operator's RSS once 1,000 and once 10,000 task instances are in flight.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from kubeflowlite.k8s import kube
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "hack"))
+
+HOP_GOAL_MS = 100.0
+WRITES_GOAL = 4.0
+WRITE_VERBS = ("create", "patch", "delete", "apply")
+DAY = "2024-01-01T00:00:00Z"
+
+
+# --- the cluster --------------------------------------------------------------------------------
+
+
+@dataclass
+class Cluster:
+    kubeconfig: Path
+    pids: dict[str, int] = field(default_factory=dict)
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> str:
+        result = subprocess.run(
+            ["kubectl", f"--kubeconfig={self.kubeconfig}", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=600,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)}: {result.stderr}")
+        return result.stdout
+
+
+@contextlib.contextmanager
+def cluster(kubeconfig: str | None) -> Iterator[Cluster]:
+    if kubeconfig:
+        yield Cluster(Path(kubeconfig))
+        return
+    from controlplane.cluster import ControlPlane, build_tools
+
+    bin_dir = build_tools()
+    os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    plane = ControlPlane.start(bin_dir)
+    print(f"control plane ready in {plane.started_seconds:.1f}s", flush=True)
+    try:
+        yield Cluster(plane.kubeconfig, dict(plane.pids))
+    finally:
+        plane.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Operator:
+    """`kubeflowlite operator` for one namespace, with its metrics port."""
+
+    def __init__(self, kubeconfig: Path, namespace: str, log: Path) -> None:
+        self.metrics_port = free_port()
+        health = free_port()
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "kubeflowlite",
+                "operator",
+                f"--kubeconfig={kubeconfig}",
+                f"--namespace={namespace}",
+                f"--metrics-port={self.metrics_port}",
+                f"--liveness=http://127.0.0.1:{health}/healthz",
+                "--log-level=warning",
+            ],
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{health}/healthz", timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError(f"operator did not start; see {log}") from None
+                time.sleep(0.1)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
+            return str(response.read().decode())
+
+    def reconciles(self) -> str:
+        """How many run reconciles ran and their mean duration."""
+        text = self.metrics()
+        count = re.search(r'^kubeflowlite_reconcile_duration_seconds_count\{kind="run"\} (\S+)$', text, re.M)
+        total = re.search(r'^kubeflowlite_reconcile_duration_seconds_sum\{kind="run"\} (\S+)$', text, re.M)
+        if not count or not total or not float(count.group(1)):
+            return "no run reconciles"
+        n, seconds = float(count.group(1)), float(total.group(1))
+        return f"{n:.0f} run reconciles, mean {seconds / n * 1000:.1f} ms, total {seconds:.1f} s"
+
+    def writes(self) -> dict[tuple[str, str], float]:
+        text = self.metrics()
+        counts: dict[tuple[str, str], float] = {}
+        pattern = re.compile(
+            r'^kubeflowlite_api_requests_total\{code="(\d+)",resource="([^"]+)",verb="([^"]+)"\} (\S+)$'
+        )
+        for line in text.splitlines():
+            match = pattern.match(line)
+            if match and match.group(3) in WRITE_VERBS:
+                key = (match.group(3), match.group(2))
+                counts[key] = counts.get(key, 0.0) + float(match.group(4))
+        return counts
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of `pid` and its children that were waited for."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def processes(cluster: Cluster, operator: Operator) -> dict[str, int]:
+    """The pids to account CPU to: the operator and the control plane's components."""
+    found = {"operator": operator.pid}
+    for name, pid in cluster.pids.items():
+        # Components are started through a process group; find the binary itself.
+        found[name] = _leaf(pid)
+    return found
+
+
+def _leaf(pid: int) -> int:
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    try:
+        kids = children.read_text().split()
+    except OSError:
+        return pid
+    return _leaf(int(kids[0])) if kids else pid
+
+
+# --- watching Pods from the benchmark ---------------------------------------------------------------
+
+
+class PodWatch(threading.Thread):
+    """Records, by Pod name, when it was first seen and when it was first seen Succeeded (monotonic)."""
+
+    def __init__(self, config: kube.ClusterConfig, namespace: str) -> None:
+        super().__init__(daemon=True)
+        self.config = config
+        self.namespace = namespace
+        self.created: dict[str, float] = {}
+        self.succeeded: dict[str, float] = {}
+        self.bound: dict[str, float] = {}
+        self.started: dict[str, float] = {}
+        self.running: set[str] = set()
+        self.ready = threading.Event()
+
+    def run(self) -> None:
+        url = urlparse(self.config.server)
+        context = kube.ssl_context(self.config)
+        headers = {"Authorization": f"Bearer {self.config.token}"} if self.config.token else {}
+        version = ""
+        while True:  # a watch the server ends is resumed from the last version seen
+            connection = http.client.HTTPSConnection(url.hostname or "", url.port, context=context or None)  # type: ignore[arg-type]
+            path = (
+                f"/api/v1/namespaces/{self.namespace}/pods?watch=1&labelSelector=kubeflowlite.io%2Frun"
+                f"&allowWatchBookmarks=true&timeoutSeconds=3600&resourceVersion={version}"
+            )
+            connection.request("GET", path, headers=headers)
+            response = connection.getresponse()
+            self.ready.set()
+            buffer = b""
+            while chunk := response.read1(1 << 16):
+                now = time.monotonic()
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    if event.get("type") == "ERROR":
+                        print(
+                            f"  (pod watch: {event.get('object', {}).get('message')}; restarting)",
+                            file=sys.stderr,
+                        )
+                        version = ""
+                        continue
+                    version = (event.get("object") or {}).get("metadata", {}).get("resourceVersion", version)
+                    self._record(event, now)
+            connection.close()
+
+    def _record(self, event: dict[str, Any], now: float) -> None:
+        pod = event.get("object") or {}
+        name = (pod.get("metadata") or {}).get("name")
+        if not name:
+            return
+        if event.get("type") == "BOOKMARK":
+            return
+        self.created.setdefault(name, now)
+        if (pod.get("spec") or {}).get("nodeName"):
+            self.bound.setdefault(name, now)
+        phase = (pod.get("status") or {}).get("phase")
+        if phase in ("Running", "Succeeded", "Failed"):
+            self.started.setdefault(name, now)
+        if phase == "Succeeded":
+            self.succeeded.setdefault(name, now)
+        if phase == "Running":
+            self.running.add(name)
+        else:
+            self.running.discard(name)
+
+
+# --- scenarios ------------------------------------------------------------------------------------
+
+
+def dag(name: str, tasks: list[dict[str, Any]], **spec: Any) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "kubeflowlite.io/v1alpha1",
+            "kind": "DAG",
+            "metadata": {"name": name},
+            "spec": {"tasks": tasks, "maxActiveTasks": 100000, **spec},
+        }
+    )
+
+
+def dagrun(name: str, dag_name: str, logical_date: str = DAY) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "kubeflowlite.io/v1alpha1",
+            "kind": "DAGRun",
+            "metadata": {"name": name},
+            "spec": {"dagName": dag_name, "logicalDate": logical_date},
+        }
+    )
+
+
+@contextlib.contextmanager
+def scenario(cl: Cluster, name: str, tmp: Path) -> Iterator[tuple[str, Operator, PodWatch]]:
+    namespace = f"bench-{name}-{int(time.time())}"
+    cl.kubectl("create", "namespace", namespace)
+    operator = Operator(cl.kubeconfig, namespace, tmp / f"operator-{name}.log")
+    config = kube.load_cluster_config(str(cl.kubeconfig))
+    watch = PodWatch(config, namespace)
+    watch.start()
+    watch.ready.wait(10)
+    try:
+        yield namespace, operator, watch
+    finally:
+        operator.stop()
+        cl.kubectl("delete", "namespace", namespace, "--wait=false")
+
+
+def wait_run(cl: Cluster, namespace: str, run: str, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = json.loads(cl.kubectl("get", "dagrun", run, "-n", namespace, "-o", "json"))
+        if (found.get("status") or {}).get("state") in ("success", "failed"):
+            return dict(found)
+        time.sleep(0.25)
+    raise RuntimeError(f"run {run} did not finish in {timeout:g}s")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def report_writes(operator: Operator, instances: int) -> float:
+    writes = operator.writes()
+    total = sum(writes.values())
+    detail = ", ".join(
+        f"{verb} {resource}: {int(count)}" for (verb, resource), count in sorted(writes.items())
+    )
+    per = total / instances
+    print(f"  API writes: {int(total)} for {instances} task instances = {per:.2f} per instance ({detail})")
+    return per
+
+
+def chain(cl: Cluster, length: int, tmp: Path) -> tuple[float, float]:
+    print(f"chain of {length} tasks")
+    with scenario(cl, "chain", tmp) as (namespace, operator, watch):
+        tasks = [{"name": "t000", "bash": "true"}]
+        tasks += [
+            {"name": f"t{i:03d}", "bash": "true", "dependsOn": [f"t{i - 1:03d}"]} for i in range(1, length)
+        ]
+        cl.kubectl("apply", "-n", namespace, "-f", "-", stdin=dag("chain", tasks))
+        started = time.monotonic()
+        cl.kubectl("create", "-n", namespace, "-f", "-", stdin=dagrun("chain-run", "chain"))
+        result = wait_run(cl, namespace, "chain-run", timeout=600)
+        elapsed = time.monotonic() - started
+        time.sleep(0.5)
+        by_task = {name.rsplit("-", 2)[-2]: name for name in watch.created}
+        hops = []
+        for i in range(1, length):
+            upstream, downstream = by_task.get(f"t{i - 1:03d}"), by_task.get(f"t{i:03d}")
+            if upstream in watch.succeeded and downstream in watch.created:
+                hops.append((watch.created[downstream] - watch.succeeded[upstream]) * 1000)
+        p50, p99 = statistics.median(hops), percentile(hops, 0.99)
+        print(
+            f"  run {result['status']['state']} in {elapsed:.1f}s ({elapsed / length:.2f}s per task incl. Pod start)"
+        )
+        print(f"  hop latency (upstream Succeeded seen -> downstream created seen), {len(hops)} hops:")
+        print(
+            f"    p50 {p50:.1f} ms   p99 {p99:.1f} ms   max {max(hops):.1f} ms   (goal p50 < {HOP_GOAL_MS:g} ms)"
+        )
+        print(f"  operator: {operator.reconciles()}")
+        writes = report_writes(operator, length)
+        return p50, writes
+
+
+def fanout(cl: Cluster, width: int, tmp: Path) -> float:
+    print(f"fan-out of {width} tasks")
+    with scenario(cl, "fanout", tmp) as (namespace, operator, watch):
+        tasks = [{"name": f"t{i:04d}", "bash": "true"} for i in range(width)]
+        cl.kubectl("apply", "-n", namespace, "-f", "-", stdin=dag("fanout", tasks))
+        pids = processes(cl, operator)
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        started = time.monotonic()
+        cl.kubectl("create", "-n", namespace, "-f", "-", stdin=dagrun("fanout-run", "fanout"))
+        result = wait_run(cl, namespace, "fanout-run", timeout=1800)
+        elapsed = time.monotonic() - started
+        cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
+        created = sorted(watch.created.values())
+        spread = created[-1] - created[0] if len(created) > 1 else 0.0
+        print(f"  run {result['status']['state']} in {elapsed:.1f}s")
+        print(f"  Pod creation rate: {len(created) / spread if spread else float('inf'):.0f} Pods/s")
+        print(
+            "  CPU seconds during the run: "
+            + ", ".join(f"{n} {s:.1f}" for n, s in sorted(cpu.items(), key=lambda x: -x[1]))
+        )
+        for stage, times in (
+            ("created (operator)", watch.created),
+            ("bound (scheduler)", watch.bound),
+            ("running (KWOK)", watch.started),
+            ("succeeded (KWOK)", watch.succeeded),
+        ):
+            moments = sorted(times.values())
+            if moments:
+                print(
+                    f"  Pods {stage}: {len(moments)}, first after {moments[0] - started:.2f}s, "
+                    f"last after {moments[-1] - started:.2f}s"
+                )
+        print(f"  operator: {operator.reconciles()}; RSS after the run {rss_mib(operator.pid):.0f} MiB")
+        return report_writes(operator, width)
+
+
+def inflight(cl: Cluster, counts: list[int], tmp: Path) -> None:
+    per_run = 1000
+    print(f"in flight: {', '.join(map(str, counts))} task instances (runs of {per_run} Running Pods)")
+    with scenario(cl, "inflight", tmp) as (namespace, operator, watch):
+        tasks = [
+            {
+                "name": f"t{i:04d}",
+                "bash": "sleep 3600",
+                "pod": {"metadata": {"annotations": {"kwok.kubeflowlite.io/delay": "1h"}}},
+            }
+            for i in range(per_run)
+        ]
+        cl.kubectl("apply", "-n", namespace, "-f", "-", stdin=dag("inflight", tasks))
+        print(f"  operator RSS idle: {rss_mib(operator.pid):.0f} MiB")
+        runs = 0
+        started = time.monotonic()
+        for target in sorted(counts):
+            while runs * per_run < target:
+                runs += 1
+                cl.kubectl(
+                    "create",
+                    "-n",
+                    namespace,
+                    "-f",
+                    "-",
+                    stdin=dagrun(f"inflight-{runs}", "inflight", f"2024-01-{runs:02d}T00:00:00Z"),
+                )
+            deadline = time.monotonic() + 3600
+            while len(watch.running) < target and time.monotonic() < deadline:
+                time.sleep(1)
+            time.sleep(5)  # let the reconciles that follow the last Pod events settle
+            print(
+                f"  {len(watch.running)} task Pods Running after {time.monotonic() - started:.0f}s: "
+                f"operator RSS {rss_mib(operator.pid):.0f} MiB"
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench_operator", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kubeconfig", help="Use this cluster instead of starting the hermetic one.")
+    parser.add_argument("--chain", type=int, default=50)
+    parser.add_argument("--fanout", type=int, default=1000)
+    parser.add_argument("--inflight", default="1000,10000", help="Comma-separated counts; empty to skip.")
+    parser.add_argument("--logs", type=Path, default=Path("/tmp/kfl-bench-operator"))
+    args = parser.parse_args(argv)
+    args.logs.mkdir(parents=True, exist_ok=True)
+    missed = False
+    with cluster(args.kubeconfig) as cl:
+        for path in sorted((REPO / "crds").glob("*.yaml")):
+            cl.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
+        cl.kubectl(
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/dags.kubeflowlite.io",
+            "crd/dagruns.kubeflowlite.io",
+        )
+        if args.chain:
+            p50, writes = chain(cl, args.chain, args.logs)
+            missed |= p50 >= HOP_GOAL_MS or writes > WRITES_GOAL
+        if args.fanout:
+            missed |= fanout(cl, args.fanout, args.logs) > WRITES_GOAL
+        if args.inflight:
+            inflight(cl, [int(c) for c in args.inflight.split(",") if c], args.logs)
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
