@@ -49,7 +49,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
+from enum import Enum
 from functools import lru_cache
 from typing import Any
 
@@ -71,7 +71,7 @@ __all__ = [
 ]
 
 
-class AttemptPhase(StrEnum):
+class AttemptPhase(str, Enum):
     """What the shell observed of one try: a Pod's phase, or a subprocess's lifecycle."""
 
     pending = "pending"

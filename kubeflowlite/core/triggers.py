@@ -38,14 +38,14 @@ skipped upstream task skips it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from enum import StrEnum
+from enum import Enum
 from typing import NamedTuple
 
 from kubeflowlite.api.dag import TriggerRule
 from kubeflowlite.api.dagrun import TaskState
 
 
-class Verdict(StrEnum):
+class Verdict(str, Enum):
     """What a trigger rule says about a task that has not started yet."""
 
     run = "run"
