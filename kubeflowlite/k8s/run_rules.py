@@ -156,14 +156,16 @@ def admission(
 
     maxActiveRuns counts started, unfinished runs of the DAG; waiting runs start
     oldest logical date first, so two runs reconciled at once never both take the
-    last slot.
+    last slot. A paused DAG holds its scheduled and manual runs (as Airflow does);
+    backfill runs were asked for explicitly and go ahead (maxActiveRuns still applies).
     """
     dag_name = (run.get("spec") or {}).get("dagName", "")
     if dag is None:
         return Hold("DAGNotFound", f"DAG {dag_name!r} does not exist in this namespace")
     if dag_spec is None:
         return Hold("InvalidDAG", f"DAG {dag_name!r} is invalid: {dag_problem or 'see its Ready condition'}")
-    if dag_spec.paused:
+    backfill = (run.get("spec") or {}).get("runType") == "backfill"
+    if dag_spec.paused and not backfill:
         return Hold("DAGPaused", f"DAG {dag_name!r} is paused")
     me = (run.get("metadata") or {}).get("name")
     others = [r for r in runs_of_dag if (r.get("metadata") or {}).get("name") != me]

@@ -1,0 +1,321 @@
+"""The operator's other pure parts: scheduling plans, inline tasks, launching, the XCom store's rules, the queue."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Hashable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from kubeflowlite.api.dag import DAGSpec, ExternalTaskSensor, TriggerDag
+from kubeflowlite.core.engine import NO_XCOM, Attempt, AttemptPhase
+from kubeflowlite.core.schedule import RunInterval
+from kubeflowlite.k8s import dag_controller, inline_tasks, launch, names, xcom_store
+from kubeflowlite.k8s.workqueue import WorkQueue
+
+DAY = datetime(2020, 1, 1, tzinfo=UTC)
+
+
+def spec(**fields: Any) -> DAGSpec:
+    return DAGSpec.model_validate({"tasks": [{"name": "t", "bash": "true"}], **fields})
+
+
+def scheduled(day: int, state: str = "success") -> dict[str, Any]:
+    date = f"2020-01-{day:02d}T00:00:00Z"
+    return {
+        "metadata": {"name": f"r{day}"},
+        "spec": {"logicalDate": date, "runType": "scheduled"},
+        "status": {"state": state},
+    }
+
+
+DAILY = {"schedule": "@daily", "startDate": "2020-01-01T00:00:00Z", "endDate": "2020-01-05T00:00:00Z"}
+LATER = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+class TestSchedulePlan:
+    def test_catchup_creates_every_due_interval_oldest_first(self) -> None:
+        plan = dag_controller.plan_schedule(spec(catchup=True, **DAILY), [], next_run=None, now=LATER)
+        assert [i.logical_date.day for i in plan.create] == [1, 2, 3, 4, 5]
+        assert plan.next_run is None and plan.wake_at is None
+
+    def test_existing_runs_are_not_created_again(self) -> None:
+        plan = dag_controller.plan_schedule(
+            spec(catchup=True, **DAILY), [scheduled(1), scheduled(2)], next_run=None, now=LATER
+        )
+        assert [i.logical_date.day for i in plan.create] == [3, 4, 5]
+
+    def test_max_active_runs_caps_creation_and_next_run_names_the_first_waiting(self) -> None:
+        plan = dag_controller.plan_schedule(
+            spec(catchup=True, maxActiveRuns=2, **DAILY), [scheduled(1, "running")], next_run=None, now=LATER
+        )
+        assert [i.logical_date.day for i in plan.create] == [2]
+        assert plan.next_run == datetime(2020, 1, 3, tzinfo=UTC) and plan.wake_at is None
+
+    def test_next_run_remembers_runs_deleted_by_history_limits(self) -> None:
+        plan = dag_controller.plan_schedule(
+            spec(catchup=True, **DAILY), [scheduled(5)], next_run=datetime(2020, 1, 5, tzinfo=UTC), now=LATER
+        )
+        assert plan.create == []
+
+    def test_a_future_interval_sets_the_wake_up(self) -> None:
+        now = datetime(2020, 1, 2, 12, tzinfo=UTC)
+        plan = dag_controller.plan_schedule(
+            spec(catchup=True, **DAILY), [scheduled(1)], next_run=None, now=now
+        )
+        assert plan.create == []
+        assert plan.next_run == datetime(2020, 1, 2, tzinfo=UTC)
+        assert plan.wake_at == datetime(2020, 1, 3, tzinfo=UTC)
+
+    def test_without_catchup_only_the_latest_interval(self) -> None:
+        now = datetime(2020, 1, 3, 12, tzinfo=UTC)
+        plan = dag_controller.plan_schedule(spec(catchup=False, **DAILY), [], next_run=None, now=now)
+        assert [i.logical_date.day for i in plan.create] == [2]
+        assert plan.next_run == datetime(2020, 1, 3, tzinfo=UTC)
+
+
+def test_history_limits_delete_the_oldest_finished_runs() -> None:
+    runs = [scheduled(d) for d in (3, 1, 2)] + [scheduled(4, "failed"), scheduled(5, "running")]
+    assert dag_controller.runs_over_limits(runs, successful=1, failed=None) == ["r1", "r2"]
+    assert dag_controller.runs_over_limits(runs, successful=None, failed=0) == ["r4"]
+    assert dag_controller.runs_over_limits(runs, successful=None, failed=None) == []
+
+
+def test_ready_condition_and_run_manifest() -> None:
+    assert dag_controller.ready_condition(None, generation=3).status == "True"
+    bad = dag_controller.ready_condition("spec.tasks[0]: cycle", generation=4)
+    assert (bad.status, bad.reason, bad.observed_generation) == ("False", "InvalidDAG", 4)
+    dag = {"metadata": {"name": "etl", "uid": "u1"}}
+    interval = RunInterval(DAY, DAY, DAY + timedelta(days=1))
+    manifest = dag_controller.run_manifest(
+        namespace="ns", dag=dag, interval=interval, run_type=dag_controller.RunType.scheduled
+    )
+    assert manifest["metadata"]["name"] == "etl-scheduled-20200101t000000"
+    assert manifest["metadata"]["ownerReferences"][0]["uid"] == "u1"
+    assert manifest["spec"] == {
+        "dagName": "etl",
+        "logicalDate": "2020-01-01T00:00:00Z",
+        "runType": "scheduled",
+    }
+
+
+class TestSensor:
+    sensor = ExternalTaskSensor(dag="up", task="load", offset="-1d", poke_interval="30s", timeout="1h")
+    started = datetime(2020, 1, 2, 0, 5, tzinfo=UTC)
+
+    def poke(self, runs: list[dict[str, Any]], now: datetime) -> inline_tasks.Outcome:
+        return inline_tasks.poke(
+            self.sensor,
+            task="wait",
+            try_number=1,
+            logical_date=datetime(2020, 1, 2, tzinfo=UTC),
+            started=self.started,
+            runs=runs,
+            now=now,
+        )
+
+    def watched(self, state: str, date: str = "2020-01-01T00:00:00Z") -> dict[str, Any]:
+        return {
+            "spec": {"logicalDate": date},
+            "status": {"state": "running", "tasks": {"load": {"state": state}}},
+        }
+
+    def test_waits_and_asks_to_be_woken_at_the_poke_interval(self) -> None:
+        now = self.started + timedelta(minutes=1)
+        outcome = self.poke([self.watched("running"), self.watched("success", "2020-01-02T00:00:00Z")], now)
+        assert outcome.attempt.phase is AttemptPhase.running
+        assert outcome.wake_at == now + timedelta(seconds=30)
+
+    def test_succeeds_on_an_allowed_state_and_fails_on_a_failed_one(self) -> None:
+        now = self.started + timedelta(minutes=1)
+        assert self.poke([self.watched("success")], now).attempt.phase is AttemptPhase.succeeded
+        failed = self.poke([self.watched("failed")], now).attempt
+        assert failed.phase is AttemptPhase.failed and "failed states" in (failed.message or "")
+
+    def test_times_out(self) -> None:
+        outcome = self.poke([], self.started + timedelta(hours=1))
+        assert outcome.attempt.phase is AttemptPhase.failed
+        assert "timed out after 1h" in (outcome.attempt.message or "")
+
+
+def facts(**fields: Any) -> launch.RunFacts:
+    dag_spec = DAGSpec.model_validate(
+        {
+            "tasks": [
+                {"name": "push", "bash": "echo"},
+                {
+                    "name": "pull",
+                    "bash": "echo {{ ti.xcom_pull(task_ids='push') }}",
+                    "dependsOn": ["push"],
+                    "pod": {"metadata": {"annotations": {"try": "{{ ti.try_number }}", "fixed": "x"}}},
+                },
+                {"name": "broken", "bash": "{{ nope.nothing }}"},
+            ],
+            **fields,
+        }
+    )
+    return launch.RunFacts(
+        namespace="ns",
+        run_name="etl-manual-20200101t000000",
+        run_uid="uid-1",
+        dag_name="etl",
+        spec=dag_spec,
+        interval=RunInterval(DAY, DAY, DAY),
+        run_type="manual",
+    )
+
+
+class TestLaunch:
+    def test_a_pod_renders_xcom_values_and_templated_annotations(self) -> None:
+        manifest = launch.pod_for_try(facts(), "pull", 2, xcoms={"push": '{"rows": 3}'}, now=DAY)
+        assert isinstance(manifest, dict)
+        assert manifest["spec"]["containers"][0]["command"] == ["sh", "-c", "echo {'rows': 3}"]
+        assert manifest["metadata"]["annotations"]["try"] == "2"
+        assert manifest["metadata"]["annotations"]["fixed"] == "x"
+        assert manifest["metadata"]["name"] == names.pod_name("etl-manual-20200101t000000", "pull", 2)
+
+    def test_a_template_error_is_a_failed_try_without_a_pod(self) -> None:
+        attempt = launch.pod_for_try(facts(), "broken", 1, xcoms={}, now=DAY)
+        assert isinstance(attempt, Attempt)
+        assert attempt.phase is AttemptPhase.failed and "template error" in (attempt.message or "")
+
+    def test_run_id_is_airflows(self) -> None:
+        assert facts().run_id.startswith("manual__2020-01-01")
+
+
+class TestTriggerDag:
+    def test_plan_renders_conf_and_date_into_a_deterministic_run(self) -> None:
+        trigger = TriggerDag(
+            dag="target", conf={"day": "{{ ds }}", "n": 3}, logical_date="{{ macros.ds_add(ds, 1) }}"
+        )
+        plan = inline_tasks.trigger_plan(
+            trigger, facts=facts(), task=facts().task("push"), try_number=1, xcoms={}
+        )
+        assert plan.name == names.dagrun_name("target", datetime(2020, 1, 2, tzinfo=UTC), "manual")
+        assert plan.manifest["spec"] == {
+            "dagName": "target",
+            "logicalDate": "2020-01-02T00:00:00Z",
+            "conf": {"day": "2020-01-01", "n": 3},
+            "runType": "manual",
+        }
+        assert (
+            plan.manifest["metadata"]["annotations"][inline_tasks.ANNOTATION_TRIGGERED_BY]
+            == "ns/etl-manual-20200101t000000/push"
+        )
+
+    def test_outcome_without_waiting_is_success_with_the_run_name_as_xcom(self) -> None:
+        outcome = inline_tasks.trigger_outcome(
+            TriggerDag(dag="t"), task="k", try_number=1, started=DAY, run_name="t-run", run=None, now=DAY
+        )
+        assert outcome.attempt.phase is AttemptPhase.succeeded and outcome.attempt.xcom == "t-run"
+
+    @pytest.mark.parametrize(
+        ("state", "phase"),
+        [
+            (None, AttemptPhase.running),
+            ("running", AttemptPhase.running),
+            ("success", AttemptPhase.succeeded),
+            ("failed", AttemptPhase.failed),
+        ],
+    )
+    def test_outcome_when_waiting_follows_the_triggered_run(
+        self, state: str | None, phase: AttemptPhase
+    ) -> None:
+        run = None if state is None else {"status": {"state": state}}
+        trigger = TriggerDag(dag="t", wait_for_completion=True, poke_interval="5s")
+        outcome = inline_tasks.trigger_outcome(
+            trigger, task="k", try_number=1, started=DAY, run_name="t-run", run=run, now=DAY
+        )
+        assert outcome.attempt.phase is phase
+        if phase is AttemptPhase.running:
+            assert outcome.wake_at == DAY + timedelta(seconds=5)
+
+
+class TestXComRules:
+    def attempt(self, value: Any, phase: AttemptPhase = AttemptPhase.succeeded) -> Attempt:
+        return Attempt(task="t", try_number=1, phase=phase, xcom=value)
+
+    def test_only_new_or_changed_values_are_stored(self) -> None:
+        attempts = {
+            "a": self.attempt({"x": 1}),
+            "b": self.attempt("same"),
+            "c": self.attempt(NO_XCOM),
+            "d": self.attempt(1, AttemptPhase.running),
+        }
+        assert xcom_store.values_to_store(attempts, {"b": '"same"'}) == {"a": '{"x":1}'}
+
+    def test_a_value_that_cannot_be_stored_fails_the_attempt(self) -> None:
+        checked = xcom_store.checked_attempts({"a": self.attempt("x" * 5000)})
+        assert checked["a"].phase is AttemptPhase.failed and "4096-byte limit" in (checked["a"].message or "")
+
+    def test_decode_reads_one_value_or_a_list(self) -> None:
+        stored = {"a": '{"x":1}', "b": "2"}
+        assert xcom_store.decode(stored, "a") == {"x": 1}
+        assert xcom_store.decode(stored, ["a", "missing", "b"]) == [{"x": 1}, None, 2]
+        assert xcom_store.decode(stored, None) is None
+
+    def test_the_configmap_is_owned_and_labelled(self) -> None:
+        manifest = xcom_store.configmap_manifest(
+            run_name="r", run_uid="u", namespace="ns", dag_name="d", data={"a": "1"}
+        )
+        assert manifest["metadata"]["name"] == "r-xcom"
+        assert manifest["metadata"]["labels"][names.LABEL_RUN] == "r"
+        assert manifest["metadata"]["ownerReferences"][0]["uid"] == "u"
+
+
+class TestWorkQueue:
+    def test_keys_are_deduplicated_and_never_reconciled_twice_at_once(self) -> None:
+        seen: list[Hashable] = []
+        running: set[Hashable] = set()
+        overlaps: list[Hashable] = []
+
+        async def handler(key: Hashable) -> float | None:
+            if key in running:
+                overlaps.append(key)
+            running.add(key)
+            seen.append(key)
+            await asyncio.sleep(0.01)
+            running.discard(key)
+            return None
+
+        async def scenario() -> None:
+            queue = WorkQueue(handler, workers=4)
+            queue.start()
+            for _ in range(5):
+                queue.add("a")
+            queue.add("b")
+            await asyncio.sleep(0.005)
+            queue.add("a")  # while "a" is being reconciled: once more afterwards
+            await asyncio.sleep(0.1)
+            await queue.stop()
+
+        asyncio.run(scenario())
+        assert sorted(seen) == ["a", "a", "b"] and overlaps == []
+
+    def test_timers_and_error_backoff(self) -> None:
+        calls: list[tuple[str, float]] = []
+
+        async def scenario() -> None:
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+
+            async def handler(key: Hashable) -> float | None:
+                calls.append((str(key), loop.time() - start))
+                if key == "boom" and len([c for c in calls if c[0] == "boom"]) < 3:
+                    raise RuntimeError("transient")
+                return 0.05 if key == "timer" and len([c for c in calls if c[0] == "timer"]) < 2 else None
+
+            queue = WorkQueue(handler, workers=2, on_error=lambda key, error: None)
+            queue.start()
+            queue.add("timer")
+            queue.add("boom")
+            await asyncio.sleep(1.2)
+            await queue.stop()
+
+        asyncio.run(scenario())
+        timer = [t for k, t in calls if k == "timer"]
+        boom = [t for k, t in calls if k == "boom"]
+        assert len(timer) == 2 and timer[1] - timer[0] >= 0.045
+        assert len(boom) == 3 and boom[1] - boom[0] >= 0.2 and boom[2] - boom[1] >= 0.45
