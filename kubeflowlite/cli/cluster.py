@@ -42,6 +42,11 @@ FIELD_MANAGER = "kubeflowlite"
 T = TypeVar("T")
 
 
+def _console() -> Console:
+    """stdout for tables and trees; wide when piped, so names are never cut."""
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 250)
+
+
 def _fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     click.echo(message, err=True)
     sys.exit(code)
@@ -407,7 +412,7 @@ def get_cmd(config: kube.ClusterConfig, run: str, output: str | None) -> None:
 
         click.echo(yaml.safe_dump(run_obj, sort_keys=False), nl=False)
         return
-    Console(highlight=False).print(cluster_plans.run_tree(run_obj, now=datetime.now(UTC)))
+    _console().print(cluster_plans.run_tree(run_obj, now=datetime.now(UTC)))
 
 
 @click.command("logs")
@@ -478,7 +483,7 @@ def dags_cmd(config: kube.ClusterConfig) -> None:
     async def work(client: kube.Kube) -> list[dict[str, Any]]:
         return await client.list_objects(kube.DAGS, config.namespace)
 
-    Console(highlight=False).print(cluster_plans.dags_table(_run(config, work)))
+    _console().print(cluster_plans.dags_table(_run(config, work)))
 
 
 @click.command("runs")
@@ -490,7 +495,7 @@ def runs_cmd(config: kube.ClusterConfig, dag: str | None) -> None:
     async def work(client: kube.Kube) -> list[dict[str, Any]]:
         return await _runs_of(client, config.namespace, dag)
 
-    Console(highlight=False).print(cluster_plans.runs_table(_run(config, work), now=datetime.now(UTC)))
+    _console().print(cluster_plans.runs_table(_run(config, work), now=datetime.now(UTC)))
 
 
 CLUSTER_COMMANDS: list[click.Command] = [

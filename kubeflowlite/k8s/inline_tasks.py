@@ -10,8 +10,8 @@ They have no Pod to remember their progress, so the run's own status does: the
 engine records a try as queued, then running with its start time, and every
 reconcile re-evaluates the in-flight try from that record and the cluster view
 (`evaluate`). The rules are pure functions of (task, try record, other runs, now);
-the only I/O is creating the triggered DAGRun, with a deterministic name, so a
-restart never triggers twice.
+the only I/O (`execute`) is creating the triggered DAGRun, with a deterministic
+name, so a restart never triggers twice.
 
 Sensor (Airflow's ExternalTaskSensor): the watched run is the other DAG's run at
 this run's logical date plus `offset`; its state (or one task's state) is checked
@@ -30,14 +30,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from kubeflowlite.api.dag import ExternalTaskSensor, Task, TaskType, TriggerDag
 from kubeflowlite.api.dagrun import RunType, TaskInstanceStatus
 from kubeflowlite.core import durations, templating
 from kubeflowlite.core.engine import NO_XCOM, Attempt, AttemptPhase
 from kubeflowlite.core.schedule import parse_time
-from kubeflowlite.k8s import launch, names, resources
+from kubeflowlite.k8s import kube, launch, names, resources
 
 ANNOTATION_TRIGGERED_BY = "kubeflowlite.io/triggered-by"
 """On a DAGRun created by a triggerDag task: `<namespace>/<run>/<task>` of the task that created it."""
@@ -197,6 +197,65 @@ def trigger_outcome(
     wake = now + durations.parse_duration(trigger.poke_interval)
     message = f"waiting for triggered run {run_name} ({state or 'not seen yet'})"
     return Outcome(_attempt(task, try_number, AttemptPhase.running, started, None, message), wake_at=wake)
+
+
+# --- running them ----------------------------------------------------------------------------------
+
+
+class RunLookup(Protocol):
+    """The DAGRuns an inline task reads (the run controller's view, with its fresher statuses)."""
+
+    def runs_of_dag(self, namespace: str, dag: str) -> list[Mapping[str, Any]]: ...
+
+    def current_run(self, namespace: str, name: str) -> Mapping[str, Any] | None: ...
+
+
+PERMANENT_CREATE_ERRORS = frozenset({400, 403, 422})
+
+
+async def execute(
+    task: Task,
+    *,
+    facts: launch.RunFacts,
+    try_number: int,
+    started: datetime,
+    xcoms: Mapping[str, str],
+    now: datetime,
+    lookup: RunLookup,
+    client: kube.Kube,
+) -> Outcome:
+    """Start or re-evaluate one try of a sensor or triggerDag task (`task` with the DAG defaults applied)."""
+    if task.sensor is not None:
+        return poke(
+            task.sensor,
+            task=task.name,
+            try_number=try_number,
+            logical_date=facts.interval.logical_date,
+            started=started,
+            runs=lookup.runs_of_dag(facts.namespace, task.sensor.dag),
+            now=now,
+        )
+    trigger = task.trigger_dag
+    if trigger is None:
+        message = f"task {task.name!r} is neither a sensor nor a triggerDag task"
+        return Outcome(launch.failed_at_once(task.name, try_number, message, now))
+    try:
+        plan = trigger_plan(trigger, facts=facts, task=task, try_number=try_number, xcoms=xcoms)
+    except templating.TemplateError as error:
+        return Outcome(launch.failed_at_once(task.name, try_number, f"template error: {error}", now))
+    run = lookup.current_run(facts.namespace, plan.name)
+    if run is None:
+        try:
+            run = await client.create(kube.DAGRUNS, facts.namespace, plan.manifest)
+        except kube.ApiError as error:
+            if error.status in PERMANENT_CREATE_ERRORS:
+                message = f"could not create DAGRun {plan.name}: {error.message}"
+                return Outcome(launch.failed_at_once(task.name, try_number, message, now))
+            if not error.conflict:
+                raise
+    return trigger_outcome(
+        trigger, task=task.name, try_number=try_number, started=started, run_name=plan.name, run=run, now=now
+    )
 
 
 # --- shared ---------------------------------------------------------------------------------------

@@ -38,12 +38,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from kubeflowlite.api.dag import DAGSpec, Task, TaskType
+from kubeflowlite.api.dag import DAGSpec, Task
 from kubeflowlite.api.dagrun import DAGRunSpec, DAGRunStatus, RunState, TaskInstanceStatus
 from kubeflowlite.core import engine, loading
 from kubeflowlite.core.engine import IN_FLIGHT, Attempt, AttemptPhase, RunInput
 from kubeflowlite.core.schedule import Schedule, parse_time
-from kubeflowlite.core.templating import TemplateError
 from kubeflowlite.core.validation import InvalidDAGError
 from kubeflowlite.k8s import inline_tasks, kube, launch, metrics, names, observe, patches, xcom_store
 from kubeflowlite.k8s import run_rules as rules
@@ -209,6 +208,10 @@ class RunController:
                 dag_problem=problem,
                 runs_of_dag=self.runs_of_dag(namespace, spec.dag_name),
             )
+            try:
+                parse_time(spec.logical_date)
+            except ValueError as error:
+                hold = rules.Hold("InvalidSpec", f"spec.logicalDate: {error}")
             if hold is not None or dag_spec is None:
                 await self._hold(namespace, name, body, memory, hold, now)
                 return None
@@ -558,49 +561,21 @@ class RunController:
         now: datetime,
     ) -> inline_tasks.Outcome:
         """Evaluate (or start) one try of a sensor or triggerDag task."""
-        effective = facts.task(task.name)
-        if effective.effective_type() is TaskType.sensor and effective.sensor is not None:
-            runs = self.runs_of_dag(facts.namespace, effective.sensor.dag)
-            return inline_tasks.poke(
-                effective.sensor,
-                task=task.name,
-                try_number=try_number,
-                logical_date=facts.interval.logical_date,
-                started=started,
-                runs=runs,
-                now=now,
-            )
-        trigger = effective.trigger_dag
-        assert trigger is not None
-        try:
-            plan = inline_tasks.trigger_plan(
-                trigger, facts=facts, task=effective, try_number=try_number, xcoms=xcoms
-            )
-        except TemplateError as error:
-            return inline_tasks.Outcome(
-                launch.failed_at_once(task.name, try_number, f"template error: {error}", now)
-            )
-        run = self.view.run(facts.namespace, plan.name)
-        if run is None:
-            try:
-                run = await self.client.create(kube.DAGRUNS, facts.namespace, plan.manifest)
-            except kube.ApiError as error:
-                if not error.conflict:
-                    if error.status in _PERMANENT_CREATE_ERRORS:
-                        message = f"could not create DAGRun {plan.name}: {error.message}"
-                        return inline_tasks.Outcome(
-                            launch.failed_at_once(task.name, try_number, message, now)
-                        )
-                    raise
-        return inline_tasks.trigger_outcome(
-            trigger,
-            task=task.name,
+        return await inline_tasks.execute(
+            facts.task(task.name),
+            facts=facts,
             try_number=try_number,
             started=started,
-            run_name=plan.name,
-            run=self.current(run) if run is not None else None,
+            xcoms=xcoms,
             now=now,
+            lookup=self,
+            client=self.client,
         )
+
+    def current_run(self, namespace: str, name: str) -> Obj | None:
+        """A DAGRun from the view, with the status this controller last wrote."""
+        run = self.view.run(namespace, name)
+        return None if run is None else self.current(run)
 
 
 class _Stopwatch:

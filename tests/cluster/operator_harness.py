@@ -258,6 +258,7 @@ def kwok(
     message: str | None = None,
     exit_code: int | None = None,
     stuck: bool = False,
+    waiting_reason: str | None = None,
 ) -> dict[str, Any]:
     """A task `pod` override that steers the simulated Pod lifecycle."""
     annotations: dict[str, str] = {}
@@ -271,6 +272,8 @@ def kwok(
         annotations["kwok.kubeflowlite.io/exit-code"] = str(exit_code)
     if stuck:
         annotations["kwok.kubeflowlite.io/stuck"] = "pending"
+    if waiting_reason is not None:
+        annotations["kwok.kubeflowlite.io/waiting-reason"] = waiting_reason
     return {"metadata": {"annotations": annotations}}
 
 

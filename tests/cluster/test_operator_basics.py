@@ -174,10 +174,12 @@ def test_an_invalid_dag_is_reported_while_other_dags_are_served(
 
 def test_a_pod_stuck_pending_fails_its_try_after_the_pending_timeout(api: Api, start_operator: Any) -> None:
     start_operator("--pending-timeout=2s")
-    api.apply(dag_manifest("stuck", [{"name": "waits", "bash": "true", "pod": kwok(stuck=True)}]))
+    pulling = kwok(stuck=True, waiting_reason="ImagePullBackOff")
+    api.apply(dag_manifest("stuck", [{"name": "waits", "bash": "true", "pod": pulling}]))
     run = api.create_run("stuck", "2024-01-01T00:00:00Z")
 
     finished = api.wait_run(run, timeout=30)
 
     assert finished["status"]["state"] == "failed"
-    assert "pending after 2s" in finished["status"]["tasks"]["waits"]["message"]
+    message = finished["status"]["tasks"]["waits"]["message"]
+    assert "pending after 2s" in message and "ImagePullBackOff" in message
