@@ -167,3 +167,33 @@ def _cli(cluster: Any, namespace: str, *args: str) -> str:
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
+
+
+def test_a_try_whose_node_is_lost_fails_and_is_retried(
+    cluster: Any, namespace: str, api: Api, operator: OperatorProcess
+) -> None:
+    slow = {
+        "name": "slow",
+        "bash": "sleep 60",
+        "retries": 1,
+        "retryDelay": "0s",
+        "pod": kwok(delay="{{ '60s' if ti.try_number == 1 else '100ms' }}"),
+    }
+    api.apply(dag_manifest("node-lost", [slow]))
+    run = api.create_run("node-lost", DAY)
+    wait_for(lambda: task_states(api.run(run)).get("slow") == "running", what="the task to run")
+    node = api.pods(run)[0].spec.node_name
+    taint = "kubeflowlite.io/test-node-lost=true:NoExecute"
+    # A NoExecute taint the Pod does not tolerate: the taint-eviction controller evicts
+    # it with a DisruptionTarget condition, as it does for Pods on an unreachable node.
+    cluster.kubectl("taint", "node", node, taint)
+    try:
+        finished = api.wait_run(run, timeout=90)
+    finally:
+        cluster.kubectl("taint", "node", node, f"{taint}-", check=False)
+
+    instance = finished["status"]["tasks"]["slow"]
+    assert finished["status"]["state"] == "success"
+    assert instance["tryNumber"] == 2
+    first = instance["tries"][0]["message"]
+    assert "disrupted" in first or "deleted" in first or "disappeared" in first, first
