@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -52,8 +53,31 @@ def _fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     sys.exit(code)
 
 
+class Target:
+    """Where a command acts, read from the kubeconfig on first use (so local checks come first)."""
+
+    def __init__(self, kubeconfig: str | None, context: str | None, namespace: str | None) -> None:
+        self._kubeconfig = kubeconfig
+        self._context = context
+        self._namespace = namespace
+
+    @functools.cached_property
+    def config(self) -> kube.ClusterConfig:
+        try:
+            config = kube.load_cluster_config(self._kubeconfig, context=self._context)
+        except Exception as error:  # kubernetes.config raises several unrelated types
+            _fail(f"cannot load the cluster configuration: {error}", EXIT_INVALID)
+        if self._namespace:
+            config = dataclasses.replace(config, namespace=self._namespace)
+        return config
+
+    @property
+    def namespace(self) -> str:
+        return self.config.namespace
+
+
 def cluster_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """--kubeconfig, --context and -n/--namespace, turned into a `config` argument."""
+    """--kubeconfig, --context and -n/--namespace, turned into a `config` argument (a Target)."""
 
     @click.option(
         "--kubeconfig", envvar="KUBECONFIG", help="Path to the kubeconfig file (default: kubectl's)."
@@ -62,19 +86,14 @@ def cluster_options(command: Callable[..., Any]) -> Callable[..., Any]:
     @click.option("-n", "--namespace", "namespace", help="Namespace (default: the context's).")
     @functools.wraps(command)
     def wrapper(kubeconfig: str | None, context: str | None, namespace: str | None, **kwargs: Any) -> Any:
-        try:
-            config = kube.load_cluster_config(kubeconfig, context=context)
-        except Exception as error:  # kubernetes.config raises several unrelated types
-            _fail(f"cannot load the cluster configuration: {error}", EXIT_INVALID)
-        if namespace:
-            config = kube.ClusterConfig(**{**config.__dict__, "namespace": namespace})
-        return command(config=config, **kwargs)
+        return command(config=Target(kubeconfig, context, namespace), **kwargs)
 
     return wrapper
 
 
-def _run(config: kube.ClusterConfig, work: Callable[[kube.Kube], Awaitable[T]]) -> T:
+def _run(target: Target, work: Callable[[kube.Kube], Awaitable[T]]) -> T:
     """Run `work` with a client; API errors become a message and exit code 1."""
+    config = target.config
 
     async def main() -> T:
         async with kube.Kube(config) as client:
@@ -203,7 +222,7 @@ def crds_cmd(output: Path | None) -> None:
 @click.command("apply")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @cluster_options
-def apply_cmd(config: kube.ClusterConfig, path: Path) -> None:
+def apply_cmd(config: Target, path: Path) -> None:
     """Validate DAG file(s) locally (every problem printed), then server-side apply them."""
     try:
         dags = loading.load_dags(path)
@@ -251,7 +270,7 @@ def _dagrun(
 @click.option("--date", "date_text", help="Logical date (YYYY-MM-DD or RFC 3339). Default: now.")
 @click.option("--conf", "conf_text", help="Run conf as a JSON object.")
 @cluster_options
-def trigger_cmd(config: kube.ClusterConfig, dag: str, date_text: str | None, conf_text: str | None) -> None:
+def trigger_cmd(config: Target, dag: str, date_text: str | None, conf_text: str | None) -> None:
     """Start a manual run of DAG (a DAGRun; the operator runs it)."""
     logical_date = _date(date_text, "--date") if date_text else datetime.now(UTC).replace(microsecond=0)
     conf: dict[str, Any] = {}
@@ -291,7 +310,7 @@ def trigger_cmd(config: kube.ClusterConfig, dag: str, date_text: str | None, con
 )
 @cluster_options
 def backfill_cmd(
-    config: kube.ClusterConfig, dag: str, start: str, end: str, reset_dagruns: bool, rerun_failed_tasks: bool
+    config: Target, dag: str, start: str, end: str, reset_dagruns: bool, rerun_failed_tasks: bool
 ) -> None:
     """Create runs for every scheduled interval between -s and -e (maxActiveRuns applies)."""
     start_date, end_date = _date(start, "--start-date"), _date(end, "--end-date")
@@ -357,7 +376,7 @@ async def _request_clear(client: kube.Kube, namespace: str, run: str, tasks: lis
 @click.option("-f", "--only-failed", is_flag=True, help="Only clear failed and upstream_failed tasks.")
 @cluster_options
 def clear_cmd(
-    config: kube.ClusterConfig,
+    config: Target,
     run: str,
     pattern: str | None,
     downstream: bool,
@@ -397,7 +416,7 @@ def clear_cmd(
 @click.argument("run")
 @click.option("-o", "--output", type=click.Choice(["json", "yaml"]), help="Print the DAGRun object instead.")
 @cluster_options
-def get_cmd(config: kube.ClusterConfig, run: str, output: str | None) -> None:
+def get_cmd(config: Target, run: str, output: str | None) -> None:
     """Show RUN: its tasks as a tree, with state, try and duration."""
 
     async def work(client: kube.Kube) -> dict[str, Any]:
@@ -421,7 +440,7 @@ def get_cmd(config: kube.ClusterConfig, run: str, output: str | None) -> None:
 @click.option("--try", "try_number", type=click.IntRange(min=1), help="Which try (default: the latest).")
 @click.option("-f", "--follow", is_flag=True, help="Stream the log until the task ends.")
 @cluster_options
-def logs_cmd(config: kube.ClusterConfig, run: str, task: str, try_number: int | None, follow: bool) -> None:
+def logs_cmd(config: Target, run: str, task: str, try_number: int | None, follow: bool) -> None:
     """Print the log of TASK in RUN (its Pod's main container)."""
 
     async def work(client: kube.Kube) -> None:
@@ -450,7 +469,7 @@ def logs_cmd(config: kube.ClusterConfig, run: str, task: str, try_number: int | 
 # --- DAG switches and lists ---------------------------------------------------------------------------
 
 
-def _set_paused(config: kube.ClusterConfig, dag: str, paused: bool) -> None:
+def _set_paused(config: Target, dag: str, paused: bool) -> None:
     async def work(client: kube.Kube) -> None:
         await _get(client, kube.DAGS, config.namespace, dag, "DAG")
         await client.patch(kube.DAGS, config.namespace, dag, {"spec": {"paused": paused}})
@@ -462,7 +481,7 @@ def _set_paused(config: kube.ClusterConfig, dag: str, paused: bool) -> None:
 @click.command("pause")
 @click.argument("dag")
 @cluster_options
-def pause_cmd(config: kube.ClusterConfig, dag: str) -> None:
+def pause_cmd(config: Target, dag: str) -> None:
     """Stop scheduling new runs of DAG (queued runs wait; running ones go on)."""
     _set_paused(config, dag, True)
 
@@ -470,14 +489,14 @@ def pause_cmd(config: kube.ClusterConfig, dag: str) -> None:
 @click.command("unpause")
 @click.argument("dag")
 @cluster_options
-def unpause_cmd(config: kube.ClusterConfig, dag: str) -> None:
+def unpause_cmd(config: Target, dag: str) -> None:
     """Resume scheduling DAG."""
     _set_paused(config, dag, False)
 
 
 @click.command("dags")
 @cluster_options
-def dags_cmd(config: kube.ClusterConfig) -> None:
+def dags_cmd(config: Target) -> None:
     """List the DAGs of the namespace."""
 
     async def work(client: kube.Kube) -> list[dict[str, Any]]:
@@ -489,7 +508,7 @@ def dags_cmd(config: kube.ClusterConfig) -> None:
 @click.command("runs")
 @click.argument("dag", required=False)
 @cluster_options
-def runs_cmd(config: kube.ClusterConfig, dag: str | None) -> None:
+def runs_cmd(config: Target, dag: str | None) -> None:
     """List DAGRuns (of DAG, if given), newest logical date first."""
 
     async def work(client: kube.Kube) -> list[dict[str, Any]]:

@@ -77,6 +77,10 @@ def test_a_task_that_fails_twice_then_succeeds_ends_on_try_3(api: Api, operator:
     assert instance["tryNumber"] == 3
     assert [t["tryNumber"] for t in instance["tries"]] == [1, 2]
     assert all(t["state"] == "failed" and t["exitCode"] == 7 for t in instance["tries"])
+    metrics = operator.metrics()
+    assert 'kubeflowlite_task_instances_finished_total{state="success"} 2.0' in metrics
+    assert 'kubeflowlite_dagruns_finished_total{state="success"} 1.0' in metrics
+    assert 'kubeflowlite_api_requests_total{code="201",resource="pods",verb="create"} 4.0' in metrics
     assert sorted(
         p.metadata.labels["kubeflowlite.io/try"] for p in api.pods(run) if "flaky" in p.metadata.name
     ) == [
