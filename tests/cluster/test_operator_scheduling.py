@@ -123,3 +123,32 @@ def test_history_limits_keep_only_the_newest_finished_runs(api: Api, operator: O
 
 def _state(run: dict[str, Any]) -> str | None:
     return (run.get("status") or {}).get("state")
+
+
+def test_depends_on_past_waits_for_the_previous_run(
+    cluster: Any, namespace: str, api: Api, operator: OperatorProcess
+) -> None:
+    task = {
+        "name": "t",
+        "bash": "true",
+        "dependsOnPast": True,
+        "pod": kwok(outcome="{{ 'failure' if ds == '2024-01-01' and ti.try_number == 1 else 'success' }}"),
+    }
+    api.apply(dag_manifest("ordered", [task]))
+    first = api.create_run("ordered", "2024-01-01T00:00:00Z")
+    assert _state(api.wait_run(first)) == "failed"
+    second = api.create_run("ordered", "2024-01-02T00:00:00Z")
+    wait_for(
+        lambda: (
+            "dependsOnPast"
+            in ((api.run(second).get("status") or {}).get("tasks", {}).get("t", {}).get("message") or "")
+        ),
+        what="the second run to wait on the first",
+    )
+    assert not api.pods(second)
+
+    patch = '{"spec":{"clear":{"id":"again","tasks":["t"]}}}'
+    cluster.kubectl("patch", "dagrun", first, "-n", namespace, "--type=merge", "-p", patch)
+
+    assert _state(api.wait_run(first, states=("success",))) == "success"
+    assert _state(api.wait_run(second)) == "success"
