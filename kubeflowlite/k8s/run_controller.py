@@ -29,6 +29,7 @@ another event.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Hashable, Mapping
@@ -39,7 +40,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from kubeflowlite.api.dag import DAGSpec, Task
-from kubeflowlite.api.dagrun import DAGRunSpec, DAGRunStatus, RunState, TaskInstanceStatus
+from kubeflowlite.api.dagrun import DAGRunSpec, DAGRunStatus, RunState, TaskState
 from kubeflowlite.core import engine, loading
 from kubeflowlite.core.engine import IN_FLIGHT, Attempt, AttemptPhase, RunInput
 from kubeflowlite.core.schedule import Schedule, parse_time
@@ -53,10 +54,10 @@ logger = logging.getLogger(__name__)
 Key = tuple[str, str, str]
 """Work queue keys: ("run" | "dag", namespace, name)."""
 
-_PERMANENT_CREATE_ERRORS = frozenset({400, 403, 422})
+_PERMANENT_CREATE_ERRORS = inline_tasks.PERMANENT_CREATE_ERRORS
+"""Pod create failures that a retry of the same manifest cannot fix: the try fails instead."""
 LAUNCH_GRACE = 30.0
 """Seconds a created Pod may take to show up in the watch before a reconcile creates it again."""
-"""Pod create failures that a retry of the same manifest cannot fix: the try fails instead."""
 
 
 def run_key(namespace: str, name: str) -> Key:
@@ -228,108 +229,110 @@ class RunController:
         clear: tuple[str, tuple[str, ...]] | None,
         now: datetime,
     ) -> float | None:
+        """One pass over a started run: observe, decide, act (the module docstring's steps)."""
         assert memory.spec is not None
-        dag_spec = memory.spec
-        clock = _Stopwatch()
         facts = launch.RunFacts(
             namespace=namespace,
             run_name=name,
             run_uid=memory.uid,
             dag_name=spec.dag_name,
-            spec=dag_spec,
-            interval=Schedule.from_spec(dag_spec).interval_for(parse_time(spec.logical_date)),
+            spec=memory.spec,
+            interval=Schedule.from_spec(memory.spec).interval_for(parse_time(spec.logical_date)),
             run_type=spec.run_type.value,
             conf=spec.conf,
             variables=self.settings.variables,
         )
-        status = memory.status
-        pod_tasks = rules.pod_task_names(dag_spec)
-        inline = {task.name: task for task in dag_spec.tasks if inline_tasks.is_inline(task)}
-        pods = self.view.pods_of_run(namespace, name)
-        wakes: list[datetime | None] = [rules.pending_deadline(pods, self.settings.pending_timeout)]
-
-        attempts = rules.attempts_from_pods(
-            pods,
-            status=status,
-            now=now,
-            pending_timeout=self.settings.pending_timeout,
-            pod_tasks=pod_tasks,
-            run_name=name,
-            fold=self._folder(memory, pods, now),
-        )
-        self._add_launch_failures(memory, attempts)
-        stored = await self.xcoms.load(namespace, name)
-        values = dict(stored)
-        for task_name, task in inline.items():
-            instance = status.tasks.get(task_name)
-            if instance is not None and instance.state in IN_FLIGHT and instance.try_number >= 1:
-                started = inline_tasks.try_started(instance, now)
-                outcome = await self._inline(facts, task, instance.try_number, started, values, now)
-                attempts[task_name] = outcome.attempt
-                wakes.append(outcome.wake_at)
-        attempts = xcom_store.checked_attempts(attempts)
-        values.update(xcom_store.values_to_store(attempts, stored))
-        clock.lap("observe")
-
-        previous = None
-        if any(_depends_on_past(dag_spec, t) for t in dag_spec.tasks):
-            previous = rules.previous_run_states(
+        work = _Pass(facts=facts, memory=memory, clear=clear, now=now)
+        await self._observe(work)
+        work.clock.lap("observe")
+        if any(_depends_on_past(memory.spec, t) for t in memory.spec.tasks):
+            work.previous = rules.previous_run_states(
                 self.current(body), self.runs_of_dag(namespace, spec.dag_name)
             )
+        decision = await self._decide(work)
+        work.clock.lap("decide")
+        old_status = memory.status
+        await self._act(work, decision)
+        await self._after_write(namespace, body, spec, old_status, memory.status, memory.spec)
+        work.clock.lap("after")
+        logger.debug("reconciled run %s/%s: %s", namespace, name, work.clock)
+        due = [moment for moment in (*work.wakes, decision.wake_at) if moment is not None]
+        if memory.status.state.finished or not due:
+            return None
+        return max(0.0, (min(due) - self.clock()).total_seconds())
 
-        prepared: dict[tuple[str, int], dict[str, Any] | Attempt] = {}
-        decision = engine.decide(
-            RunInput(
-                dag=dag_spec, status=status, attempts=attempts, now=now, previous_run=previous, clear=clear
-            )
+    async def _observe(self, work: _Pass) -> None:
+        """Attempts from the run's Pods, refused launches and in-flight inline tasks; the stored XComs."""
+        facts, memory, now = work.facts, work.memory, work.now
+        work.pods = self.view.pods_of_run(facts.namespace, facts.run_name)
+        work.wakes.append(rules.pending_deadline(work.pods, self.settings.pending_timeout))
+        work.attempts = rules.attempts_from_pods(
+            work.pods,
+            status=memory.status,
+            now=now,
+            pending_timeout=self.settings.pending_timeout,
+            pod_tasks=work.pod_tasks,
+            run_name=facts.run_name,
+            fold=self._folder(memory, work.pods, now),
         )
-        for _ in range(len(dag_spec.tasks) + 1):
+        self._add_launch_failures(memory, work.attempts)
+        work.stored = await self.xcoms.load(facts.namespace, facts.run_name)
+        work.values = dict(work.stored)
+        for task_name, task in work.inline.items():
+            instance = memory.status.tasks.get(task_name)
+            if instance is not None and instance.state in IN_FLIGHT and instance.try_number >= 1:
+                started = inline_tasks.try_started(instance, now)
+                outcome = await self._inline(facts, task, instance.try_number, started, work.values, now)
+                work.attempts[task_name] = outcome.attempt
+                work.wakes.append(outcome.wake_at)
+        work.attempts = xcom_store.checked_attempts(work.attempts)
+        work.values.update(xcom_store.values_to_store(work.attempts, work.stored))
+
+    async def _decide(self, work: _Pass) -> engine.Decision:
+        """The engine's decision, asked again while starting tries produces immediate outcomes.
+
+        Every StartTry is prepared once: a Pod manifest, or (inline tasks, templates
+        that fail) an attempt that exists right away and goes back to the engine.
+        """
+        facts, now = work.facts, work.now
+        decision = engine.decide(work.run_input())
+        for _ in range(len(facts.spec.tasks) + 1):
             immediate: dict[str, Attempt] = {}
             for start in decision.start:
                 key = (start.task, start.try_number)
-                if key in prepared:
+                if key in work.prepared:
                     continue
-                if start.task in inline:
-                    outcome = await self._inline(
-                        facts, inline[start.task], start.try_number, now, values, now
-                    )
-                    prepared[key] = outcome.attempt
-                    immediate[start.task] = outcome.attempt
-                    wakes.append(outcome.wake_at)
-                else:
-                    prepared[key] = launch.pod_for_try(
-                        facts, start.task, start.try_number, xcoms=values, now=now
-                    )
-                    if isinstance(prepared[key], Attempt):
-                        immediate[start.task] = prepared[key]  # type: ignore[assignment]
+                if start.task in work.inline:
+                    task = work.inline[start.task]
+                    outcome = await self._inline(facts, task, start.try_number, now, work.values, now)
+                    work.prepared[key] = immediate[start.task] = outcome.attempt
+                    work.wakes.append(outcome.wake_at)
+                    continue
+                prepared = launch.pod_for_try(facts, start.task, start.try_number, xcoms=work.values, now=now)
+                work.prepared[key] = prepared
+                if isinstance(prepared, Attempt):
+                    immediate[start.task] = prepared
             if not immediate:
-                break
-            attempts.update(xcom_store.checked_attempts(immediate))
-            values.update(xcom_store.values_to_store(attempts, values))
-            decision = engine.decide(
-                RunInput(
-                    dag=dag_spec,
-                    status=status,
-                    attempts=attempts,
-                    now=now,
-                    previous_run=previous,
-                    clear=clear,
-                )
-            )
+                return decision
+            work.attempts.update(xcom_store.checked_attempts(immediate))
+            work.values.update(xcom_store.values_to_store(work.attempts, work.values))
+            decision = engine.decide(work.run_input())
+        return decision
 
-        clock.lap("decide")
-        # 1. XCom before anything that could make a success visible.
+    async def _act(self, work: _Pass, decision: engine.Decision) -> None:
+        """XCom first; then Pods and the status patch concurrently; then podCleanup."""
+        facts, memory, now = work.facts, work.memory, work.now
+        namespace, name = facts.namespace, facts.run_name
         await self.xcoms.store(
             namespace=namespace,
             run_name=name,
             run_uid=memory.uid,
-            dag_name=spec.dag_name,
-            values=xcom_store.values_to_store(attempts, stored),
+            dag_name=facts.dag_name,
+            values=xcom_store.values_to_store(work.attempts, work.stored),
         )
+        work.clock.lap("xcom")
 
-        clock.lap("xcom")
-        # 2. Pods and status, concurrently (either order is safe: names are deterministic).
-        new_status = rules.with_pod_names(decision.status, run_name=name, pod_tasks=pod_tasks)
+        new_status = rules.with_pod_names(decision.status, run_name=name, pod_tasks=work.pod_tasks)
         admitted = rules.admitted_condition(None)
         if not any(c.type == admitted.type and c.status == "True" for c in new_status.conditions):
             new_status = new_status.model_copy(
@@ -338,45 +341,31 @@ class RunController:
         creates = [
             item
             for start in decision.start
-            if isinstance(item := prepared.get((start.task, start.try_number)), dict)
+            if isinstance(item := work.prepared.get((start.task, start.try_number)), dict)
             and not self._recently_launched(memory, item["metadata"]["name"])
         ]
         stops = [
             names.pod_name(name, stop.task, stop.try_number)
             for stop in decision.stop
-            if stop.task in pod_tasks
+            if stop.task in work.pod_tasks
         ]
-        old_status = memory.status
-        write = self._write_status(namespace, name, memory, new_status, dag_spec, facts, now)
         results = await asyncio.gather(
             *(self._create_pod(memory, manifest) for manifest in creates),
             *(self.client.delete(kube.PODS, namespace, pod) for pod in stops),
-            write,
+            self._write_status(namespace, name, memory, new_status, facts, now),
             return_exceptions=True,
         )
-        clock.lap(f"act ({len(creates)} creates, {len(stops)} deletes)")
+        work.clock.lap(f"act ({len(creates)} creates, {len(stops)} deletes)")
         failures = {r.task: r for r in results[: len(creates)] if isinstance(r, Attempt)}
-        errors = [r for r in results if isinstance(r, BaseException)]
         if failures:
             memory.launch_failures.update(failures)
             self.enqueue(run_key(namespace, name))
+        errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             raise errors[0]
-
-        # 3. What the persisted status allows, and who else must look.
-        policy = dag_spec.pod_cleanup
-        doomed = rules.pods_to_clean(policy, pods, memory.status)
+        doomed = rules.pods_to_clean(facts.spec.pod_cleanup, work.pods, memory.status)
         if doomed:
             await asyncio.gather(*(self.client.delete(kube.PODS, namespace, pod) for pod in doomed))
-        await self._after_write(namespace, body, spec, old_status, memory.status, dag_spec)
-
-        clock.lap("after")
-        logger.debug("reconciled run %s/%s: %s", namespace, name, clock)
-        wakes.append(decision.wake_at)
-        due = [moment for moment in wakes if moment is not None]
-        if memory.status.state.finished or not due:
-            return None
-        return max(0.0, (min(due) - self.clock()).total_seconds())
 
     # -- acting -----------------------------------------------------------------------------------
 
@@ -442,12 +431,11 @@ class RunController:
         name: str,
         memory: RunMemory,
         status: DAGRunStatus,
-        spec: DAGSpec,
         facts: launch.RunFacts,
         now: datetime,
     ) -> None:
         """Patch the status if it changed (the duration alone is not a change); updates the memory."""
-        status = rules.with_run_facts(status, spec=spec, interval=facts.interval, now=now)
+        status = rules.with_run_facts(status, spec=facts.spec, interval=facts.interval, now=now)
         wire = status.to_wire()
         if _without_duration(wire) == _without_duration(memory.wire):
             memory.status = status
@@ -578,6 +566,44 @@ class RunController:
         return None if run is None else self.current(run)
 
 
+@dataclass
+class _Pass:
+    """The working state of one reconcile of one started run."""
+
+    facts: launch.RunFacts
+    memory: RunMemory
+    clear: tuple[str, tuple[str, ...]] | None
+    now: datetime
+    previous: dict[str, TaskState] | None = None
+    pods: list[Obj] = field(default_factory=list)
+    attempts: dict[str, Attempt] = field(default_factory=dict)
+    stored: dict[str, str] = field(default_factory=dict)
+    """XCom values as stored in the ConfigMap."""
+    values: dict[str, str] = field(default_factory=dict)
+    """Stored values plus those observed in this pass (what templates render with)."""
+    prepared: dict[tuple[str, int], dict[str, Any] | Attempt] = field(default_factory=dict)
+    wakes: list[datetime | None] = field(default_factory=list)
+    clock: _Stopwatch = field(default_factory=lambda: _Stopwatch())
+
+    @property
+    def pod_tasks(self) -> frozenset[str]:
+        return rules.pod_task_names(self.facts.spec)
+
+    @functools.cached_property
+    def inline(self) -> dict[str, Task]:
+        return {task.name: task for task in self.facts.spec.tasks if inline_tasks.is_inline(task)}
+
+    def run_input(self) -> RunInput:
+        return RunInput(
+            dag=self.facts.spec,
+            status=self.memory.status,
+            attempts=self.attempts,
+            now=self.now,
+            previous_run=self.previous,
+            clear=self.clear,
+        )
+
+
 class _Stopwatch:
     """Phase timings of one reconcile, for the debug log."""
 
@@ -601,10 +627,3 @@ def _without_duration(wire: Mapping[str, Any]) -> dict[str, Any]:
 def _depends_on_past(spec: DAGSpec, task: Task) -> bool:
     value = task.depends_on_past if task.depends_on_past is not None else spec.defaults.depends_on_past
     return bool(value)
-
-
-def task_status(status: DAGRunStatus, task: str) -> TaskInstanceStatus | None:
-    return status.tasks.get(task)
-
-
-__all__ = ["AttemptPhase", "Key", "RunController", "RunMemory", "RunSettings", "dag_key", "run_key"]
