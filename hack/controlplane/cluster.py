@@ -198,13 +198,7 @@ class ControlPlane:
     def kubectl(
         self, *args: str, check: bool = True, input: str | None = None
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(self.bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
-            check=check,
-            capture_output=True,
-            text=True,
-            input=input,
-        )
+        return kubectl(self.bin_dir, self.kubeconfig, *args, check=check, input=input)
 
     def log_files(self) -> Iterator[Path]:
         yield from sorted((self.state_dir / "logs").glob("*.log"))
@@ -321,6 +315,19 @@ class ControlPlane:
                 return False
             raise
         return True
+
+
+def kubectl(
+    bin_dir: Path, kubeconfig: Path, *args: str, check: bool = True, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the cached kubectl against a kubeconfig, capturing text output."""
+    return subprocess.run(
+        [str(bin_dir / "kubectl"), f"--kubeconfig={kubeconfig}", *args],
+        check=check,
+        capture_output=True,
+        text=True,
+        input=input,
+    )
 
 
 def reap_orphans(base_dir: Path | None = None) -> list[Path]:

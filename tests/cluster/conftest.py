@@ -32,7 +32,7 @@ from kubernetes import client, config
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "hack"))
 
-from controlplane.cluster import ControlPlane, build_tools, reap_orphans  # noqa: E402
+from controlplane.cluster import ControlPlane, build_tools, kubectl, reap_orphans  # noqa: E402
 
 ARTIFACTS = REPO / "test-artifacts"
 
@@ -48,13 +48,7 @@ class Cluster:
     def kubectl(
         self, *args: str, check: bool = True, input: str | None = None
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(self.bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
-            check=check,
-            capture_output=True,
-            text=True,
-            input=input,
-        )
+        return kubectl(self.bin_dir, self.kubeconfig, *args, check=check, input=input)
 
     def api_client(self) -> client.ApiClient:
         return config.new_client_from_config(config_file=str(self.kubeconfig))
