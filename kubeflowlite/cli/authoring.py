@@ -11,7 +11,6 @@ input (a broken DAG file, a bad date, an unknown task, a template that fails).
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from typing import Any, NoReturn
 import click
 
 from kubeflowlite.api.dag import DAG, effective_task
+from kubeflowlite.cli import options
 from kubeflowlite.core import loading, templating
 from kubeflowlite.core.schedule import RunInterval, Schedule, parse_time
 from kubeflowlite.core.validation import InvalidDAGError
@@ -117,24 +117,10 @@ def schedule_cmd(file: Path, from_text: str, to_text: str, dag_name: str | None)
 
 
 def _conf(conf_text: str | None, params: Sequence[str]) -> dict[str, Any]:
-    conf: dict[str, Any] = {}
-    if conf_text:
-        try:
-            loaded = json.loads(conf_text)
-        except json.JSONDecodeError as error:
-            _fail(f"--conf is not valid JSON: {error}")
-        if not isinstance(loaded, dict):
-            _fail("--conf must be a JSON object")
-        conf.update(loaded)
-    for item in params:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            _fail(f"-p expects key=value, got {item!r}")
-        try:
-            conf[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            conf[key] = raw
-    return conf
+    try:
+        return options.parse_conf(conf_text, params)
+    except ValueError as error:
+        _fail(str(error))
 
 
 @click.command("render")

@@ -22,7 +22,7 @@ from rich.console import Console
 
 from kubeflowlite.api.dag import DAG, Task
 from kubeflowlite.api.dagrun import RunType
-from kubeflowlite.cli import authoring, cluster
+from kubeflowlite.cli import authoring, cluster, options
 from kubeflowlite.core import loading
 from kubeflowlite.core.schedule import parse_time
 from kubeflowlite.core.validation import InvalidDAGError
@@ -87,25 +87,11 @@ def parse_date(text: str | None) -> datetime:
 
 
 def parse_conf(conf_text: str | None, params: Sequence[str]) -> dict[str, Any]:
-    """--conf JSON object, then each -p key=value (value parsed as JSON when it is JSON, else a string)."""
-    conf: dict[str, Any] = {}
-    if conf_text:
-        try:
-            loaded = json.loads(conf_text)
-        except json.JSONDecodeError as error:
-            fail_invalid(f"--conf is not valid JSON: {error}")
-        if not isinstance(loaded, dict):
-            fail_invalid("--conf must be a JSON object")
-        conf.update(loaded)
-    for item in params:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            fail_invalid(f"-p expects key=value, got {item!r}")
-        try:
-            conf[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            conf[key] = raw
-    return conf
+    """--conf and -p for run/test; a malformed value is a usage error (exit 2)."""
+    try:
+        return options.parse_conf(conf_text, params)
+    except ValueError as error:
+        fail_invalid(str(error))
 
 
 def dump(document: dict[str, Any], fmt: str) -> str:
