@@ -32,6 +32,9 @@ from kubernetes import client, config
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "hack"))
 
+# The operator tests' fixtures (crds, start_operator, operator, api) live with their harness.
+from operator_harness import api, crds, operator, start_operator  # noqa: E402, F401
+
 from controlplane.cluster import ControlPlane, build_tools, kubectl, reap_orphans  # noqa: E402
 
 ARTIFACTS = REPO / "test-artifacts"

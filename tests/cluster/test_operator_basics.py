@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - pytest fixtures imported from operator_harness are parameters here
 """The operator's core path on a real cluster: runs finish, retries retry, XComs flow, bad input is reported.
 
 Each test starts `kubeflowlite operator` for its own namespace (operator_harness)
@@ -11,15 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from operator_harness import (  # noqa: F401 - api, crds, operator, start_operator are fixtures
+from operator_harness import (
     Api,
     OperatorProcess,
-    api,
-    crds,
     dag_manifest,
     kwok,
-    operator,
-    start_operator,
     task_states,
     wait_for,
 )

@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - pytest fixtures imported from operator_harness are parameters here
 """The cluster commands a user types, against the hermetic cluster and a running operator."""
 
 from __future__ import annotations
@@ -10,15 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from operator_harness import (  # noqa: F401 - api, crds, operator, start_operator are fixtures
+from operator_harness import (
     Api,
     OperatorProcess,
-    api,
-    crds,
     dag_manifest,
     kwok,
-    operator,
-    start_operator,
     task_states,
     wait_for,
 )

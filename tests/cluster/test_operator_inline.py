@@ -1,17 +1,12 @@
-# ruff: noqa: F811 - pytest fixtures imported from operator_harness are parameters here
 """Tasks the controller runs itself: external-task sensors and triggerDag, on a real cluster."""
 
 from __future__ import annotations
 
-from operator_harness import (  # noqa: F401 - api, crds, operator, start_operator are fixtures
+from operator_harness import (
     Api,
     OperatorProcess,
-    api,
-    crds,
     dag_manifest,
     kwok,
-    operator,
-    start_operator,
     task_states,
     wait_for,
 )

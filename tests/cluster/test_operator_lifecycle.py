@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - pytest fixtures imported from operator_harness are parameters here
 """Runs over time: clearing and re-running, Pod cleanup, and the operator's own death.
 
 The restart test is the promise of deterministic names and a status-only memory:
@@ -14,15 +13,11 @@ import time
 from collections import Counter
 from typing import Any
 
-from operator_harness import (  # noqa: F401 - api, crds, operator, start_operator are fixtures
+from operator_harness import (
     Api,
     OperatorProcess,
-    api,
-    crds,
     dag_manifest,
     kwok,
-    operator,
-    start_operator,
     task_states,
     wait_for,
 )

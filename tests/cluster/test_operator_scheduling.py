@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - pytest fixtures imported from operator_harness are parameters here
 """The scheduler on a real cluster: catchup, maxActiveRuns, pause, history limits, backfill.
 
 DAGs here use past windows (startDate/endDate in 2020) so that what is due does
@@ -10,15 +9,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from operator_harness import (  # noqa: F401 - api, crds, operator, start_operator are fixtures
+from operator_harness import (
     Api,
     OperatorProcess,
-    api,
-    crds,
     dag_manifest,
     kwok,
-    operator,
-    start_operator,
     wait_for,
 )
 

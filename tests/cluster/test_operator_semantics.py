@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - pytest fixtures imported from operator_harness are parameters here
 """On a cluster, a DAG behaves exactly as it does in the local runner.
 
 Each test runs a DAG twice: locally with `kubeflowlite run` (real subprocesses),
@@ -16,15 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from operator_harness import (  # noqa: F401 - api, crds, operator, start_operator are fixtures
+from operator_harness import (
     Api,
     OperatorProcess,
-    api,
-    crds,
     dag_manifest,
     kwok,
-    operator,
-    start_operator,
     task_states,
 )
 
