@@ -31,10 +31,9 @@ from kubeflowlite.api.dag import DAGSpec
 from kubeflowlite.api.dagrun import RunType
 from kubeflowlite.cli import cluster_plans
 from kubeflowlite.core import durations, loading
-from kubeflowlite.core.schedule import Schedule, parse_time
+from kubeflowlite.core.schedule import Schedule, format_time, parse_time
 from kubeflowlite.core.validation import InvalidDAGError
 from kubeflowlite.k8s import crdgen, kube, names, pods, resources
-from kubeflowlite.k8s.launch import format_time
 
 EXIT_FAILED = 1
 EXIT_INVALID = 2

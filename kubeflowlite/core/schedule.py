@@ -66,6 +66,15 @@ class RunInterval:
     data_interval_end: datetime
 
 
+def format_time(moment: datetime) -> str:
+    """RFC 3339 in UTC with a Z: how DAGRun objects, Kubernetes and KFL_LOGICAL_DATE write times."""
+    moment = moment.astimezone(UTC)
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if moment.microsecond:
+        text += f".{moment.microsecond:06d}"
+    return text + "Z"
+
+
 def parse_time(text: str) -> datetime:
     """`text` as an aware UTC datetime: RFC 3339 (Z or an offset) or YYYY-MM-DD; naive means UTC."""
     if not isinstance(text, str):

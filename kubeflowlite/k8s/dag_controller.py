@@ -32,10 +32,9 @@ from typing import Any
 
 from kubeflowlite.api.dag import Condition, DAGSpec
 from kubeflowlite.api.dagrun import RunType
-from kubeflowlite.core.schedule import RunInterval, Schedule, parse_time
+from kubeflowlite.core.schedule import RunInterval, Schedule, format_time, parse_time
 from kubeflowlite.k8s import kube, names, resources
 from kubeflowlite.k8s import run_rules as rules
-from kubeflowlite.k8s.launch import format_time
 from kubeflowlite.k8s.run_controller import RunController, run_key
 from kubeflowlite.k8s.view import ClusterView, Obj
 

@@ -36,7 +36,7 @@ from kubeflowlite.api.dag import ExternalTaskSensor, Task, TaskType, TriggerDag
 from kubeflowlite.api.dagrun import RunType, TaskInstanceStatus
 from kubeflowlite.core import durations, templating
 from kubeflowlite.core.engine import NO_XCOM, Attempt, AttemptPhase
-from kubeflowlite.core.schedule import parse_time
+from kubeflowlite.core.schedule import format_time, parse_time
 from kubeflowlite.k8s import kube, launch, names, resources
 
 ANNOTATION_TRIGGERED_BY = "kubeflowlite.io/triggered-by"
@@ -97,7 +97,7 @@ def poke(
     states = [run_state(run, sensor.task) for run in watched_runs(runs, target)]
     allowed = set(sensor.allowed_states)
     failed = set(sensor.failed_states)
-    when = launch.format_time(target)
+    when = format_time(target)
     if any(state in allowed for state in states):
         return Outcome(
             _attempt(task, try_number, AttemptPhase.succeeded, started, now, f"{what} at {when} is done")
@@ -159,7 +159,7 @@ def trigger_plan(
         },
         "spec": {
             "dagName": trigger.dag,
-            "logicalDate": launch.format_time(logical_date),
+            "logicalDate": format_time(logical_date),
             "conf": conf,
             "runType": RunType.manual.value,
         },

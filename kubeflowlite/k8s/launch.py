@@ -16,23 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from kubeflowlite.api.dag import DAG, DAGSpec, ObjectMeta, Task, effective_task
 from kubeflowlite.core import templating
 from kubeflowlite.core.engine import Attempt, AttemptPhase
-from kubeflowlite.core.schedule import RunInterval
+from kubeflowlite.core.schedule import RunInterval, format_time
 from kubeflowlite.k8s import pods, xcom_store
-
-
-def format_time(moment: datetime) -> str:
-    """RFC 3339 in UTC with a Z, as Kubernetes and DAGRun objects write times."""
-    moment = moment.astimezone(UTC)
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
-    if moment.microsecond:
-        text += f".{moment.microsecond:06d}"
-    return text + "Z"
 
 
 @dataclass(frozen=True)

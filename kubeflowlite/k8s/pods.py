@@ -29,6 +29,14 @@ from typing import Any
 
 from kubeflowlite.api.dag import Task
 from kubeflowlite.core import durations, templating
+from kubeflowlite.core.taskenv import (
+    ENV_DAG_ID,
+    ENV_LOGICAL_DATE,
+    ENV_RUN_ID,
+    ENV_TASK_ID,
+    ENV_TRY_NUMBER,
+    ENV_XCOM_FILE,
+)
 from kubeflowlite.k8s import names, resources
 
 DEFAULT_IMAGE = "busybox:1.36"
@@ -37,12 +45,6 @@ XCOM_FILE = "/kfl/xcom.json"
 """Where a task writes its XCom return value; also the container's terminationMessagePath,
 so the kubelet hands the value back in the Pod status without a sidecar."""
 
-ENV_DAG_ID = "KFL_DAG_ID"
-ENV_TASK_ID = "KFL_TASK_ID"
-ENV_RUN_ID = "KFL_RUN_ID"
-ENV_TRY_NUMBER = "KFL_TRY_NUMBER"
-ENV_LOGICAL_DATE = "KFL_LOGICAL_DATE"
-ENV_XCOM_FILE = "KFL_XCOM_FILE"
 
 ANNOTATION_LOGICAL_DATE = "kubeflowlite.io/logical-date"
 

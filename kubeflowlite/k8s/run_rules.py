@@ -25,9 +25,8 @@ from kubeflowlite.api.dag import Condition, DAGSpec, TaskType
 from kubeflowlite.api.dagrun import DAGRunStatus, RunState, TaskState
 from kubeflowlite.core import durations
 from kubeflowlite.core.engine import Attempt, AttemptPhase
-from kubeflowlite.core.schedule import RunInterval, parse_time
+from kubeflowlite.core.schedule import RunInterval, format_time, parse_time
 from kubeflowlite.k8s import names, observe
-from kubeflowlite.k8s.launch import format_time
 
 Obj = Mapping[str, Any]
 

@@ -24,24 +24,25 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from kubeflowlite.api.dag import DAG, ExternalTaskSensor, Task, TaskType, TriggerDag, effective_task
 from kubeflowlite.core import durations, loading, templating
 from kubeflowlite.core.engine import AttemptPhase
-from kubeflowlite.core.schedule import RunInterval, parse_time
+from kubeflowlite.core.schedule import RunInterval, format_time, parse_time
+from kubeflowlite.core.taskenv import (
+    ENV_DAG_ID,
+    ENV_LOGICAL_DATE,
+    ENV_RUN_ID,
+    ENV_TASK_ID,
+    ENV_TRY_NUMBER,
+    ENV_XCOM_FILE,
+)
 from kubeflowlite.core.validation import InvalidDAGError
 from kubeflowlite.local.launcher import ImmediateResult, ProcessRequest
 from kubeflowlite.local.rundir import RunDir
-
-ENV_DAG_ID = "KFL_DAG_ID"
-ENV_TASK_ID = "KFL_TASK_ID"
-ENV_RUN_ID = "KFL_RUN_ID"
-ENV_TRY_NUMBER = "KFL_TRY_NUMBER"
-ENV_LOGICAL_DATE = "KFL_LOGICAL_DATE"
-ENV_XCOM_FILE = "KFL_XCOM_FILE"
 
 DAG_FILE_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -65,15 +66,6 @@ class RunContext:
     base_env: Mapping[str, str]
     """The environment every task process starts from (normally os.environ)."""
     cwd: Path | None = None
-
-
-def format_time(moment: datetime) -> str:
-    """RFC 3339 in UTC with a Z, the form used in DAGRun objects and KFL_LOGICAL_DATE."""
-    moment = moment.astimezone(UTC)
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
-    if moment.microsecond:
-        text += f".{moment.microsecond:06d}"
-    return text + "Z"
 
 
 def find_task(dag: DAG, name: str) -> Task:

@@ -43,10 +43,10 @@ from kubeflowlite.api.dagrun import (
 )
 from kubeflowlite.core import engine, templating
 from kubeflowlite.core.engine import NO_XCOM, Attempt, AttemptPhase, RunInput
-from kubeflowlite.core.schedule import RunInterval, Schedule
+from kubeflowlite.core.schedule import RunInterval, Schedule, format_time
 from kubeflowlite.local.display import RunInfo, RunObserver, SilentObserver, format_seconds
 from kubeflowlite.local.launcher import DEFAULT_GRACE_PERIOD, SubprocessLauncher
-from kubeflowlite.local.prepare import RunContext, format_time, prepare_try
+from kubeflowlite.local.prepare import RunContext, prepare_try
 from kubeflowlite.local.rundir import DEFAULT_RUNS_DIR, RunDir, previous_run_states
 
 PERSIST_INTERVAL = 0.5

@@ -1,0 +1,14 @@
+"""The environment a task process sees: the same names in a Pod and in a local subprocess.
+
+Tasks read who and when they are from these variables and write their XCom return
+value to the file named by KFL_XCOM_FILE, wherever they run.
+"""
+
+from __future__ import annotations
+
+ENV_DAG_ID = "KFL_DAG_ID"
+ENV_TASK_ID = "KFL_TASK_ID"
+ENV_RUN_ID = "KFL_RUN_ID"
+ENV_TRY_NUMBER = "KFL_TRY_NUMBER"
+ENV_LOGICAL_DATE = "KFL_LOGICAL_DATE"
+ENV_XCOM_FILE = "KFL_XCOM_FILE"
