@@ -108,7 +108,8 @@ class TestDagSelection:
                 ],
             ),
         )
-        for command in (["run", path], ["tasks", path], ["test", path, "a", "2020-02-09"]):
+        commands: list[list[str | Path]] = [["run", path], ["tasks", path], ["test", path, "a", "2020-02-09"]]
+        for command in commands:
             result = invoke(*command)
             assert result.exit_code == 2, command
             assert "nope" in result.output  # the unknown upstream
