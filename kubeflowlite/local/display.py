@@ -177,7 +177,11 @@ class LiveDisplay(_Reporting):
 
     def start(self, info: RunInfo) -> None:
         self.info = info
-        self._live = Live(self._render(), console=self.console, refresh_per_second=8, transient=True)
+        # get_renderable: every refresh re-renders, so running durations keep ticking
+        # between the runner's updates.
+        self._live = Live(
+            get_renderable=self._render, console=self.console, refresh_per_second=4, transient=True
+        )
         self._live.start()
 
     def update(self, status: DAGRunStatus) -> None:
@@ -187,7 +191,7 @@ class LiveDisplay(_Reporting):
             if failure is not None:
                 self.console.print(failure)
         if self._live is not None:
-            self._live.update(self._render())
+            self._live.refresh()
 
     def note(self, message: str) -> None:
         self.console.print(message)

@@ -11,7 +11,7 @@ engine's; this module only does the I/O the operator would do with the API serve
 min(N, maxActiveTasks), so the engine itself never asks for more than N tries at
 once. The stored run keeps the DAG's own spec.
 
-Stopping (`request_stop`, wired to SIGINT/SIGTERM by `stop_on_signals`): running
+Stopping (`request_stop`, wired to SIGINT/SIGTERM/SIGHUP by `stop_on_signals`): running
 tries get SIGTERM, then SIGKILL after the grace period (a second signal kills at
 once); tries that were running or waiting to retry end `failed`, tasks never
 started stay `none`, the run is `failed`, and its record and summary are still
@@ -343,14 +343,17 @@ def interrupted_status(
 
 @contextlib.contextmanager
 def stop_on_signals(runner: LocalRunner) -> Iterator[None]:
-    """Route SIGINT and SIGTERM to `runner.request_stop` while the block runs (main thread only)."""
+    """Route SIGINT, SIGTERM and SIGHUP (terminal closed) to `runner.request_stop` while the block runs.
+
+    Main thread only; elsewhere signals are left alone.
+    """
 
     def handler(signum: int, frame: FrameType | None) -> None:
         runner.request_stop()
 
     previous: dict[signal.Signals, Any] = {}
     try:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             previous[signum] = signal.signal(signum, handler)
     except ValueError:  # not the main thread: leave signals alone
         pass

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from kubeflowlite.api.dag import DAG
@@ -306,7 +307,8 @@ class TestRunRecord:
 
 
 class TestInterrupt:
-    def test_sigint_stops_children_prints_summary_and_exits_130(self, tmp_path: Path) -> None:
+    @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+    def test_signal_stops_children_prints_summary_and_exits_130(self, tmp_path: Path, signum: int) -> None:
         pids = tmp_path / "pids"
         dag_file = write_dag_file(
             tmp_path / "dag.yaml",
@@ -335,7 +337,7 @@ class TestInterrupt:
             assert wait_for(lambda: pids.exists() and pids.read_text().strip() != "", timeout=30)
             sleep_pid = int(pids.read_text())
             assert not process_gone(sleep_pid)
-            process.send_signal(signal.SIGINT)
+            process.send_signal(signum)
             output, _ = process.communicate(timeout=30)
         finally:
             if process.poll() is None:
