@@ -4,9 +4,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: test venv tools lint typecheck unit pytest crds bench clean
+.PHONY: test venv tools system-packages lint typecheck unit pytest crds bench clean
 
-test: venv tools lint pytest ## everything CI checks: lint, types, unit and cluster tests
+test: venv tools system-packages lint pytest ## everything CI checks: lint, types, unit and cluster tests
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -18,13 +18,16 @@ $(STAMP): pyproject.toml
 tools: ## build (or reuse the cached) hermetic control-plane binaries
 	hack/build-tools
 
+system-packages: ## the Debian packages the tests need (hack/system-packages.txt), only those missing
+	hack/system-packages
+
 lint: venv ## ruff, mypy --strict and the import layering contracts
 	$(BIN)/ruff check kubeflowlite tests benchmarks hack
 	$(BIN)/ruff format --check kubeflowlite tests benchmarks hack
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-pytest: venv tools
+pytest: venv tools system-packages
 	$(BIN)/pytest
 
 .PHONY: run

@@ -8,6 +8,7 @@ task states and try numbers, log files, and processes that must be gone.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -20,10 +21,11 @@ from typing import Any
 
 import pytest
 import yaml
+from rich.console import Console
 
 from kubeflowlite.api.dag import DAG
 from kubeflowlite.api.dagrun import DAGRun, RunState, TaskState
-from kubeflowlite.local.display import SilentObserver
+from kubeflowlite.local.display import LiveDisplay, PlainDisplay, SilentObserver, make_display
 from kubeflowlite.local.runner import LocalRunner, RunRequest, RunResult
 
 LOGICAL_DATE = datetime(2020, 2, 9, tzinfo=UTC)
@@ -459,3 +461,29 @@ def test_python_dash_m_kubeflowlite_is_the_cli() -> None:
     )
     assert completed.returncode == 0
     assert "run" in completed.stdout and "tasks" in completed.stdout
+
+
+class TestDisplay:
+    def test_terminal_gets_the_live_table_and_the_summary(self, tmp_path: Path) -> None:
+        screen = io.StringIO()
+        console = Console(file=screen, force_terminal=True, width=120, color_system=None)
+        display = make_display(console)
+        assert isinstance(display, LiveDisplay)
+        dag = make_dag(
+            "shown",
+            [{"name": "fine", "bash": "sleep 0.6"}, {"name": "broken", "bash": "exit 2", "retries": 0}],
+        )
+        runner = LocalRunner(
+            RunRequest(dag=dag, runs_dir=tmp_path / "runs", logical_date=LOGICAL_DATE, run_name="shown-1"),
+            observer=display,
+        )
+        result = runner.run()
+        text = screen.getvalue()
+        log = result.run_dir.log_path("broken", 1)
+        assert "running" in text  # the live table showed `fine` while it ran
+        assert "broken try 1 failed: exit code 2" in text
+        assert f"log: {log}" in text
+        assert "run failed" in text and "shown-1" in text
+
+    def test_pipes_get_plain_lines(self) -> None:
+        assert isinstance(make_display(Console(file=io.StringIO())), PlainDisplay)
