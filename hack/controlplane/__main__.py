@@ -28,7 +28,13 @@ def _current() -> ControlPlane | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hack/cluster", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="start a control plane (stops the previous one first)")
+    up = sub.add_parser("up", help="start a control plane (stops the previous one first)")
+    up.add_argument(
+        "--node",
+        choices=("kwok", "real"),
+        default="kwok",
+        help="kwok: three simulated nodes (default); real: one real node (containerd, kubelet) where Pods run",
+    )
     down = sub.add_parser("down", help="stop the control plane")
     down.add_argument("state_dir", nargs="?", type=Path)
     sub.add_parser("env", help="print `export KUBECONFIG=...` for the running plane")
@@ -40,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         if previous is not None:
             previous.stop()
         try:
-            plane = ControlPlane.start(build_tools())
+            plane = ControlPlane.start(build_tools(), nodes=args.node)
         except ControlPlaneError as err:
             print(f"cluster: {err}", file=sys.stderr)
             return 1
@@ -69,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         for name, ok in plane.alive().items():
             print(f"{name:<26}{'running' if ok else 'DEAD'}")
+        if plane.node_kind == "real":
+            print(f"{'real node ' + plane.node_name:<26}{'running' if plane.real_node_alive() else 'DEAD'}")
         print(f"server {plane.server}\nstate  {plane.state_dir}")
     return 0
 
