@@ -91,6 +91,8 @@ def build_pod(
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "enableServiceLinks": False,
+        # A task needs no API credentials of ours; a task that does asks with a pod override.
+        "automountServiceAccountToken": False,
         "containers": [container],
     }
     pod: dict[str, Any] = {
