@@ -452,7 +452,9 @@ def logs_cmd(config: Target, run: str, task: str, try_number: int | None, follow
             _fail(f"task {task!r} of run {run} has not run yet")
         number = try_number or latest
         if number > latest:
-            _fail(f"task {task!r} of run {run} has had {latest} tr{'y' if latest == 1 else 'ies'}, not {number}")
+            _fail(
+                f"task {task!r} of run {run} has had {latest} tr{'y' if latest == 1 else 'ies'}, not {number}"
+            )
         pod = names.pod_name(run, task, number)
         try:
             async for chunk in client.pod_logs(

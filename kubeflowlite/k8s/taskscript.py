@@ -17,7 +17,8 @@ back to the operator, so the task's script runs under a small POSIX `sh` wrapper
 it, so the value (or the error) is the one the local runner gets. Both ends of
 this small protocol live here. Lines are split as the local runner splits them
 for the usual separators (\\n, \\r, \\v, \\f, \\x1c-\\x1e); the Unicode line
-separators U+0085, U+2028 and U+2029 are not split in a Pod.
+separators U+0085, U+2028 and U+2029 are not split in a Pod, and a line made only
+of non-ASCII whitespace (a no-break space, say) is text there, not blank.
 """
 
 from __future__ import annotations

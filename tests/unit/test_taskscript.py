@@ -119,14 +119,13 @@ def test_line_at_the_limit_is_kept_whole(shell: str, tmp_path: Path) -> None:
     assert taskscript.decode_termination_message(message) == line
 
 
+# Excluded, as the module says: NUL (no shell passes it), the quote the test script
+# uses, the Unicode line separators and lines made only of non-ASCII whitespace.
 lines = st.lists(
     st.text(
-        alphabet=st.characters(
-            blacklist_categories=("Cs",),
-            blacklist_characters="\x00\x85\u2028\u2029'",
-        ),
+        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00\x85\u2028\u2029'"),
         max_size=40,
-    ),
+    ).filter(lambda line: bool(line.strip()) or not line.strip(" \t\n\r\x0b\x0c\x1c\x1d\x1e")),
     max_size=5,
 )
 
