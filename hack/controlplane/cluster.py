@@ -77,7 +77,13 @@ class ControlPlane:
     # -- lifecycle -----------------------------------------------------------------
     @classmethod
     def start(
-        cls, bin_dir: Path, *, base_dir: Path | None = None, timeout: float = 90.0, nodes: str = "kwok"
+        cls,
+        bin_dir: Path,
+        *,
+        base_dir: Path | None = None,
+        timeout: float = 90.0,
+        nodes: str = "kwok",
+        node_images: tuple[str, ...] = real_node.NODE_IMAGES,
     ) -> ControlPlane:
         if nodes not in NODE_KINDS:
             raise ValueError(f"nodes must be one of {', '.join(NODE_KINDS)}, not {nodes!r}")
@@ -173,7 +179,7 @@ class ControlPlane:
             if real:
                 node = real_node.RealNode.start(
                     plane_dir=state_dir, server=server, bin_dir=bin_dir, keys=keys,
-                    cache_root=bin_dir.parent.parent, log_dir=state_dir / "logs",
+                    cache_root=bin_dir.parent.parent, log_dir=state_dir / "logs", image_names=node_images,
                 )  # fmt: skip
                 plane.node_name = node.name
                 plane._save()
@@ -311,8 +317,9 @@ class ControlPlane:
                 raise ControlPlaneError(f"{name} exited during start-up:\n{self._tail(name)}")
         if self.node_kind == "real":
             journal = real_node.Journal.load()
+            ours = journal is not None and journal.node_dir == str(self.state_dir / "node")
             for name in ("containerd", "kubelet"):
-                pid = journal.pids.get(name, 0) if journal else 0
+                pid = journal.pids.get(name, 0) if journal and ours else 0
                 if pid and not _alive(pid):
                     raise ControlPlaneError(f"{name} exited during start-up:\n{self._tail(name)}")
 

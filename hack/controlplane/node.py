@@ -255,7 +255,15 @@ class RealNode:
 
     @classmethod
     def start(
-        cls, *, plane_dir: Path, server: str, bin_dir: Path, keys: pki.Pki, cache_root: Path, log_dir: Path
+        cls,
+        *,
+        plane_dir: Path,
+        server: str,
+        bin_dir: Path,
+        keys: pki.Pki,
+        cache_root: Path,
+        log_dir: Path,
+        image_names: tuple[str, ...] = NODE_IMAGES,
     ) -> RealNode:
         with _locked():
             previous = Journal.load()
@@ -277,7 +285,7 @@ class RealNode:
             node = cls(node_dir=node_dir, name=hostname(), socket=node_dir / "containerd.sock")
             try:
                 node._start_containerd(journal, log_dir)
-                node._import_images(cache_root)
+                node._import_images(cache_root, image_names)
                 node._start_kubelet(journal, server=server, bin_dir=bin_dir, keys=keys, log_dir=log_dir)
             except BaseException:
                 undo(journal)
@@ -363,8 +371,8 @@ state = "{d / "containerd" / "state"}"
     def _ctr(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return _run("ctr", "--address", str(self.socket), "--namespace", "k8s.io", *args, check=check)
 
-    def _import_images(self, cache_root: Path) -> None:
-        for name in NODE_IMAGES:
+    def _import_images(self, cache_root: Path, image_names: tuple[str, ...]) -> None:
+        for name in image_names:
             archive = images.archive(name, cache_root)
             self._ctr("images", "import", "--snapshotter", "overlayfs", str(archive))
 
