@@ -22,6 +22,8 @@ The operator's share of a hop is (terminated -> created) over (terminated -> sta
 from __future__ import annotations
 
 import argparse
+import contextlib
+import http.client
 import itertools
 import json
 import statistics
@@ -31,7 +33,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bench_operator import Cluster, Operator, PodWatch, dag, dagrun
+from benchmarks.bench_operator import Cluster, Operator, PodWatch, dag, dagrun, install_crds
 from kubeflowlite.k8s import kube
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,6 +47,11 @@ class ContainerWatch(PodWatch):
         super().__init__(config, namespace)
         self.container_started: dict[str, float] = {}
         self.container_ended: dict[str, float] = {}
+
+    def run(self) -> None:
+        # The watch ends with the plane when the benchmark is done: nothing to report then.
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            super().run()
 
     def _record(self, event: dict[str, Any], now: float) -> None:
         super()._record(event, now)
@@ -61,7 +68,6 @@ class ContainerWatch(PodWatch):
 
 
 def _plane(kubeconfig: str | None) -> Any:
-    import contextlib
     import os
 
     @contextlib.contextmanager
@@ -222,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     log_dir = Path("/tmp") / f"kfl-bench-real-{uuid.uuid4().hex[:6]}"
     log_dir.mkdir()
     with _plane(args.kubeconfig) as cluster:
+        install_crds(cluster)
         operator_hops = chain_with_operator(cluster, args.chain, log_dir)
         raw_hops = chain_raw(cluster, args.chain)
         fan = fanout(cluster, args.fanout, log_dir, operator=True)

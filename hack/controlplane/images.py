@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 from collections.abc import Callable
@@ -35,7 +36,8 @@ PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 BUSYBOX_IMAGE = "docker.io/library/busybox:1.36"
 PYTHON_IMAGE = "docker.io/library/python:3.11-kfl"
 
-_SELF_HASH = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+RECIPE_VERSION = "1"
+"""Bump when the way images are made changes (the layout, the config): every archive is rebuilt."""
 
 
 @dataclass(frozen=True)
@@ -43,15 +45,26 @@ class Image:
     """A named image and how to make its root directory."""
 
     name: str
-    inputs: tuple[str, ...]
-    """Strings whose change means a new image (file hashes, package lists)."""
+    inputs: Callable[[], tuple[str, ...]]
+    """Strings whose change means a new image (file hashes, package lists), read when needed."""
     make_rootfs: Callable[[Path], None]
     entrypoint: tuple[str, ...] = ()
     cmd: tuple[str, ...] = ()
     env: tuple[str, ...] = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",)
+    user: str = ""
+    ports: tuple[int, ...] = ()
 
     def key(self) -> str:
-        text = "\n".join((self.name, _SELF_HASH, *self.inputs, *self.entrypoint, *self.cmd, *self.env))
+        fields = (
+            self.name,
+            RECIPE_VERSION,
+            *self.inputs(),
+            *self.entrypoint,
+            *self.cmd,
+            *self.env,
+            self.user,
+        )
+        text = "\n".join((*fields, *map(str, self.ports)))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -121,15 +134,92 @@ def _apt_sources_hash() -> str:
     return hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
 
 
+REPO_DIR = HACK_DIR.parent
+OPERATOR_USER = 10001
+"""The operator image's non-root uid and gid, as in the Dockerfile."""
+
+
+def _project_hash() -> str:
+    """The project's wheel inputs: pyproject.toml, README.md and every file of the package."""
+    digest = hashlib.sha256()
+    files = [REPO_DIR / "pyproject.toml", REPO_DIR / "README.md"]
+    files += sorted(
+        p for p in (REPO_DIR / "kubeflowlite").rglob("*") if p.is_file() and "__pycache__" not in p.parts
+    )
+    for path in files:
+        digest.update(str(path.relative_to(REPO_DIR)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _project_version() -> str:
+    text = (REPO_DIR / "pyproject.toml").read_text()
+    return text.split('version = "', 1)[1].split('"', 1)[0]
+
+
+def _kubeflowlite_rootfs(root: Path) -> None:
+    """The operator image as the Dockerfile makes it: Debian's python3 with a venv holding the
+    project's wheel and its dependencies (from PyPI), run as uid 10001."""
+    base = archive("python", CACHE_ROOT)
+    root.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(base) as outer:
+        index = json.load(outer.extractfile("index.json"))  # type: ignore[arg-type]
+        manifest_digest = index["manifests"][0]["digest"].split(":")[1]
+        manifest = json.load(outer.extractfile(f"blobs/sha256/{manifest_digest}"))  # type: ignore[arg-type]
+        layer_digest = manifest["layers"][0]["digest"].split(":")[1]
+        with tarfile.open(fileobj=outer.extractfile(f"blobs/sha256/{layer_digest}")) as layer:
+            layer.extractall(root, filter="fully_trusted")
+    wheels = root / "tmp" / "wheels"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(wheels), str(REPO_DIR)],
+        check=True,
+        capture_output=True,
+    )
+    for command in (
+        ["python3", "-m", "venv", "/opt/kubeflowlite"],
+        ["/opt/kubeflowlite/bin/pip", "install", "--quiet", "--no-index", "--find-links", "/tmp/wheels",
+         "--no-compile", "kubeflowlite"],
+    ):  # fmt: skip
+        subprocess.run(["chroot", str(root), *command], check=True, capture_output=True)
+    shutil.rmtree(wheels)
+    for cache in root.glob("opt/kubeflowlite/**/__pycache__"):
+        shutil.rmtree(cache, ignore_errors=True)
+    with open(root / "etc" / "passwd", "a") as passwd:
+        passwd.write(f"kubeflowlite:x:{OPERATOR_USER}:{OPERATOR_USER}::/nonexistent:/usr/sbin/nologin\n")
+    with open(root / "etc" / "group", "a") as group:
+        group.write(f"kubeflowlite:x:{OPERATOR_USER}:\n")
+
+
+CACHE_ROOT = Path(
+    os.environ.get(
+        "KFL_TOOLS_CACHE", Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "kubeflowlite"
+    )
+)
+"""Where archives are kept (the tools cache, as hack/build-tools has it)."""
+
+OPERATOR_IMAGE = f"docker.io/kubeflowlite/kubeflowlite:{_project_version()}"
+
 IMAGES: dict[str, Image] = {
-    "pause": Image(PAUSE_IMAGE, (_file_hash(IMAGES_DIR / "pause.c"),), _pause_rootfs, entrypoint=("/pause",)),
-    "busybox": Image(
-        BUSYBOX_IMAGE,
-        (_file_hash(BUSYBOX) if BUSYBOX.exists() else "missing",),
-        _busybox_rootfs,
-        cmd=("sh",),
+    "pause": Image(
+        PAUSE_IMAGE, lambda: (_file_hash(IMAGES_DIR / "pause.c"),), _pause_rootfs, entrypoint=("/pause",)
     ),
-    "python": Image(PYTHON_IMAGE, (*PYTHON_PACKAGES, _apt_sources_hash()), _python_rootfs, cmd=("python3",)),
+    "busybox": Image(BUSYBOX_IMAGE, lambda: (_file_hash(BUSYBOX),), _busybox_rootfs, cmd=("sh",)),
+    "python": Image(
+        PYTHON_IMAGE, lambda: (*PYTHON_PACKAGES, _apt_sources_hash()), _python_rootfs, cmd=("python3",)
+    ),
+    # The operator (helm install on the real node): what the Dockerfile builds, made here.
+    "kubeflowlite": Image(
+        OPERATOR_IMAGE,
+        lambda: (_project_hash(), IMAGES["python"].key()),
+        _kubeflowlite_rootfs,
+        entrypoint=("kubeflowlite", "operator"),
+        env=(
+            "PATH=/opt/kubeflowlite/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "PYTHONUNBUFFERED=1",
+            "PYTHONDONTWRITEBYTECODE=1",
+        ),
+        user=f"{OPERATOR_USER}:{OPERATOR_USER}",
+        ports=(8080, 9090),
+    ),
 }
 
 
@@ -165,6 +255,8 @@ def write_oci_archive(root: Path, out: Path, image: Image) -> None:
             **({"Entrypoint": list(image.entrypoint)} if image.entrypoint else {}),
             **({"Cmd": list(image.cmd)} if image.cmd else {}),
             "WorkingDir": "/",
+            **({"User": image.user} if image.user else {}),
+            **({"ExposedPorts": {f"{p}/tcp": {} for p in image.ports}} if image.ports else {}),
         },
         "rootfs": {"type": "layers", "diff_ids": [f"sha256:{layer_digest}"]},
         "history": [{"created_by": "kubeflowlite hack/controlplane/images.py"}],

@@ -265,6 +265,8 @@ class RealNode:
         log_dir: Path,
         image_names: tuple[str, ...] = NODE_IMAGES,
     ) -> RealNode:
+        # Debian's containerd, runc, CNI plugins, busybox and mmdebstrap: installed if missing.
+        subprocess.run([str(images.HACK_DIR / "system-packages")], check=True)
         with _locked():
             previous = Journal.load()
             if previous is not None:
