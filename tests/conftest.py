@@ -18,12 +18,17 @@ import pytest
 _MARKERS = {"cluster": "cluster", "e2e": "e2e"}
 
 
+FIRST = "test_host_effects.py"
+"""Starts and stops real nodes of its own: it must run before the e2e session's node is up."""
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     for item in items:
         parts = Path(str(item.fspath)).relative_to(here).parts
         if parts and parts[0] in _MARKERS:
             item.add_marker(getattr(pytest.mark, _MARKERS[parts[0]]))
+    items.sort(key=lambda item: Path(str(item.fspath)).name != FIRST)  # stable: the rest keep their order
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

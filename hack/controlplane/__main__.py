@@ -38,6 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     down = sub.add_parser("down", help="stop the control plane")
     down.add_argument("state_dir", nargs="?", type=Path)
     sub.add_parser("env", help="print `export KUBECONFIG=...` for the running plane")
+    load = sub.add_parser(
+        "load-image",
+        help="build an image (default: the operator's, as the Dockerfile) and load it into the real node",
+    )
+    load.add_argument(
+        "image", nargs="?", default="kubeflowlite", choices=("kubeflowlite", "python", "busybox")
+    )
     sub.add_parser("status", help="show the components and whether they run")
     args = parser.parse_args(argv)
 
@@ -72,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.command == "env":
         print(f"export KUBECONFIG={plane.kubeconfig}")
+    elif args.command == "load-image":
+        try:
+            print(f"loaded {plane.load_image(args.image)} into node {plane.node_name}", file=sys.stderr)
+        except ControlPlaneError as err:
+            print(f"cluster: {err}", file=sys.stderr)
+            return 1
     else:
         for name, ok in plane.alive().items():
             print(f"{name:<26}{'running' if ok else 'DEAD'}")

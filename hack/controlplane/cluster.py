@@ -250,6 +250,23 @@ class ControlPlane:
         self.owner_pid = 0
         self._save()
 
+    def load_image(self, name: str = "kubeflowlite") -> str:
+        """Build image `name` of hack/controlplane/images.py (cached) and import it into the real node."""
+        from . import images
+
+        if self.node_kind != "real":
+            raise ControlPlaneError(
+                "images can only be loaded into a real node (hack/cluster up --node real)"
+            )
+        archive = images.archive(name, images.CACHE_ROOT)
+        node = real_node.RealNode(
+            node_dir=self.state_dir / "node",
+            name=self.node_name,
+            socket=self.state_dir / "node" / "containerd.sock",
+        )
+        node.import_archive(archive)
+        return images.IMAGES[name].name
+
     def real_node_alive(self) -> bool:
         journal = real_node.Journal.load()
         return bool(

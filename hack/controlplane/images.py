@@ -127,13 +127,6 @@ def _python_rootfs(root: Path) -> None:
         shutil.rmtree(root / cache, ignore_errors=True)
 
 
-def _apt_sources_hash() -> str:
-    """The Debian mirror's view changes the python image: key it by the apt lists we have."""
-    lists = Path("/var/lib/apt/lists")
-    names = sorted(p.name for p in lists.glob("*Packages*")) if lists.exists() else []
-    return hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
-
-
 REPO_DIR = HACK_DIR.parent
 OPERATOR_USER = 10001
 """The operator image's non-root uid and gid, as in the Dockerfile."""
@@ -203,9 +196,7 @@ IMAGES: dict[str, Image] = {
         PAUSE_IMAGE, lambda: (_file_hash(IMAGES_DIR / "pause.c"),), _pause_rootfs, entrypoint=("/pause",)
     ),
     "busybox": Image(BUSYBOX_IMAGE, lambda: (_file_hash(BUSYBOX),), _busybox_rootfs, cmd=("sh",)),
-    "python": Image(
-        PYTHON_IMAGE, lambda: (*PYTHON_PACKAGES, _apt_sources_hash()), _python_rootfs, cmd=("python3",)
-    ),
+    "python": Image(PYTHON_IMAGE, lambda: PYTHON_PACKAGES, _python_rootfs, cmd=("python3",)),
     # The operator (helm install on the real node): what the Dockerfile builds, made here.
     "kubeflowlite": Image(
         OPERATOR_IMAGE,
