@@ -37,7 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     down = sub.add_parser("down", help="stop the control plane")
     down.add_argument("state_dir", nargs="?", type=Path)
-    sub.add_parser("env", help="print `export KUBECONFIG=...` for the running plane")
+    sub.add_parser(
+        "env",
+        help="print the exports for the running plane: KUBECONFIG, PATH (helm, kubectl), KFL_HELM_VALUES",
+    )
     load = sub.add_parser(
         "load-image",
         help="build an image (default: the operator's, as the Dockerfile) and load it into the real node",
@@ -79,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.command == "env":
         print(f"export KUBECONFIG={plane.kubeconfig}")
+        print(f"export PATH={plane.bin_dir}:$PATH")  # helm and kubectl of the plane's version
+        if plane.helm_values.exists():
+            print(f"export KFL_HELM_VALUES={plane.helm_values}")
     elif args.command == "load-image":
         try:
             print(f"loaded {plane.load_image(args.image)} into node {plane.node_name}", file=sys.stderr)

@@ -183,6 +183,7 @@ class ControlPlane:
                 )  # fmt: skip
                 plane.node_name = node.name
                 plane._save()
+                plane._write_helm_values()
                 plane._wait_until(
                     f"the real node {node.name} Ready, the default ServiceAccount created",
                     lambda: plane._nodes_and_sa_ready(count=1),
@@ -249,6 +250,28 @@ class ControlPlane:
         """Make the current process the owner (`hack/cluster up` hands the plane to the user)."""
         self.owner_pid = 0
         self._save()
+
+    @property
+    def helm_values(self) -> Path:
+        """Chart values for this plane (`helm install ... -f`): how its Pods reach the apiserver."""
+        return self.state_dir / "helm-values.yaml"
+
+    def _write_helm_values(self) -> None:
+        # No kube-proxy and an apiserver on loopback: the operator shares the node's
+        # network and is told the address (see the chart's values.yaml). Ports off the
+        # common 8080/9090, which the host may be using.
+        port = self.server.rsplit(":", 1)[1]
+        self.helm_values.write_text(
+            json.dumps(
+                {
+                    "hostNetwork": True,
+                    "apiServer": {"host": "127.0.0.1", "port": port},
+                    "operator": {"healthPort": _free_port()},
+                    "metrics": {"port": _free_port()},
+                },
+                indent=2,
+            )
+        )
 
     def load_image(self, name: str = "kubeflowlite") -> str:
         """Build image `name` of hack/controlplane/images.py (cached) and import it into the real node."""

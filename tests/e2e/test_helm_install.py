@@ -4,7 +4,8 @@ The image is the one hack/controlplane/images.py makes as the Dockerfile would
 (`hack/cluster load-image`), loaded into the node's containerd. The hermetic plane
 has no kube-proxy and its apiserver listens on loopback, so the test installs with
 `hostNetwork=true` and `apiServer.host/port` (chart values meant for such
-clusters only, documented in values.yaml and the README).
+clusters only, documented in values.yaml and the README), from the values file the
+plane writes for its users ($KFL_HELM_VALUES of `hack/cluster env`).
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ import json
 import subprocess
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import yaml
-from operator_harness import Api, free_port, wait_for
+from operator_harness import Api, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "kubeflowlite"
@@ -44,15 +44,10 @@ def ready(pod: Any) -> bool:
 def test_helm_install_upgrade_uninstall(cluster: Any, namespace: str, api: Api) -> None:
     image = cluster.plane.load_image("kubeflowlite")
     assert image.endswith(":" + yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"])
-    server = urlparse(cluster.plane.server)
-    values = [
-        "watch.allNamespaces=false", f"watch.namespaces={{{namespace}}}",
-        "image.pullPolicy=Never", "hostNetwork=true",
-        f"apiServer.host={server.hostname}", f"apiServer.port={server.port}",
-        f"operator.healthPort={free_port()}", f"metrics.port={free_port()}",
-    ]  # fmt: skip
+    # The plane's own values file, as the README has users install on it.
+    values = ["watch.allNamespaces=false", f"watch.namespaces={{{namespace}}}"]
     helm(cluster, "install", RELEASE, str(CHART), "-n", namespace, "--wait", "--timeout=180s",
-         *[arg for value in values for arg in ("--set", value)])  # fmt: skip
+         "-f", str(cluster.plane.helm_values), *[arg for value in values for arg in ("--set", value)])  # fmt: skip
 
     (pod,) = operator_pods(api)
     assert ready(pod), "helm --wait returned before the operator Pod was Ready"
