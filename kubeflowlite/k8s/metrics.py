@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import platform
+import time
 from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -82,6 +83,21 @@ RUN_START_DELAY = Histogram(
     "From a run being due (a scheduled run: the end of its data interval; others: their creation) to its start.",
     ["namespace", "dag"],
     buckets=_DELAY_BUCKETS,
+    registry=REGISTRY,
+)
+
+RUN_LAST_FAILURE = Gauge(
+    "kubeflowlite_dagrun_last_failure_timestamp_seconds",
+    "When the DAG's latest failed run failed (Unix time), labelled with that run and its logical date. "
+    "One series per DAG: a newer failure replaces it (the alerts' annotations read the run from here).",
+    ["namespace", "dag", "run", "logical_date"],
+    registry=REGISTRY,
+)
+TASK_LAST_FAILURE = Gauge(
+    "kubeflowlite_task_last_failure_timestamp_seconds",
+    "When the task's latest failure (after its retries) happened, labelled with its run and logical date. "
+    "One series per task: a newer failure replaces it.",
+    ["namespace", "dag", "task", "run", "logical_date"],
     registry=REGISTRY,
 )
 
@@ -164,10 +180,34 @@ def record_request(verb: str, resource: str, code: int) -> None:
     API_REQUESTS.labels(verb, resource, str(code)).inc()
 
 
-def record_transition(namespace: str, dag: str, transition: outcomes.Transition) -> None:
+_last_failures: dict[tuple[str, ...], tuple[str, ...]] = {}
+"""(namespace, dag[, task]) -> the label values of its current last-failure series."""
+
+
+def _replace_last_failure(gauge: Gauge, key: tuple[str, ...], labels: tuple[str, ...], when: float) -> None:
+    previous = _last_failures.get((gauge._name, *key))
+    if previous is not None and previous != labels:
+        _remove(gauge, *previous)
+    _last_failures[(gauge._name, *key)] = labels
+    gauge.labels(*labels).set(when)
+
+
+def record_transition(
+    namespace: str,
+    dag: str,
+    transition: outcomes.Transition,
+    *,
+    run: str = "",
+    logical_date: str = "",
+    now: float | None = None,
+) -> None:
     """Count what one status write made happen (the run controller calls this after the write)."""
+    when = time.time() if now is None else now
     for task in transition.tasks_finished:
         TASKS_FINISHED.labels(namespace, dag, task.task, task.state).inc()
+        if task.state == "failed":
+            key = (namespace, dag, task.task)
+            _replace_last_failure(TASK_LAST_FAILURE, key, (*key, run, logical_date), when)
         if task.seconds is not None:
             TASK_DURATION.labels(namespace, dag, task.task, task.state).observe(task.seconds)
     for task_name, delay in transition.tasks_started:
@@ -177,6 +217,10 @@ def record_transition(namespace: str, dag: str, transition: outcomes.Transition)
     if transition.run_finished is not None:
         state, seconds = transition.run_finished
         RUNS_FINISHED.labels(namespace, dag, state).inc()
+        if state == "failed":
+            _replace_last_failure(
+                RUN_LAST_FAILURE, (namespace, dag), (namespace, dag, run, logical_date), when
+            )
         if seconds is not None:
             RUN_DURATION.labels(namespace, dag, state).observe(seconds)
 

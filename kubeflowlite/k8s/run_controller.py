@@ -272,6 +272,8 @@ class RunController:
                 due=_due(body, spec, facts),
                 pods_created=_pods_created(work.pods),
             ),
+            run=name,
+            logical_date=spec.logical_date,
         )
         await self._after_write(namespace, body, spec, old_status, memory.status, memory.spec)
         work.clock.lap("after")
