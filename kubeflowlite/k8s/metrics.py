@@ -11,10 +11,10 @@ operator starts is not counted again, a task that finished while it was down is
 counted when the restarted operator writes that state.
 
 The first failure of a DAG must be alertable: `increase()` sees nothing in a
-counter series born at 1. So the counters of every valid DAG (runs) and of each
-of its tasks (task instances) are created at 0 as soon as the operator sees the
-DAG (`publish_levels`), before any run of it can finish; the alert rules cover a
-series born at 1 as well (helm/kubeflowlite/templates/prometheusrule.yaml).
+counter series born at 1. So the outcome series (counters and histograms) of every
+valid DAG and of each of its tasks are created at 0 as soon as the operator sees
+the DAG (`LevelPublisher.publish`), before any run of it can finish; the alert
+rules cover a series born at 1 as well (helm/kubeflowlite/files/alert-rules.yaml).
 
 Levels (gauges) are recomputed from the watched objects every few seconds
 (`outcomes.dag_levels`): running and queued task instances per DAG, whether the
@@ -240,11 +240,7 @@ class LevelPublisher:
             key = (level.namespace, level.dag)
             seen.add(key)
             ns, dag = key
-            for state in outcomes.RUN_FINAL_STATES:
-                RUNS_FINISHED.labels(ns, dag, state)
-            for task in level.tasks:
-                for state in outcomes.COUNTED_FROM_ZERO:
-                    TASKS_FINISHED.labels(ns, dag, task, state)
+            _born_at_zero(level)
             for state, count in level.task_states.items():
                 DAG_TASKS.labels(ns, dag, state).set(count)
             for state, count in level.run_states.items():
@@ -264,6 +260,24 @@ class LevelPublisher:
                 _remove(DAG_RUNS, *key, state)
             self._last_success.pop(key, None)
         self._published = seen
+
+
+def _born_at_zero(level: outcomes.DAGLevels) -> None:
+    """Create the DAG's outcome series (counters and histograms) at 0 before anything is observed.
+
+    Prometheus's increase() and rate() need a sample before the first event: a series born
+    with its first failure (or duration) would show no increase at all.
+    """
+    ns, dag = level.namespace, level.dag
+    RUN_START_DELAY.labels(ns, dag)
+    for state in outcomes.RUN_FINAL_STATES:
+        RUNS_FINISHED.labels(ns, dag, state)
+        RUN_DURATION.labels(ns, dag, state)
+    for task in level.tasks:
+        TASK_START_DELAY.labels(ns, dag, task)
+        for state in outcomes.COUNTED_FROM_ZERO:
+            TASKS_FINISHED.labels(ns, dag, task, state)
+            TASK_DURATION.labels(ns, dag, task, state)
 
 
 def _set_or_remove(gauge: Gauge, key: tuple[str, str], value: float | None) -> None:

@@ -152,6 +152,16 @@ def test_publishing_levels_creates_outcome_counters_at_zero_and_removes_gone_dag
     publisher.publish([levels])
     assert sample(metrics.RUNS_FINISHED, namespace="unit-ns", dag="etl", state="failed") == 0
     assert sample(metrics.TASKS_FINISHED, namespace="unit-ns", dag="etl", task="b", state="failed") == 0
+    for histogram, labels in (
+        ("kubeflowlite_task_instance_duration_seconds", {"task": "a", "state": "success"}),
+        ("kubeflowlite_task_start_delay_seconds", {"task": "b"}),
+        ("kubeflowlite_dagrun_duration_seconds", {"state": "failed"}),
+        ("kubeflowlite_dagrun_start_delay_seconds", {}),
+    ):  # rate() needs a 0 sample before the first observation, like increase() does
+        count = metrics.REGISTRY.get_sample_value(
+            f"{histogram}_count", {"namespace": "unit-ns", "dag": "etl", **labels}
+        )
+        assert count == 0, histogram
     assert sample(metrics.DAG_SCHEDULE_INTERVAL, namespace="unit-ns", dag="etl") == 3600
     assert sample(metrics.DAG_READY, namespace="unit-ns", dag="etl") == 1
     assert sample(metrics.DAG_TASKS, namespace="unit-ns", dag="etl", state="running") == 0
@@ -174,7 +184,9 @@ def test_recording_a_transition_counts_with_namespace_dag_and_task() -> None:
         run_finished=("failed", 10.0),
     )
     before = sample(metrics.TASKS_FINISHED, namespace="rec", dag="etl", task="extract", state="failed") or 0
-    metrics.record_transition("rec", "etl", moved)
+    metrics.record_transition(
+        "rec", "etl", moved, run="etl-1", logical_date="2024-05-01T00:00:00Z", now=100.0
+    )
     assert (
         sample(metrics.TASKS_FINISHED, namespace="rec", dag="etl", task="extract", state="failed")
         == before + 1
@@ -194,3 +206,32 @@ def test_recording_a_transition_counts_with_namespace_dag_and_task() -> None:
         )
         == 10.0
     )
+
+
+def test_only_the_latest_failure_of_a_dag_and_task_keeps_a_series() -> None:
+    failure = outcomes.Transition(
+        tasks_finished=(outcomes.TaskFinished("t", "failed", None),), run_finished=("failed", None)
+    )
+    metrics.record_transition(
+        "last", "etl", failure, run="etl-1", logical_date="2024-05-01T00:00:00Z", now=1.0
+    )
+    metrics.record_transition(
+        "last", "etl", failure, run="etl-2", logical_date="2024-05-02T00:00:00Z", now=2.0
+    )
+    runs = {"namespace": "last", "dag": "etl"}
+    gauge = "kubeflowlite_dagrun_last_failure_timestamp_seconds"
+    assert (
+        metrics.REGISTRY.get_sample_value(
+            gauge, {**runs, "run": "etl-1", "logical_date": "2024-05-01T00:00:00Z"}
+        )
+        is None
+    )
+    assert (
+        metrics.REGISTRY.get_sample_value(
+            gauge, {**runs, "run": "etl-2", "logical_date": "2024-05-02T00:00:00Z"}
+        )
+        == 2.0
+    )
+    task = "kubeflowlite_task_last_failure_timestamp_seconds"
+    labels = {**runs, "task": "t", "logical_date": "2024-05-02T00:00:00Z"}
+    assert metrics.REGISTRY.get_sample_value(task, {**labels, "run": "etl-2"}) == 2.0
