@@ -179,21 +179,36 @@ class Prometheus(Server):
         return bool(active) and all(t["health"] == "up" for t in active)
 
 
-class Alertmanager(Server):
-    """Debian's Alertmanager, routing every alert to one webhook at once (no grouping delay)."""
+SLACK_EXAMPLE = ROOT / "helm" / "examples" / "alertmanager-slack.yaml"
 
-    def __init__(self, workdir: Path, *, webhook: str) -> None:
+
+def slack_example_config(*, webhook: Webhook) -> dict[str, Any]:
+    """The shipped Slack example, its Slack URL pointed at `webhook`, plus a plain webhook receiver.
+
+    Only what a test must change is changed: where Slack is (our loopback receiver stands in
+    for Slack's incoming webhook) and the grouping delays (seconds instead of minutes).
+    """
+    config: dict[str, Any] = yaml.safe_load(SLACK_EXAMPLE.read_text())
+    [slack] = next(r for r in config["receivers"] if r["name"] == "kubeflowlite-slack")["slack_configs"]
+    del slack["api_url_file"]
+    slack["api_url"] = webhook.url_for("/slack")
+    fast = {"group_wait": "1s", "group_interval": "1s"}
+    for route in config["route"]["routes"]:
+        route.update(fast)
+    plain = {"receiver": "webhook", "matchers": ['alertname=~"Kubeflowlite.*"'], "continue": True}
+    plain["group_by"] = ["alertname", "namespace", "dag", "task"]
+    config["route"]["routes"].insert(0, {**plain, **fast})
+    config["receivers"].append(
+        {"name": "webhook", "webhook_configs": [{"url": webhook.url, "send_resolved": False}]}
+    )
+    return config
+
+
+class Alertmanager(Server):
+    """Debian's Alertmanager with the given configuration (see slack_example_config)."""
+
+    def __init__(self, workdir: Path, *, config: dict[str, Any]) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
-        config = {
-            "route": {
-                "receiver": "test",
-                "group_by": ["alertname", "namespace", "dag", "task"],
-                "group_wait": "1s",
-                "group_interval": "1s",
-                "repeat_interval": "1h",
-            },
-            "receivers": [{"name": "test", "webhook_configs": [{"url": webhook, "send_resolved": False}]}],
-        }
         (workdir / "alertmanager.yml").write_text(yaml.safe_dump(config))
         port = free_port()
         super().__init__(
@@ -216,16 +231,21 @@ class Alertmanager(Server):
 
 
 class Webhook:
-    """An HTTP receiver on loopback that keeps every JSON body POSTed to it."""
+    """An HTTP receiver on loopback that keeps every JSON body POSTed to it (by path)."""
 
     def __init__(self) -> None:
         received: list[dict[str, Any]] = []
+        by_path: list[tuple[str, dict[str, Any]]] = []
         self.received = received
+        self.by_path = by_path
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                received.append(json.loads(self.rfile.read(length)))
+                body = json.loads(self.rfile.read(length))
+                by_path.append((self.path, body))
+                if self.path == "/alerts":
+                    received.append(body)
                 self.send_response(200)
                 self.end_headers()
 
@@ -236,9 +256,15 @@ class Webhook:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
+    def url_for(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
+        return self.url_for("/alerts")
+
+    def posted(self, path: str) -> list[dict[str, Any]]:
+        return [body for where, body in list(self.by_path) if where == path]
 
     def alerts(self) -> Iterator[dict[str, Any]]:
         for message in list(self.received):

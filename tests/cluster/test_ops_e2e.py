@@ -9,8 +9,12 @@ webhook this test serves. The test checks that:
 - the metrics in Prometheus equal what happened (exact counts per DAG and task);
 - KubeflowliteDAGRunFailed fires for the failed DAG (and only it) with the run to look at,
   and the webhook receives it through Alertmanager; KubeflowliteTaskFailed names the task;
+- Alertmanager configured with the shipped Slack example (helm/examples/alertmanager-slack.yaml,
+  its Slack URL pointed at the test's receiver) posts a message naming the DAG, task, run,
+  logical date and the command to run next;
 - every query of every panel of the chart's Grafana dashboard returns data.
 """
+# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from typing import Any
 
 import pytest
 from operator_harness import Api, OperatorProcess, dag_manifest, kwok, task_states
-from ops_harness import Alertmanager, Prometheus, Webhook, chart_rules, helm, wait_until  # noqa: F401
+from ops_harness import Alertmanager, Prometheus, Webhook, chart_rules, helm, slack_example_config, wait_until  # noqa: F401
 
 from kubeflowlite.ops import dashboard
 
@@ -37,13 +41,13 @@ def webhook() -> Iterator[Webhook]:
 
 @pytest.fixture
 def alertmanager(tmp_path: Path, webhook: Webhook) -> Iterator[Alertmanager]:
-    server = Alertmanager(tmp_path / "alertmanager", webhook=webhook.url)
+    server = Alertmanager(tmp_path / "alertmanager", config=slack_example_config(webhook=webhook))
     yield server
     server.stop()
 
 
 def test_a_failed_run_fires_its_alert_through_alertmanager_and_every_dashboard_query_has_data(
-    helm: str,  # noqa: F811
+    helm: str,
     namespace: str,
     api: Api,
     operator: OperatorProcess,
@@ -179,6 +183,38 @@ def _run_and_check(namespace: str, api: Api, prometheus: Prometheus, webhook: We
     assert received[0]["labels"]["dag"] == "etl"
     assert received[0]["status"] == "firing"
     assert received[0]["annotations"]["run"] == run
+
+    # ... and through the shipped Slack example, a message a person can act on
+    def slack_messages() -> list[dict[str, Any]]:
+        return [
+            attachment
+            for body in webhook.posted("/slack")
+            for attachment in body.get("attachments") or []
+            if namespace in attachment.get("text", "")
+        ]
+
+    def slack(title: str) -> dict[str, Any] | None:
+        return next((m for m in slack_messages() if m["title"] == title), None)
+
+    run_message = wait_until(
+        lambda: slack("[FIRING] KubeflowliteDAGRunFailed: DAG etl"),
+        timeout=30,
+        what="the Slack message of the failed run",
+        dump=lambda: json.dumps(webhook.by_path)[-3000:],
+    )
+    assert f"Run: `{run}`" in run_message["text"] and f"Logical date: `{DAY}`" in run_message["text"]
+    assert f"Next: `kubeflowlite get {run} -n {namespace}`" in run_message["text"]
+    task_message = wait_until(
+        lambda: slack("[FIRING] KubeflowliteTaskFailed: DAG etl, task transform"),
+        timeout=30,
+        what="the Slack message of the failed task",
+    )
+    assert "Task: `transform`" in task_message["text"] and f"Run: `{run}`" in task_message["text"]
+    assert f"Next: `kubeflowlite logs {run} transform -n {namespace}`" in task_message["text"]
+    assert (
+        wait_until(lambda: webhook.posted("/slack")[0].get("channel"), timeout=5, what="a channel")
+        == "#data-pipelines"
+    )
 
     # every panel of the dashboard returns data for what just happened
     wait_until(
