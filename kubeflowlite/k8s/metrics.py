@@ -233,6 +233,7 @@ class LevelPublisher:
     def __init__(self) -> None:
         self._published: set[tuple[str, str]] = set()
         self._last_success: dict[tuple[str, str], float] = {}
+        self._born: set[tuple[str, str, tuple[str, ...]]] = set()
 
     def publish(self, levels: Iterable[outcomes.DAGLevels]) -> None:
         seen: set[tuple[str, str]] = set()
@@ -240,7 +241,9 @@ class LevelPublisher:
             key = (level.namespace, level.dag)
             seen.add(key)
             ns, dag = key
-            _born_at_zero(level)
+            if (ns, dag, level.tasks) not in self._born:  # once per DAG version, not every refresh
+                _born_at_zero(level)
+                self._born.add((ns, dag, level.tasks))
             for state, count in level.task_states.items():
                 DAG_TASKS.labels(ns, dag, state).set(count)
             for state, count in level.run_states.items():
@@ -259,6 +262,7 @@ class LevelPublisher:
                 _remove(DAG_TASKS, *key, state)
                 _remove(DAG_RUNS, *key, state)
             self._last_success.pop(key, None)
+        self._born = {born for born in self._born if born[:2] in seen}
         self._published = seen
 
 

@@ -14,6 +14,7 @@ No prometheus_client here (metrics.py records), no I/O: unit- and property-teste
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -124,12 +125,17 @@ class DAGLevels:
 
 
 def schedule_interval_seconds(spec: DAGSpec, now: datetime) -> float | None:
-    """The length of the schedule interval that contains `now` (None: manual or @once)."""
+    """The length of the schedule interval around `now` (None: manual or @once)."""
+    return _interval_seconds(spec.schedule, spec.timezone, now.replace(minute=0, second=0, microsecond=0))
+
+
+@functools.lru_cache(maxsize=4096)
+def _interval_seconds(schedule: str | None, timezone: str, hour: datetime) -> float | None:
+    """Memoized per hour: a cron interval's length changes at most at a DST switch, on the hour."""
     try:
-        schedule = Schedule.from_spec(spec)
+        length = Schedule(schedule=schedule, timezone=timezone).interval_length(hour)
     except ValueError:
         return None
-    length = schedule.interval_length(now)
     return None if length is None else length.total_seconds()
 
 

@@ -86,13 +86,18 @@ def test_outcomes_are_counted_exactly_with_namespace_dag_and_task(
     assert counts() == expected_tasks
     runs = samples(operator, "kubeflowlite_dagruns_finished_total", namespace=namespace, dag="etl")
     assert runs == {(("state", "failed"),): 2, (("state", "success"),): 0}
-    # two tries of transform per run started, one of each other Pod task; load never started
+    # two tries of transform per run started, one of each other Pod task; load never started (its series is 0)
     delays = samples(operator, "kubeflowlite_task_start_delay_seconds_count", namespace=namespace, dag="etl")
-    assert delays == {(("task", "extract"),): 2, (("task", "transform"),): 4, (("task", "report"),): 2}
+    assert delays == {
+        (("task", "extract"),): 2,
+        (("task", "transform"),): 4,
+        (("task", "report"),): 2,
+        (("task", "load"),): 0,
+    }
     durations = samples(
         operator, "kubeflowlite_dagrun_duration_seconds_count", namespace=namespace, dag="etl"
     )
-    assert durations == {(("state", "failed"),): 2}
+    assert durations == {(("state", "failed"),): 2, (("state", "success"),): 0}
     assert (
         value(operator, "kubeflowlite_dagrun_start_delay_seconds_count", namespace=namespace, dag="etl") == 2
     )
