@@ -155,6 +155,14 @@ class LeaderElector:
                 return
             await asyncio.sleep(timing.retry)
 
+    def still_leading(self) -> bool:
+        """Whether this process may act now: it leads and renewed within the deadline.
+
+        Checked before every reconcile, so a process that was frozen (SIGSTOP, a stalled VM)
+        past its deadline does not act on wake-up before its election loop notices.
+        """
+        return self.leading and self.clock() - self._renewed_at <= self.settings.timing.deadline
+
     def _where(self) -> tuple[str, str]:
         return self.settings.namespace, self.settings.name
 

@@ -171,6 +171,8 @@ class Operator:
         assert isinstance(key, tuple)
         kind, namespace, name = key
         assert self.runs is not None and self.dags is not None
+        if self.elector is not None and not self.elector.still_leading():
+            _exit_lost()  # the Lease may be someone else's by now: act on nothing
         started = time.perf_counter()
         try:
             if kind == "run":

@@ -10,6 +10,7 @@ that ran before the takeover is the one the run's status records).
 
 from __future__ import annotations
 
+import signal
 import time
 from typing import Any
 
@@ -86,3 +87,30 @@ def test_a_clean_shutdown_hands_the_lease_over_at_once(namespace: str, start_ope
     stopped = time.monotonic()
     wait_for(lambda: leading(second), what="the standby to take over", timeout=15)
     assert time.monotonic() - stopped < 6  # released: no need to wait for the lease to expire
+
+
+def test_a_frozen_leader_that_wakes_up_after_a_takeover_exits_without_acting(
+    namespace: str, api: Api, start_operator: Any
+) -> None:
+    """The split-brain case: the leader is paused (SIGSTOP) past its lease, the standby takes
+    over, then the old leader resumes. It must stop instead of reconciling with a stale Lease."""
+    first: OperatorProcess = start_operator("--leader-elect", f"--leader-election-namespace={namespace}")
+    wait_for(lambda: leading(first), what="the first replica to lead", timeout=30)
+    second: OperatorProcess = start_operator("--leader-elect", f"--leader-election-namespace={namespace}")
+    api.apply(
+        dag_manifest(
+            "etl", [{"name": "a", "bash": "true"}, {"name": "b", "bash": "true", "dependsOn": ["a"]}]
+        )
+    )
+    assert first.process is not None
+    first.process.send_signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: leading(second), what="the standby to take over from the frozen leader", timeout=20)
+        run = api.create_run("etl", DAY)  # work only the new leader may do
+        first.process.send_signal(signal.SIGCONT)
+        assert first.process.wait(timeout=15) == 1  # it noticed it lost the Lease and exited
+    finally:
+        if first.process.poll() is None:
+            first.process.send_signal(signal.SIGCONT)
+    assert api.wait_run(run)["status"]["state"] == "success"
+    assert pod_creates(second) == {"201": 2}  # a Pod the old leader had created would show as a 409

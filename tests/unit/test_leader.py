@@ -70,3 +70,20 @@ def test_identities_differ_per_process_start(monkeypatch: Any) -> None:
     monkeypatch.setenv("POD_NAME", "kfl-abc")
     first, second = leader.default_identity(), leader.default_identity()
     assert first.startswith("kfl-abc_") and second.startswith("kfl-abc_") and first != second
+
+
+def test_a_leader_that_could_not_renew_within_the_deadline_may_not_act() -> None:
+    now = [100.0]
+    elector = leader.LeaderElector(
+        client=None,  # type: ignore[arg-type]  # the rule needs no API
+        settings=leader.Settings(namespace="ns"),
+        on_started=lambda: None,
+        on_lost=lambda: None,
+        clock=lambda: now[0],
+    )
+    assert not elector.still_leading()
+    elector.leading, elector._renewed_at = True, 100.0
+    now[0] = 106.9
+    assert elector.still_leading()
+    now[0] = 107.1  # frozen past the 7 s deadline: a standby may take over at 10 s
+    assert not elector.still_leading()
