@@ -12,7 +12,9 @@ webhook this test serves. The test checks that:
 - Alertmanager configured with the shipped Slack example (helm/examples/alertmanager-slack.yaml,
   its Slack URL pointed at the test's receiver) posts a message naming the DAG, task, run,
   logical date and the command to run next;
-- every query of every panel of the chart's Grafana dashboard returns data.
+- every query of every panel of the chart's Grafana dashboard returns data;
+- a second Prometheus, started only after the failure (its first sample of the counter is
+  already 1, so increase() sees nothing), fires the alert too.
 """
 # ruff: noqa: F811
 
@@ -66,6 +68,34 @@ def test_a_failed_run_fires_its_alert_through_alertmanager_and_every_dashboard_q
         _run_and_check(namespace, api, prometheus, webhook)
     finally:
         prometheus.stop()
+    # A Prometheus that first scrapes the operator after the failure (it was restarted, or the
+    # operator's series were born at 1) sees no increase, and must fire all the same.
+    late = Prometheus(
+        tmp_path / "late-prometheus",
+        targets=[f"127.0.0.1:{operator.metrics_port}"],
+        rules=rules,
+        alertmanager=None,
+    )
+    try:
+        fired = wait_until(
+            lambda: [
+                a
+                for a in late.alerts()
+                if a["labels"]["alertname"] == "KubeflowliteDAGRunFailed"
+                and a["labels"].get("namespace") == namespace
+                and a["state"] == "firing"
+            ],
+            timeout=30,
+            what="a Prometheus that never saw the counter at 0 to fire KubeflowliteDAGRunFailed",
+            dump=late.log,
+        )
+        assert [a["labels"]["dag"] for a in fired] == ["etl"]
+        increase = late.query(
+            f'increase(kubeflowlite_dagruns_finished_total{{namespace="{namespace}", state="failed"}}[15m]) > 0'
+        )
+        assert increase == []  # increase() alone would have missed it: the case the rule's second half covers
+    finally:
+        late.stop()
 
 
 def _run_and_check(namespace: str, api: Api, prometheus: Prometheus, webhook: Webhook) -> None:
