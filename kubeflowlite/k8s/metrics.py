@@ -180,15 +180,15 @@ def record_request(verb: str, resource: str, code: int) -> None:
     API_REQUESTS.labels(verb, resource, str(code)).inc()
 
 
-_last_failures: dict[tuple[str, ...], tuple[str, ...]] = {}
-"""(namespace, dag[, task]) -> the label values of its current last-failure series."""
+_last_failures: dict[tuple[int, tuple[str, ...]], tuple[str, ...]] = {}
+"""(gauge, (namespace, dag[, task])) -> the label values of its current last-failure series."""
 
 
 def _replace_last_failure(gauge: Gauge, key: tuple[str, ...], labels: tuple[str, ...], when: float) -> None:
-    previous = _last_failures.get((gauge._name, *key))
+    previous = _last_failures.get((id(gauge), key))
     if previous is not None and previous != labels:
         _remove(gauge, *previous)
-    _last_failures[(gauge._name, *key)] = labels
+    _last_failures[(id(gauge), key)] = labels
     gauge.labels(*labels).set(when)
 
 
