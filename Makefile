@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: test venv tools system-packages lint typecheck unit pytest crds bench clean
+.PHONY: test venv tools system-packages lint typecheck unit pytest crds dashboard bench clean
 
 test: venv tools system-packages lint pytest ## everything CI checks: lint, types, unit and cluster tests
 
@@ -39,6 +39,9 @@ unit: venv ## only the fast tests that need no cluster
 
 crds: venv ## regenerate crds/ from the pydantic models
 	$(BIN)/kubeflowlite crds --output crds/
+
+dashboard: venv ## regenerate the chart's Grafana dashboard from kubeflowlite/ops/dashboard.py
+	$(BIN)/python -m kubeflowlite.ops.dashboard
 
 bench: venv tools
 	$(BIN)/python -m benchmarks

@@ -162,6 +162,17 @@ def _date(text: str, option: str) -> datetime:
     default="info",
     show_default=True,
 )
+@click.option(
+    "--leader-elect",
+    is_flag=True,
+    help="Reconcile only while holding a coordination Lease (run several replicas safely).",
+)
+@click.option(
+    "--leader-election-namespace",
+    envvar="POD_NAMESPACE",
+    help="Namespace of the Lease (default: $POD_NAMESPACE, else the first watched namespace).",
+)
+@click.option("--leader-election-id", default="kubeflowlite-operator", show_default=True, help="Lease name.")
 def operator_cmd(
     kubeconfig: str | None,
     context: str | None,
@@ -172,9 +183,12 @@ def operator_cmd(
     pending_timeout: str,
     workers: int,
     log_level: str,
+    leader_elect: bool,
+    leader_election_namespace: str | None,
+    leader_election_id: str,
 ) -> None:
     """Run the operator: reconcile DAGs and DAGRuns (kopf inside). Without -n/-A: the context's namespace."""
-    from kubeflowlite.k8s import operator, oplog  # kopf is imported only for this command
+    from kubeflowlite.k8s import leader, operator, oplog  # kopf is imported only for this command
 
     oplog.configure(log_level)
     try:
@@ -191,6 +205,12 @@ def operator_cmd(
         liveness=liveness,
         pending_timeout=timeout,
         workers=workers,
+        leader_election=leader.Settings(
+            namespace=leader_election_namespace or (watched[0] if watched else config.namespace),
+            name=leader_election_id,
+        )
+        if leader_elect
+        else None,
     )
     scope = "all namespaces" if all_namespaces else ", ".join(watched)
     logging.getLogger("kubeflowlite").info("operator starting: %s, watching %s", config.server, scope)

@@ -264,6 +264,13 @@ class Schedule:
             return self._first_interval()
         return self._bounded(self._interval_at(self._next_fire(after)))
 
+    def interval_length(self, now: datetime) -> timedelta | None:
+        """How long the cron interval that contains `now` is (None for manual and @once DAGs)."""
+        if self.expression is None:
+            return None
+        start = self._fire_at_or_before(_utc(now))
+        return self._next_fire(start) - start
+
     def _latest_due(self, now: datetime) -> RunInterval | None:
         """The last interval (within start/end dates) that has ended by `now`."""
         assert self.expression is not None

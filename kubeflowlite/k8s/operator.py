@@ -14,24 +14,41 @@ handler runs); our handlers only keep indices and add keys to the work queue:
 No kopf handler patches anything, so kopf writes no annotations or finalizers
 and posts no events of its own: every write the operator makes is the
 controllers', and counted in metrics.
+
+With leader election (`--leader-elect`, leader.py) every replica watches and keeps
+its indices, but only the Lease holder starts the work queue (and publishes the
+per-DAG gauges); a replica that loses the Lease exits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kopf
 
 from kubeflowlite.core import templating
-from kubeflowlite.k8s import kube, metrics, names, observe, oplog, resources, view, xcom_store
+from kubeflowlite.k8s import (
+    kube,
+    leader,
+    metrics,
+    names,
+    observe,
+    oplog,
+    outcomes,
+    resources,
+    view,
+    xcom_store,
+)
 from kubeflowlite.k8s.dag_controller import DAGController
 from kubeflowlite.k8s.run_controller import RunController, RunSettings, dag_key, run_key
 from kubeflowlite.k8s.workqueue import WorkQueue
@@ -53,6 +70,8 @@ class OperatorOptions:
     pending_timeout: timedelta = observe.DEFAULT_PENDING_TIMEOUT
     workers: int = 8
     """Reconciles that may run at once (each mostly waits on the API server)."""
+    leader_election: leader.Settings | None = None
+    """Reconcile only while holding this Lease (several replicas); None: always (one replica)."""
 
 
 @dataclass
@@ -64,6 +83,9 @@ class Operator:
     queue: WorkQueue | None = None
     runs: RunController | None = None
     dags: DAGController | None = None
+    elector: leader.LeaderElector | None = None
+    _view: view.IndexedView | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _snapshots: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
 
     def start(self, indices: dict[str, Any]) -> None:
@@ -89,12 +111,65 @@ class Operator:
             settings=settings,
         )
         self.dags = DAGController(client=client, view=cluster_view, runs=self.runs, enqueue=queue.add)
-        self.client, self.queue = client, queue
-        queue.start()
+        self.client, self.queue, self._view = client, queue, cluster_view
+        election = self.options.leader_election
+        if election is None:
+            self._lead()
+            return
+        self.elector = leader.LeaderElector(client, election, on_started=self._lead, on_lost=_exit_lost)
+        self._tasks.append(asyncio.create_task(self.elector.run()))
+
+    def _lead(self) -> None:
+        """Start reconciling: every known object gets a look (level-triggered), gauges are published."""
+        assert self.queue is not None and self._view is not None
+        metrics.LEADER.set(1)
+        self.queue.start()
+        for dag in self._view.dags():
+            metadata = dag.get("metadata") or {}
+            namespace, name = str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
+            self.add(dag_key(namespace, name))
+            for run in self._view.runs_of_dag(namespace, name):
+                self.add(run_key(namespace, str((run.get("metadata") or {}).get("name") or "")))
+        self._tasks.append(asyncio.create_task(self._publish_levels()))
+
+    async def _publish_levels(self) -> None:
+        publisher = metrics.LevelPublisher()
+        while True:
+            try:
+                publisher.publish(self.levels())
+            except Exception:  # a gauge refresh must never take the operator down
+                logger.exception("could not compute the DAG gauges")
+            await asyncio.sleep(LEVELS_EVERY)
+
+    def levels(self) -> list[outcomes.DAGLevels]:
+        """The gauges of every watched DAG, from the view and the run controller's fresher statuses."""
+        assert self.runs is not None and self._view is not None
+        now = datetime.now(UTC)
+        found = []
+        for dag in self._view.dags():
+            metadata = dag.get("metadata") or {}
+            namespace, name = str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
+            spec, _ = self.runs.dag_spec(dag)
+            statuses = [run.get("status") or {} for run in self.runs.runs_of_dag(namespace, name)]
+            found.append(
+                outcomes.dag_levels(
+                    namespace=namespace,
+                    name=name,
+                    paused=bool((dag.get("spec") or {}).get("paused")),
+                    spec=spec,
+                    runs=statuses,
+                    now=now,
+                )
+            )
+        return found
 
     async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
         if self.queue is not None:
             await self.queue.stop()
+        if self.elector is not None:
+            await self.elector.release()
         if self.client is not None:
             await self.client.close()
 
@@ -107,6 +182,8 @@ class Operator:
         assert isinstance(key, tuple)
         kind, namespace, name = key
         assert self.runs is not None and self.dags is not None
+        if self.elector is not None and not self.elector.still_leading():
+            _exit_lost()  # the Lease may be someone else's by now: act on nothing
         started = time.perf_counter()
         try:
             if kind == "run":
@@ -136,6 +213,25 @@ class Operator:
 
     def drop_snapshot(self, body: Any) -> None:
         self._snapshots.pop(str((body.get("metadata") or {}).get("uid")), None)
+
+
+LEVELS_EVERY = 5.0
+"""Seconds between refreshes of the per-DAG gauges (a scrape every 15-30 s sees fresh values)."""
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("kubeflowlite")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _exit_lost() -> None:
+    """Leadership lost: stop acting at once; the Deployment restarts the process as a candidate."""
+    logger.critical("lost the leader lease; exiting so that only the new leader acts")
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(1)
 
 
 def connection_info(cluster: kube.ClusterConfig) -> kopf.ConnectionInfo:
@@ -232,7 +328,7 @@ async def run_operator(
     ready_flag: asyncio.Event | threading.Event | None = None,
 ) -> None:
     """Run the operator until `stop_flag` is set (or forever): `kubeflowlite operator`, or a test's thread."""
-    metrics.serve(options.metrics_port)
+    metrics.serve(options.metrics_port, version=_version())
     operator = Operator(options)
     await kopf.operator(
         registry=build_registry(operator),

@@ -40,12 +40,22 @@ from typing import Any
 from pydantic import ValidationError
 
 from kubeflowlite.api.dag import DAGSpec, Task
-from kubeflowlite.api.dagrun import DAGRunSpec, DAGRunStatus, RunState, TaskState
+from kubeflowlite.api.dagrun import DAGRunSpec, DAGRunStatus, RunState, RunType, TaskState
 from kubeflowlite.core import engine, loading
 from kubeflowlite.core.engine import IN_FLIGHT, Attempt, AttemptPhase, RunInput
 from kubeflowlite.core.schedule import Schedule, parse_time
 from kubeflowlite.core.validation import InvalidDAGError
-from kubeflowlite.k8s import inline_tasks, kube, launch, metrics, names, observe, patches, xcom_store
+from kubeflowlite.k8s import (
+    inline_tasks,
+    kube,
+    launch,
+    metrics,
+    names,
+    observe,
+    outcomes,
+    patches,
+    xcom_store,
+)
 from kubeflowlite.k8s import run_rules as rules
 from kubeflowlite.k8s.view import ClusterView, Obj
 
@@ -253,6 +263,18 @@ class RunController:
         work.clock.lap("decide")
         old_status = memory.status
         await self._act(work, decision)
+        metrics.record_transition(
+            namespace,
+            spec.dag_name,
+            outcomes.transition(
+                old_status,
+                memory.status,
+                due=_due(body, spec, facts),
+                pods_created=_pods_created(work.pods),
+            ),
+            run=name,
+            logical_date=spec.logical_date,
+        )
         await self._after_write(namespace, body, spec, old_status, memory.status, memory.spec)
         work.clock.lap("after")
         logger.debug("reconciled run %s/%s: %s", namespace, name, work.clock)
@@ -500,16 +522,10 @@ class RunController:
         new: DAGRunStatus,
         dag_spec: DAGSpec,
     ) -> None:
-        """Metrics, an Event when the run ends, and wake-ups for the DAG and later runs."""
-        for done in rules.finished_tasks(old, new):
-            metrics.task_finished(done.state.value, done.seconds)
+        """An Event when the run ends, and wake-ups for the DAG and later runs."""
         if old.state is not new.state or old.start_time is None:
             self.enqueue(dag_key(namespace, spec.dag_name))
             if new.state.finished:
-                seconds = None
-                if new.start_time and new.end_time:
-                    seconds = (parse_time(new.end_time) - parse_time(new.start_time)).total_seconds()
-                metrics.run_finished(new.state.value, seconds)
                 failed = [t for t, i in new.tasks.items() if i.state.value in ("failed", "upstream_failed")]
                 message = f"run {new.state.value} after {new.duration or '?'} ({new.tasks_summary} tasks)"
                 if failed:
@@ -619,6 +635,27 @@ class _Stopwatch:
 
     def __str__(self) -> str:
         return ", ".join(self._laps)
+
+
+def _due(body: Obj, spec: DAGRunSpec, facts: launch.RunFacts) -> datetime | None:
+    """When the run was due: a scheduled run at the end of its data interval, any other at its creation."""
+    if spec.run_type is RunType.scheduled and facts.interval is not None:
+        return facts.interval.data_interval_end
+    try:
+        return parse_time(str((body.get("metadata") or {}).get("creationTimestamp") or ""))
+    except ValueError:
+        return None
+
+
+def _pods_created(pods: list[Obj]) -> dict[str, datetime]:
+    created = {}
+    for pod in pods:
+        metadata = pod.get("metadata") or {}
+        try:
+            created[str(metadata.get("name"))] = parse_time(str(metadata.get("creationTimestamp") or ""))
+        except ValueError:
+            continue
+    return created
 
 
 def _without_duration(wire: Mapping[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,6 @@ tested without a cluster:
   is valid and not paused, and maxActiveRuns has room, oldest logical date first);
 - `previous_run_states`: the task states of the run before this one (dependsOnPast);
 - `pods_to_clean`: which Pods the DAG's podCleanup policy deletes now;
-- `finished_tasks`: task instances that finished between two statuses (metrics);
 - status decoration: Pod names, the snapshot, data interval, duration, conditions.
 """
 
@@ -239,31 +238,6 @@ def pods_to_clean(policy: str, pods: Iterable[Obj], status: DAGRunStatus) -> lis
         if recorded:
             doomed.append(metadata.get("name", ""))
     return [name for name in doomed if name]
-
-
-@dataclass(frozen=True)
-class Finished:
-    """A task instance that reached a final state."""
-
-    task: str
-    state: TaskState
-    seconds: float | None
-
-
-def finished_tasks(old: DAGRunStatus, new: DAGRunStatus) -> list[Finished]:
-    """Task instances finished in `new` that were not finished (or were another try) in `old`."""
-    done = []
-    for task, instance in new.tasks.items():
-        if not instance.state.finished:
-            continue
-        before = old.tasks.get(task)
-        if before is not None and before.state is instance.state and before.try_number == instance.try_number:
-            continue
-        seconds = None
-        if instance.start_time and instance.end_time:
-            seconds = (parse_time(instance.end_time) - parse_time(instance.start_time)).total_seconds()
-        done.append(Finished(task, instance.state, seconds))
-    return done
 
 
 # --- decorating the status --------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from operator_harness import (
     task_states,
     wait_for,
 )
+from ops_harness import value
 
 from kubeflowlite.k8s import taskscript
 
@@ -75,8 +76,13 @@ def test_a_task_that_fails_twice_then_succeeds_ends_on_try_3(api: Api, operator:
     assert [t["tryNumber"] for t in instance["tries"]] == [1, 2]
     assert all(t["state"] == "failed" and t["exitCode"] == 7 for t in instance["tries"])
     metrics = operator.metrics()
-    assert 'kubeflowlite_task_instances_finished_total{state="success"} 2.0' in metrics
-    assert 'kubeflowlite_dagruns_finished_total{state="success"} 1.0' in metrics
+    where = {"namespace": api.namespace, "dag": "retries"}
+    for task in ("flaky", "after"):
+        assert (
+            value(operator, "kubeflowlite_task_instances_finished_total", **where, task=task, state="success")
+            == 1
+        )
+    assert value(operator, "kubeflowlite_dagruns_finished_total", **where, state="success") == 1
     assert 'kubeflowlite_api_requests_total{code="201",resource="pods",verb="create"} 4.0' in metrics
     assert sorted(
         p.metadata.labels["kubeflowlite.io/try"] for p in api.pods(run) if "flaky" in p.metadata.name

@@ -203,25 +203,6 @@ class TestPodCleanup:
         ]
 
 
-def test_finished_tasks_are_reported_once_per_try() -> None:
-    old = status(
-        a=TaskInstanceStatus(state=TaskState.running, try_number=1, start_time="2024-05-01T11:00:00Z")
-    )
-    done = TaskInstanceStatus(
-        state=TaskState.success,
-        try_number=1,
-        start_time="2024-05-01T11:00:00Z",
-        end_time="2024-05-01T11:00:30Z",
-    )
-    new = status(a=done, b=TaskInstanceStatus(state=TaskState.skipped))
-    finished = rules.finished_tasks(old, new)
-    assert [(f.task, f.state, f.seconds) for f in finished] == [
-        ("a", TaskState.success, 30.0),
-        ("b", TaskState.skipped, None),
-    ]
-    assert rules.finished_tasks(new, new) == []
-
-
 def test_pod_names_follow_the_current_try_of_pod_tasks() -> None:
     current = status(
         a=TaskInstanceStatus(state=TaskState.running, try_number=3),

@@ -78,3 +78,7 @@ namespaces to follow resources and namespaces that appear at runtime.
   resources: ["namespaces"]
   verbs: ["get", "list", "watch"]
 {{- end }}
+
+{{- define "kubeflowlite.leaseName" -}}
+{{- default (include "kubeflowlite.fullname" .) .Values.leaderElection.leaseName }}
+{{- end }}

@@ -1,0 +1,1 @@
+"""Operations artefacts generated from code (the Grafana dashboard); not imported by the operator."""
