@@ -424,11 +424,23 @@ class Kube:
         await self.create(EVENTS, namespace, event)
 
     async def pod_logs(
-        self, namespace: str, name: str, *, container: str | None = None, follow: bool = False
+        self,
+        namespace: str,
+        name: str,
+        *,
+        container: str | None = None,
+        follow: bool = False,
+        tail_lines: int | None = None,
+        limit_bytes: int | None = None,
     ) -> AsyncIterator[bytes]:
-        """A Pod's log, chunk by chunk (until the container ends when following)."""
+        """A Pod's log, chunk by chunk (until the container ends when following); optionally only its tail."""
         session = self._session_for_loop()
-        params = {"container": container, "follow": "true" if follow else None}
+        params = {
+            "container": container,
+            "follow": "true" if follow else None,
+            "tailLines": tail_lines,
+            "limitBytes": limit_bytes,
+        }
         query = urlencode({k: v for k, v in params.items() if v is not None})
         url = PODS.path(namespace, name, "log").lstrip("/") + (f"?{query}" if query else "")
         async with session.get(url, headers=self._auth_headers()) as response:
@@ -437,6 +449,43 @@ class Kube:
                 raise _api_error(response.status, await response.read(), verb="logs", path=url)
             async for chunk in response.content.iter_any():
                 yield chunk
+
+    async def watch(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        *,
+        resource_version: str | None = None,
+        timeout_seconds: int = 300,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The watch events ({"type", "object"}) of `resource` until the server ends the stream.
+
+        Without `resource_version` the server first sends every existing object as ADDED.
+        An expired version arrives as an ERROR event (object.code 410); start again without one.
+        """
+        session = self._session_for_loop()
+        query = urlencode(
+            {
+                "watch": "true",
+                "allowWatchBookmarks": "true",
+                "timeoutSeconds": timeout_seconds,
+                **({"resourceVersion": resource_version} if resource_version else {}),
+            }
+        )
+        url = resource.path(namespace).lstrip("/") + f"?{query}"
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout_seconds + 30)
+        async with session.get(url, headers=self._auth_headers(), timeout=timeout) as response:
+            self._count("watch", resource.plural, response.status)
+            if response.status >= 400:
+                raise _api_error(response.status, await response.read(), verb="watch", path=url)
+            pending = b""
+            async for chunk in response.content.iter_any():  # lines can exceed aiohttp's readline limit
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        event: dict[str, Any] = json.loads(line)
+                        yield event
 
 
 def _api_error(status: int, payload: bytes, *, verb: str, path: str) -> ApiError:

@@ -1,0 +1,387 @@
+"""The web application: routes that read through `source`, shape with `models`, render with Jinja2.
+
+Safety rules, each in one place:
+- Everything shown is escaped: the Jinja2 environment autoescapes every template,
+  and the only markup inserted unescaped is Graphviz's SVG (which escapes labels).
+  A Content-Security-Policy allows scripts from this server's /static only, so even
+  an escaping mistake could not run an inline script.
+- Writes are POSTs carrying the server's CSRF token (a random value per process,
+  only readable by pages this server rendered) and, when the browser sends an
+  Origin, from this server's own origin (`check_write`).
+- An API refusal (RBAC's 403, a conflict, a missing object) is shown as the API
+  server's message with its status code, never as a stack trace (`api_error`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import secrets
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import jinja2
+from markupsafe import Markup
+from sse_starlette.sse import EventSourceResponse
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from kubeflowlite.cli import cluster_plans
+from kubeflowlite.k8s import kube, pods
+from kubeflowlite.ui import graph, live, models
+from kubeflowlite.ui.source import PodGone, Scope, Source
+
+HERE = Path(__file__).parent
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["q"] = lambda text: quote(str(text), safe="")
+    return env
+
+
+class UI:
+    """The application's state: the API client, the scope, the live hub, the layouts, the CSRF token."""
+
+    def __init__(self, client: kube.Kube, scope: Scope, *, allow_writes: bool = True) -> None:
+        self.source = Source(client, scope)
+        self.scope = scope
+        self.hub = live.RunHub(client, scope)
+        self.layouts = graph.LayoutCache()
+        self.csrf = secrets.token_urlsafe(32)
+        self.allow_writes = allow_writes
+        self.templates = Jinja2Templates(env=_environment())
+
+    # --- helpers --------------------------------------------------------------------------------------
+
+    def page(self, request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+        context |= {"csrf": self.csrf, "scope": self.scope, "writes": self.allow_writes}
+        response: HTMLResponse = self.templates.TemplateResponse(
+            request, template, context, status_code=status_code
+        )
+        return response
+
+    def namespace(self, request: Request) -> str:
+        namespace = str(request.path_params["ns"])
+        if not self.scope.allows(namespace):
+            raise HTTPException(404, f"namespace {namespace!r} is not shown by this UI (started with -n)")
+        return namespace
+
+    async def check_write(self, request: Request) -> dict[str, str]:
+        """The form of a write request, once its CSRF token and origin are right; 403 otherwise."""
+        if not self.allow_writes:
+            raise HTTPException(403, "this UI is read-only (ui.allowWrites is off)")
+        origin = request.headers.get("origin")
+        if origin and urlsplit(origin).netloc != request.headers.get("host"):
+            raise HTTPException(403, f"cross-origin request refused (Origin {origin})")
+        form = await request.form()
+        token = str(form.get("csrf") or "")
+        if not hmac.compare_digest(token.encode(), self.csrf.encode()):
+            raise HTTPException(403, "missing or wrong CSRF token: reload the page and try again")
+        return {key: str(value) for key, value in form.items()}
+
+    # --- pages ----------------------------------------------------------------------------------------
+
+    async def dags(self, request: Request) -> Response:
+        tag = request.query_params.get("tag") or None
+        dags, runs = await self.source.dags(), await self.source.all_runs()
+        rows = models.dag_rows(dags, runs, tag=tag)
+        return self.page(request, "dags.html", rows=rows, tags=models.all_tags(dags), tag=tag)
+
+    async def _grid(self, request: Request) -> tuple[str, str, dict[str, Any] | None, models.Grid]:
+        namespace, name = self.namespace(request), str(request.path_params["dag"])
+        dag = await self.source.dag(namespace, name)
+        runs = await self.source.runs_of(namespace, name)
+        if dag is None and not runs:
+            raise HTTPException(404, f"DAG {name!r} not found in namespace {namespace!r}")
+        offset = _int(request.query_params.get("offset"))
+        return namespace, name, dag, models.grid(dag, runs, offset=offset)
+
+    async def dag_page(self, request: Request) -> Response:
+        namespace, name, dag, grid = await self._grid(request)
+        rows = models.dag_rows([dag], [], tag=None) if dag is not None else []
+        return self.page(
+            request,
+            "grid.html",
+            namespace=namespace,
+            dag=name,
+            row=rows[0] if rows else None,
+            grid=grid,
+            error=None,
+        )
+
+    async def grid_fragment(self, request: Request) -> Response:
+        namespace, name, _, grid = await self._grid(request)
+        return self.page(request, "_grid.html", namespace=namespace, dag=name, grid=grid)
+
+    async def grid_events(self, request: Request) -> Response:
+        namespace, name = self.namespace(request), str(request.path_params["dag"])
+        events = live.grid_events(
+            self.source,
+            self.hub,
+            namespace=namespace,
+            dag=name,
+            watch_key=request.query_params.get("runs") or "",
+            offset=_int(request.query_params.get("offset")),
+        )
+        return EventSourceResponse(events, ping=15)
+
+    async def _run(self, request: Request) -> tuple[str, dict[str, Any]]:
+        namespace, name = self.namespace(request), str(request.path_params["run"])
+        run = await self.source.run(namespace, name)
+        if run is None:
+            raise HTTPException(404, f"DAGRun {name!r} not found in namespace {namespace!r}")
+        return namespace, run
+
+    async def run_page(self, request: Request) -> Response:
+        namespace, run = await self._run(request)
+        snapshot = (run.get("status") or {}).get("dagSpec") or {}
+        tasks = snapshot.get("tasks") or []
+        svg = ""
+        layout_error = ""
+        if tasks:
+            try:
+                svg = await run_in_threadpool(self.layouts.svg, tasks)
+            except graph.LayoutError as error:
+                layout_error = str(error)
+        states = {t: models.task_state(run, t) for t in models.task_ids(None, [run])}
+        return self.page(
+            request,
+            "run.html",
+            namespace=namespace,
+            run=models.run_details(run, now=_now()),
+            svg=Markup(graph.colour(svg, states)) if svg else "",
+            layout_error=layout_error,
+            tasks=list(states),
+        )
+
+    async def gantt_page(self, request: Request) -> Response:
+        namespace, run = await self._run(request)
+        pod_list = await self.source.pods_of(namespace, models.name_of(run))
+        bars, span = models.gantt(run, pod_list, now=_now())
+        return self.page(
+            request,
+            "gantt.html",
+            namespace=namespace,
+            run=models.run_details(run, now=_now()),
+            bars=bars,
+            span=span,
+        )
+
+    async def task_page(self, request: Request) -> Response:
+        namespace, run = await self._run(request)
+        task = str(request.path_params["task"])
+        run_name = models.name_of(run)
+        tries = models.tries(run, task, now=_now())
+        state = models.task_state(run, task)
+        if state == "absent":
+            raise HTTPException(404, f"run {run_name!r} has no task {task!r}")
+        current = tries[-1] if tries else None
+        pod = await self.source.pod(namespace, current.pod) if current else None
+        events = await self.source.pod_events(namespace, current.pod) if current else []
+        xcom = models.xcom_text(await self.source.xcom(namespace, run_name), task)
+        return self.page(
+            request,
+            "task.html",
+            namespace=namespace,
+            run=models.run_details(run, now=_now()),
+            task=task,
+            state=state,
+            tries=tries,
+            pod=models.pod_info(pod) if pod else None,
+            command=models.pod_command(pod, pods.MAIN_CONTAINER) if pod else None,
+            events=models.event_rows(events),
+            xcom=xcom,
+        )
+
+    async def log_fragment(self, request: Request) -> Response:
+        namespace, run_name = self.namespace(request), str(request.path_params["run"])
+        task = str(request.path_params["task"])
+        number = _int(request.query_params.get("try")) or 1
+        tail = models.log_tail(request.query_params.get("tail"))
+        pod = models.try_pod(run_name, task, number)
+        try:
+            text = (await self.source.log(namespace, pod, tail=tail, max_bytes=models.LOG_MAX_BYTES)).decode(
+                "utf-8", "replace"
+            )
+            gone = False
+        except PodGone:
+            text, gone = "", True
+        return self.page(
+            request,
+            "_log.html",
+            namespace=namespace,
+            run=run_name,
+            task=task,
+            number=number,
+            pod=pod,
+            text=text,
+            gone=gone,
+            tail=tail,
+            more=models.more_log(tail),
+        )
+
+    # --- writes -----------------------------------------------------------------------------------------
+
+    async def trigger(self, request: Request) -> Response:
+        form = await self.check_write(request)
+        namespace, name = self.namespace(request), str(request.path_params["dag"])
+        try:
+            logical_date, conf = models.parse_trigger(form.get("conf", ""), form.get("date", ""))
+        except models.FormError as error:
+            return self.message(request, 400, "Trigger refused", str(error))
+        try:
+            run = await self.source.trigger(namespace, name, logical_date=logical_date, conf=conf)
+        except kube.ApiError as error:
+            if error.conflict:
+                return self.message(
+                    request, 409, "Trigger refused", f"a run at {form.get('date')} exists already"
+                )
+            raise
+        return RedirectResponse(
+            f"/dags/{quote(namespace)}/{quote(name)}/?triggered={quote(run)}", status_code=303
+        )
+
+    async def pause(self, request: Request) -> Response:
+        form = await self.check_write(request)
+        namespace, name = self.namespace(request), str(request.path_params["dag"])
+        await self.source.set_paused(namespace, name, form.get("paused") == "true")
+        return RedirectResponse(
+            _local(form.get("next")) or f"/dags/{quote(namespace)}/{quote(name)}/", status_code=303
+        )
+
+    async def clear(self, request: Request) -> Response:
+        form = await self.check_write(request)
+        namespace, run = await self._run(request)
+        task = form.get("task", "")
+        try:
+            tasks = models.clear_tasks(
+                run,
+                task,
+                downstream=bool(form.get("downstream")),
+                upstream=bool(form.get("upstream")),
+                only_failed=bool(form.get("only_failed")),
+            )
+        except cluster_plans.PlanError as error:
+            return self.message(request, 400, "Clear refused", str(error))
+        if not tasks:
+            return self.message(request, 400, "Nothing to clear", "no task matches the options chosen")
+        await self.source.clear(namespace, models.name_of(run), tasks)
+        return RedirectResponse(f"/runs/{quote(namespace)}/{quote(models.name_of(run))}/", status_code=303)
+
+    def message(self, request: Request, status: int, title: str, text: str) -> HTMLResponse:
+        return self.page(request, "error.html", status_code=status, status=status, title=title, message=text)
+
+    async def api_error(self, request: Request, error: Exception) -> Response:
+        assert isinstance(error, kube.ApiError)
+        title = (
+            "Forbidden by the cluster's RBAC"
+            if error.status == 403
+            else f"The API server refused ({error.reason})"
+        )
+        return self.message(request, error.status, title, error.message or str(error))
+
+    async def http_error(self, request: Request, error: Exception) -> Response:
+        assert isinstance(error, HTTPException)
+        return self.message(request, error.status_code, "Not possible", str(error.detail))
+
+
+def _int(text: str | None) -> int:
+    try:
+        return max(0, int(text or 0))
+    except ValueError:
+        return 0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _local(path: str | None) -> str | None:
+    """A redirect target only if it is a path on this server."""
+    if path and path.startswith("/") and not path.startswith("//") and "\\" not in path:
+        return path
+    return None
+
+
+class SecurityHeaders:
+    """ASGI middleware adding CSP and friends to every HTTP response (streams untouched)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers") or [])
+                headers += [
+                    (b"content-security-policy", CSP.encode()),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"same-origin"),
+                ]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def create_app(client: kube.Kube, scope: Scope, *, allow_writes: bool = True) -> Starlette:
+    """The Starlette application over `client` (closed with the app) for `scope`."""
+    ui = UI(client, scope, allow_writes=allow_writes)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await ui.hub.close()
+            await client.close()
+
+    async def healthz(_: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    routes = [
+        Route("/", ui.dags),
+        Route("/healthz", healthz),
+        Route("/dags/{ns}/{dag}/", ui.dag_page),
+        Route("/dags/{ns}/{dag}/grid", ui.grid_fragment),
+        Route("/dags/{ns}/{dag}/events", ui.grid_events),
+        Route("/dags/{ns}/{dag}/trigger", ui.trigger, methods=["POST"]),
+        Route("/dags/{ns}/{dag}/pause", ui.pause, methods=["POST"]),
+        Route("/runs/{ns}/{run}/", ui.run_page),
+        Route("/runs/{ns}/{run}/gantt", ui.gantt_page),
+        Route("/runs/{ns}/{run}/clear", ui.clear, methods=["POST"]),
+        Route("/runs/{ns}/{run}/tasks/{task}", ui.task_page),
+        Route("/runs/{ns}/{run}/tasks/{task}/log", ui.log_fragment),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(SecurityHeaders)],
+        exception_handlers={kube.ApiError: ui.api_error, HTTPException: ui.http_error},
+    )
+    app.state.ui = ui
+    return app
