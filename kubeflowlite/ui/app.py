@@ -218,13 +218,17 @@ class UI:
         number = _int(request.query_params.get("try")) or 1
         tail = models.log_tail(request.query_params.get("tail"))
         pod = models.try_pod(run_name, task, number)
+        text, gone, error = "", False, ""
+        pod_obj = await self.source.pod(namespace, pod)
+        live = bool(pod_obj) and (pod_obj or {}).get("status", {}).get("phase") in ("Pending", "Running")
         try:
             text = (await self.source.log(namespace, pod, tail=tail, max_bytes=models.LOG_MAX_BYTES)).decode(
                 "utf-8", "replace"
             )
-            gone = False
         except PodGone:
-            text, gone = "", True
+            gone = True
+        except kube.ApiError as refused:  # shown in the log panel (htmx swaps only successful responses)
+            error = f"{refused.status} {refused.reason}: {refused.message}"
         return self.page(
             request,
             "_log.html",
@@ -234,7 +238,9 @@ class UI:
             number=number,
             pod=pod,
             text=text,
-            gone=gone,
+            gone=gone or pod_obj is None,
+            error=error,
+            live=live,
             tail=tail,
             more=models.more_log(tail),
         )

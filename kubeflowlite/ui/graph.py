@@ -73,11 +73,10 @@ def spec_key(tasks: Sequence[Mapping[str, Any]]) -> str:
 
 
 _XML_PROLOGUE = re.compile(r"^.*?(?=<svg)", re.DOTALL)
-_DIMENSIONS = re.compile(r'<svg width="[^"]*" height="[^"]*"')
 
 
 def run_dot(source: str) -> str:
-    """`dot -Tsvg` of `source`: the <svg> element alone (no XML prologue or doctype), scalable."""
+    """`dot -Tsvg` of `source`: the <svg> element alone (no XML prologue or doctype), at its natural size."""
     binary = shutil.which("dot")
     if binary is None:
         raise LayoutError("Graphviz `dot` is not installed (Debian package graphviz)")
@@ -89,8 +88,7 @@ def run_dot(source: str) -> str:
         raise LayoutError(f"dot took longer than {DOT_TIMEOUT:g}s") from None
     if result.returncode != 0:
         raise LayoutError(f"dot failed: {result.stderr.strip()[:500]}")
-    svg = _XML_PROLOGUE.sub("", result.stdout, count=1)
-    return _DIMENSIONS.sub("<svg", svg, count=1)
+    return _XML_PROLOGUE.sub("", result.stdout, count=1)
 
 
 class LayoutCache:

@@ -1,0 +1,305 @@
+"""The web UI in chromium on the hermetic cluster: what a user sees and does, end to end.
+
+Pods are KWOK's (no containers, no logs); their lifecycle is steered with the
+kwok.kubeflowlite.io/* annotations (see operator_harness.kwok), so a task can
+stay queued and running long enough to watch its cell change colour.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+from operator_harness import Api, OperatorProcess, dag_manifest, kwok, task_states, wait_for
+from playwright.sync_api import Page, expect
+
+from kubeflowlite.ui import models
+
+REPO = Path(__file__).resolve().parents[2]
+XSS = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
+
+# Records every state a grid cell shows, from the page's first render on; set once per page load,
+# so the record surviving to the end also proves the page never reloaded.
+RECORD_STATES = """() => {
+  window.__kflSeen = {};
+  const note = (el) => {
+    const seen = (window.__kflSeen[el.id] = window.__kflSeen[el.id] || []);
+    if (seen[seen.length - 1] !== el.dataset.state) seen.push(el.dataset.state);
+  };
+  document.querySelectorAll('[data-state]').forEach(note);
+  new MutationObserver((changes) => changes.forEach((c) => c.target.dataset && c.target.dataset.state && note(c.target)))
+    .observe(document.body, {subtree: true, attributes: true, attributeFilter: ['data-state']});
+}"""
+
+
+def tutorial(**pod_annotations: str) -> dict[str, Any]:
+    """examples/tutorial.yaml, with Pods that stay queued and running for a while."""
+    dag: dict[str, Any] = yaml.safe_load((REPO / "examples" / "tutorial.yaml").read_text())
+    dag["spec"]["defaults"]["pod"] = {"metadata": {"annotations": pod_annotations}}
+    dag["spec"]["defaults"]["retries"] = 0
+    for task in dag["spec"]["tasks"]:
+        task.pop("retries", None)
+    return dag
+
+
+def seen(page: Page, run: str, task: str) -> list[str]:
+    states: list[str] = page.evaluate("(id) => (window.__kflSeen || {})[id] || []", models.cell_id(run, task))
+    return states
+
+
+def in_order(states: list[str], *wanted: str) -> bool:
+    """`wanted` appear in `states` in that order (other states may come between)."""
+    position = 0
+    for state in states:
+        if position < len(wanted) and state == wanted[position]:
+            position += 1
+    return position == len(wanted)
+
+
+def test_tutorial_appears_and_a_triggered_run_turns_green_live(
+    ui: Any, operator: OperatorProcess, api: Api, page: Page, shot: Any
+) -> None:
+    api.apply(tutorial(**{"kwok.kubeflowlite.io/pending-delay": "2s", "kwok.kubeflowlite.io/delay": "2s"}))
+    page.goto(ui.url + "/")
+    row = page.locator('tr[data-dag="tutorial"]')
+    expect(row).to_be_visible()
+    expect(row).to_contain_text("First DAG")
+    expect(row).to_contain_text("55 14 * * *")
+    expect(row.locator(".tag")).to_have_text("example")
+    shot("dags")
+
+    row.locator("a.dag-link").click()
+    expect(page.locator("h1")).to_contain_text("tutorial")
+    page.locator("details.action summary").click()
+    page.fill("form.trigger textarea[name=conf]", '{"my_param": "from the UI"}')
+    page.fill("form.trigger input[name=date]", "2020-02-09")
+    page.click("form.trigger button[type=submit]")
+
+    page.wait_for_url(re.compile(r".*/dags/.*/tutorial/\?triggered=.*"))
+    run_name = urllib.parse.parse_qs(urllib.parse.urlsplit(page.url).query)["triggered"][0]
+    page.evaluate(RECORD_STATES)
+    created = api.run(run_name)
+    assert created["spec"]["conf"] == {"my_param": "from the UI"}
+    assert created["spec"]["logicalDate"] == "2020-02-09T00:00:00Z"
+    assert created["spec"]["runType"] == "manual"
+
+    cell = page.locator(f"#{models.cell_id(run_name, 'sleep')}")
+    expect(cell).to_have_attribute("data-state", "running", timeout=30_000)
+    shot("grid-running")
+    expect(cell).to_have_attribute("data-state", "success", timeout=30_000)
+    head = page.locator(f"#{models.run_head_id(run_name)}")
+    expect(head).to_have_attribute("data-state", "success", timeout=30_000)
+    for task in ("print_date", "templated"):
+        expect(page.locator(f"#{models.cell_id(run_name, task)}")).to_have_attribute("data-state", "success")
+    states = seen(page, run_name, "sleep")
+    assert in_order(states, "queued", "running", "success"), states  # and the record survived: no reload
+    assert page.evaluate("window.__kflSeen !== undefined")
+    shot("grid")
+
+    page.click(f"#{models.run_head_id(run_name)}")
+    expect(page.locator("#graph svg")).to_be_visible()
+    for task in ("print_date", "sleep", "templated"):
+        expect(page.locator(f"#graph g.node.task.st-success:has(title:text-is('{task}'))")).to_have_count(1)
+    expect(page.locator("pre.conf")).to_contain_text("from the UI")
+    expect(page.locator("dl.details")).to_contain_text("2020-02-09T00:00:00Z")
+    shot("graph")
+
+    page.click("nav.tabs >> text=Gantt")
+    expect(page.locator("table.gantt tr")).to_have_count(3)
+    expect(page.locator('tr[data-task="sleep"] .bar.queued')).to_have_count(1)  # 2 s Pending: queued time
+    shot("gantt")
+
+
+def test_clearing_a_failed_task_from_the_ui_reruns_it(
+    ui: Any, operator: OperatorProcess, api: Api, page: Page, shot: Any
+) -> None:
+    flaky = kwok(outcome="{{ 'failure' if ti.try_number < 2 else 'success' }}")
+    api.apply(
+        dag_manifest(
+            "flaky",
+            [
+                {"name": "first", "command": ["true"], "pod": kwok(message='{"rows": 3}')},
+                {"name": "flaky", "dependsOn": ["first"], "command": ["false"], "pod": flaky},
+                {"name": "after", "dependsOn": ["flaky"], "command": ["true"]},
+            ],
+        )
+    )
+    run = api.create_run("flaky", "2020-02-09T00:00:00Z")
+    failed = api.wait_run(run, states=("failed",))
+    assert task_states(failed) == {"first": "success", "flaky": "failed", "after": "upstream_failed"}
+
+    page.goto(f"{ui.url}/runs/{api.namespace}/{run}/tasks/flaky")
+    expect(page.locator("#task-state")).to_have_text("failed")
+    expect(page.locator("table.tries tbody tr")).to_have_count(1)
+    page.locator("details.action summary").click()
+    page.check("form.clear input[name=downstream]")
+    page.click("form.clear button[type=submit]")
+    page.wait_for_url(re.compile(rf".*/runs/{api.namespace}/{run}/$"))
+
+    done = api.wait_run(run, states=("success",))
+    assert task_states(done) == {"first": "success", "flaky": "success", "after": "success"}
+    assert done["status"]["tasks"]["flaky"]["tryNumber"] == 2
+    assert done["spec"]["clear"]["tasks"] == ["flaky", "after"]
+
+    page.goto(f"{ui.url}/runs/{api.namespace}/{run}/tasks/flaky")
+    expect(page.locator("#task-state")).to_have_text("success")
+    expect(page.locator("table.tries tbody tr")).to_have_count(2)
+    expect(page.locator("table.tries tbody tr").first).to_contain_text("failed")
+    page.goto(f"{ui.url}/runs/{api.namespace}/{run}/tasks/first")
+    expect(page.locator("pre.xcom")).to_contain_text('"rows": 3')
+    expect(page.locator("pre.command")).to_contain_text("true")
+    # KWOK nodes run no kubelet: the log panel shows the API server's answer, not a stack trace.
+    expect(page.locator("#log .log-error")).to_contain_text("did not return the log")
+    shot("task")
+
+
+def test_pausing_from_the_ui_sets_spec_paused(ui: Any, api: Api, page: Page) -> None:
+    api.apply(dag_manifest("switch", [{"name": "a", "command": ["true"]}], schedule="@daily"))
+    page.goto(ui.url + "/")
+    button = page.locator('tr[data-dag="switch"] form.pause button')
+    expect(button).to_have_text("active")
+    button.click()
+    expect(page.locator('tr[data-dag="switch"] form.pause button')).to_have_text("paused")
+    assert api.dag("switch")["spec"]["paused"] is True
+
+    page.goto(f"{ui.url}/dags/{api.namespace}/switch/")
+    page.click("form.pause button")
+    expect(page.locator("form.pause button")).to_have_text("active")
+    assert api.dag("switch")["spec"]["paused"] is False
+
+
+def test_no_script_a_user_wrote_ever_runs(ui: Any, operator: OperatorProcess, api: Api, page: Page) -> None:
+    api.apply(
+        dag_manifest(
+            "xss",
+            [
+                {"name": "value", "command": ["true"], "pod": kwok(message=json.dumps(XSS))},
+                {"name": "broken", "command": ["false"], "pod": kwok(outcome="failure", message=XSS)},
+            ],
+            description=XSS,
+            tags=["<b>tag</b>"],
+        )
+    )
+    run = api.create_run("xss", "2020-02-09T00:00:00Z", conf={"x": XSS})
+    api.wait_run(run, states=("failed",))
+
+    pages = {
+        "/": "table.dags",
+        "/?tag=" + urllib.parse.quote("<b>tag</b>"): "table.dags",
+        f"/dags/{api.namespace}/xss/": ".dag-info",
+        f"/runs/{api.namespace}/{run}/": "pre.conf",
+        f"/runs/{api.namespace}/{run}/tasks/value": "pre.xcom",
+        f"/runs/{api.namespace}/{run}/tasks/broken": "table.tries",
+    }
+    for path, where in pages.items():
+        page.goto(ui.url + path)
+        expect(page.locator(where)).to_contain_text("<script>window.__pwned = 1</script>")
+        assert page.evaluate("window.__pwned") is None, path
+        assert page.locator("main script, main img").count() == 0, path
+
+
+def test_writes_need_a_post_with_the_csrf_token(ui: Any, api: Api, page: Page) -> None:
+    api.apply(dag_manifest("guarded", [{"name": "a", "command": ["true"]}]))
+    url = f"{ui.url}/dags/{api.namespace}/guarded/pause"
+
+    def post(form: dict[str, str], headers: dict[str, str] | None = None) -> int:
+        data = urllib.parse.urlencode(form).encode()
+        request = urllib.request.Request(url, data=data, headers=headers or {}, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as error:
+            return int(error.code)
+
+    assert post({"paused": "true"}) == 403
+    assert post({"paused": "true", "csrf": "guess"}) == 403
+    try:
+        urllib.request.urlopen(f"{url}?paused=true", timeout=10)
+        raise AssertionError("a GET must not write")
+    except urllib.error.HTTPError as error:
+        assert error.code == 405
+    assert not api.dag("guarded")["spec"].get("paused")
+
+    page.goto(ui.url + "/")
+    token = page.locator('tr[data-dag="guarded"] input[name=csrf]').get_attribute("value") or ""
+    assert post({"paused": "true", "csrf": token}, {"Origin": "http://evil.example"}) == 403
+    assert not api.dag("guarded")["spec"].get("paused")
+    page.locator('tr[data-dag="guarded"] form.pause button').click()
+    expect(page.locator('tr[data-dag="guarded"] form.pause button')).to_have_text("paused")
+    assert api.dag("guarded")["spec"]["paused"] is True
+
+
+def test_the_log_view_says_when_a_pod_is_gone(
+    ui: Any, operator: OperatorProcess, api: Api, page: Page, shot: Any
+) -> None:
+    api.apply(dag_manifest("tidy", [{"name": "a", "command": ["true"]}], podCleanup="onSuccess"))
+    run = api.create_run("tidy", "2020-02-09T00:00:00Z")
+    api.wait_run(run, states=("success",))
+    wait_for(lambda: not api.pods(run), timeout=30, what="the task's Pod to be deleted")
+
+    page.goto(f"{ui.url}/runs/{api.namespace}/{run}/tasks/a")
+    gone = page.locator("#log .log-gone")
+    expect(gone).to_contain_text("is gone")
+    expect(gone).to_contain_text(f"{run}-a-1")
+    shot("task-log-gone")
+
+
+def test_a_forbidden_action_shows_the_rbac_message(
+    start_ui: Any, cluster: Any, api: Api, page: Page, tmp_path: Path
+) -> None:
+    api.apply(dag_manifest("locked", [{"name": "a", "command": ["true"]}]))
+    kubeconfig = read_only_kubeconfig(cluster, api.namespace, tmp_path)
+    ui = start_ui(kubeconfig=kubeconfig)
+    page.goto(ui.url + "/")
+    page.locator('tr[data-dag="locked"] form.pause button').click()
+    expect(page.locator("section.error h1")).to_contain_text("Forbidden by the cluster's RBAC")
+    expect(page.locator("section.error .message")).to_contain_text("cannot patch resource")
+    assert not api.dag("locked")["spec"].get("paused")
+
+
+def read_only_kubeconfig(cluster: Any, namespace: str, folder: Path) -> Path:
+    """A kubeconfig for a ServiceAccount that may read our objects in `namespace` and write nothing."""
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "viewer", "namespace": namespace},
+        "rules": [
+            {
+                "apiGroups": ["kubeflowlite.io"],
+                "resources": ["dags", "dagruns"],
+                "verbs": ["get", "list", "watch"],
+            },
+            {
+                "apiGroups": [""],
+                "resources": ["pods", "pods/log", "events", "configmaps"],
+                "verbs": ["get", "list"],
+            },
+        ],
+    }
+    cluster.kubectl("create", "serviceaccount", "viewer", "-n", namespace)
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(role))
+    cluster.kubectl(
+        "create",
+        "rolebinding",
+        "viewer",
+        "-n",
+        namespace,
+        "--role=viewer",
+        f"--serviceaccount={namespace}:viewer",
+    )
+    token = cluster.kubectl("create", "token", "viewer", "-n", namespace).stdout.strip()
+    config = copy.deepcopy(yaml.safe_load(Path(cluster.kubeconfig).read_text()))
+    config["users"] = [{"name": "viewer", "user": {"token": token}}]
+    for context in config["contexts"]:
+        context["context"]["user"] = "viewer"
+        context["context"]["namespace"] = namespace
+    path = folder / "viewer.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path
