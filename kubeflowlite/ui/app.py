@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import jinja2
-from markupsafe import Markup
+from markupsafe import Markup, escape
 from sse_starlette.sse import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -38,7 +38,7 @@ from starlette.templating import Jinja2Templates
 
 from kubeflowlite.cli import cluster_plans
 from kubeflowlite.k8s import kube, pods
-from kubeflowlite.ui import graph, live, models
+from kubeflowlite.ui import graph, live, models, render
 from kubeflowlite.ui.source import PodGone, Scope, Source
 
 HERE = Path(__file__).parent
@@ -55,7 +55,13 @@ def _environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
     )
     env.filters["q"] = lambda text: quote(str(text), safe="")
+    env.filters["cells"] = grid_cells
     return env
+
+
+def grid_cells(states: list[str]) -> Markup:
+    """One grid row's cells: only a state class each (a 1,000-task grid page has 25,000 of them)."""
+    return Markup("".join(f'<td class="st-{escape(state)}"></td>' for state in states))
 
 
 class UI:
@@ -141,6 +147,7 @@ class UI:
             dag=name,
             watch_key=request.query_params.get("runs") or "",
             offset=_int(request.query_params.get("offset")),
+            floor=request.query_params.get("floor") or "",
         )
         return EventSourceResponse(events, ping=15)
 
@@ -162,7 +169,7 @@ class UI:
                 svg = await run_in_threadpool(self.layouts.svg, tasks)
             except graph.LayoutError as error:
                 layout_error = str(error)
-        states = {t: models.task_state(run, t) for t in models.task_ids(None, [run])}
+        states = models.run_states(run).column(models.task_ids(None, [run]))
         return self.page(
             request,
             "run.html",
@@ -197,7 +204,15 @@ class UI:
         current = tries[-1] if tries else None
         pod = await self.source.pod(namespace, current.pod) if current else None
         events = await self.source.pod_events(namespace, current.pod) if current else []
-        xcom = models.xcom_text(await self.source.xcom(namespace, run_name), task)
+        configmap = await self.source.xcom(namespace, run_name)
+        xcom = models.xcom_text(configmap, task)
+        command: str | None
+        if pod is not None:
+            command, command_source = models.pod_command(pod, pods.MAIN_CONTAINER), "as the Pod runs it"
+        else:
+            xcoms = {str(k): str(v) for k, v in ((configmap or {}).get("data") or {}).items()}
+            command = render.rendered_command(run, task, xcoms)
+            command_source = "rendered from the run's DAG snapshot: the Pod is gone"
         return self.page(
             request,
             "task.html",
@@ -207,7 +222,8 @@ class UI:
             state=state,
             tries=tries,
             pod=models.pod_info(pod) if pod else None,
-            command=models.pod_command(pod, pods.MAIN_CONTAINER) if pod else None,
+            command=command,
+            command_source=command_source,
             events=models.event_rows(events),
             xcom=xcom,
         )

@@ -1,12 +1,17 @@
 """Live grid updates: one shared watch of DAGRuns, and per-page streams of the cells that changed.
 
 Airflow's grid refetched whole run states and froze large DAGs (#23772, #51805);
-here the page gets its structure once and then only (cell id -> state) pairs that
-changed, as server-sent events. However many pages follow, the server keeps one
-watch of DAGRuns for its scope (`RunHub`); each page's stream keeps the states it
-last sent for the runs it shows and sends the difference. A run that appears on
-(or disappears from) the page's range asks the page to fetch its grid again
-(`structure`), which is the only time structure is sent twice.
+here the page gets its structure once and then only the cells that changed, as
+server-sent events (`cells`: {"cells": {run: {task: state}}, "runs": {run: state}}).
+However many pages follow, the server keeps one watch of DAGRuns for its scope
+(`RunHub`), reduces each event once to the run's task states (`models.RunStates`,
+never the whole object), and each page's stream keeps the states it last sent
+for the runs it shows and sends the difference. A run that belongs on the page but
+is not on it (created since), or one that vanished, asks the page to fetch its
+grid again (`structure`): the only time structure is sent twice.
+
+On connect a stream checks, with a metadata-only list, which of its runs changed
+between the page's render and its subscription, and sends those columns whole.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -26,22 +32,30 @@ from kubeflowlite.ui.source import Scope, Source
 
 log = logging.getLogger(__name__)
 
-QUEUE_SIZE = 1000
+QUEUE_SIZE = 256
 RETRY_SECONDS = 1.0
-OVERFLOW = {"type": "OVERFLOW", "object": {}}
-"""Put on a subscriber's queue in place of events it was too slow to take: it starts over."""
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    kind: str
+    """ADDED, MODIFIED, DELETED, or OVERFLOW (the subscriber was too slow: it starts over)."""
+    run: models.RunStates | None
+
+
+OVERFLOW = RunEvent("OVERFLOW", None)
 
 
 class RunHub:
     """One watch of DAGRun objects in the scope, fanned out to every subscriber's queue.
 
-    The watch runs only while someone is subscribed. Events are shared objects, never copied.
+    The watch runs only while someone is subscribed; each event is reduced once and shared.
     """
 
     def __init__(self, client: kube.Kube, scope: Scope) -> None:
         self.client = client
         self.scope = scope
-        self._queues: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._queues: set[asyncio.Queue[RunEvent]] = set()
         self._task: asyncio.Task[None] | None = None
         self.watches_started = 0
 
@@ -49,14 +63,14 @@ class RunHub:
     def subscribers(self) -> int:
         return len(self._queues)
 
-    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
+    def subscribe(self) -> asyncio.Queue[RunEvent]:
+        queue: asyncio.Queue[RunEvent] = asyncio.Queue(QUEUE_SIZE)
         self._queues.add(queue)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._follow())
         return queue
 
-    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+    def unsubscribe(self, queue: asyncio.Queue[RunEvent]) -> None:
         self._queues.discard(queue)
         if not self._queues and self._task is not None:
             self._task.cancel()
@@ -70,7 +84,7 @@ class RunHub:
                 await self._task
             self._task = None
 
-    def _publish(self, event: dict[str, Any]) -> None:
+    def _publish(self, event: RunEvent) -> None:
         for queue in list(self._queues):
             try:
                 queue.put_nowait(event)
@@ -88,12 +102,13 @@ class RunHub:
                     kube.DAGRUNS, self.scope.namespace, resource_version=version
                 ):
                     obj = event.get("object") or {}
-                    if event.get("type") == "ERROR":
-                        version = None  # 410 Gone (or worse): list again by watching from scratch
+                    kind = str(event.get("type") or "")
+                    if kind == "ERROR":
+                        version = None  # 410 Gone (or worse): watch from scratch, every run ADDED again
                         break
                     version = (obj.get("metadata") or {}).get("resourceVersion") or version
-                    if event.get("type") != "BOOKMARK":
-                        self._publish(event)
+                    if kind != "BOOKMARK":
+                        self._publish(RunEvent(kind, models.run_states(obj)))
             except asyncio.CancelledError:
                 raise
             except (TimeoutError, kube.ApiError, aiohttp.ClientError, ValueError) as error:
@@ -105,54 +120,52 @@ def sse(event: str, data: Any) -> dict[str, str]:
     return {"event": event, "data": json.dumps(data, separators=(",", ":"))}
 
 
+def cells(run: models.RunStates, columns: dict[str, str]) -> dict[str, str]:
+    return sse("cells", {"cells": {run.name: columns}, "runs": {run.name: run.state}})
+
+
 async def grid_events(
-    source: Source, hub: RunHub, *, namespace: str, dag: str, watch_key: str, offset: int
+    source: Source, hub: RunHub, *, namespace: str, dag: str, watch_key: str, offset: int, floor: str
 ) -> AsyncIterator[dict[str, str]]:
-    """The events of one open grid page: `cells` ({id: state}) and `structure` (fetch the grid again)."""
+    """The events of one open grid page (see the module docstring)."""
     shown = models.parse_watch_key(watch_key)
     queue = hub.subscribe()
     try:
         dag_obj = await source.dag(namespace, dag)
-        runs = await source.runs_of(namespace, dag)
-        tasks = models.task_ids(dag_obj, [r for r in runs if models.name_of(r) in shown])
+        dag_tasks = models.task_ids(dag_obj, [])
         sent: dict[str, dict[str, str]] = {}
-        for run in runs:
-            name = models.name_of(run)
-            if name not in shown:
-                continue
-            states = models.cell_states(run, tasks) | {models.run_head_id(name): models.run_state(run)}
-            sent[name] = states
-            if (run.get("metadata") or {}).get("resourceVersion") != shown[name]:
-                yield sse("cells", states)  # it changed between the page's render and this stream
-        if _page_moved(runs, shown, offset):
-            yield sse("structure", {})
+
+        def column(run: models.RunStates) -> dict[str, str]:
+            return run.column(list(dict.fromkeys([*dag_tasks, *run.tasks])))
+
+        versions = await source.run_versions(namespace)
+        for name, version in shown.items():
+            if name not in versions:
+                yield sse("structure", {})
+            elif versions[name] != version:  # changed between the page's render and this stream
+                found = await source.run(namespace, name)
+                if found is not None:
+                    now = models.run_states(found)
+                    sent[name] = column(now)
+                    yield cells(now, sent[name])
         while True:
             event = await queue.get()
-            if event is OVERFLOW:
+            if event.run is None:
                 yield sse("structure", {})
                 continue
-            run = event.get("object") or {}
-            if models.namespace_of(run) != namespace or (run.get("spec") or {}).get("dagName") != dag:
+            run = event.run
+            if run.namespace != namespace or run.dag != dag:
                 continue
-            name = models.name_of(run)
-            if name in shown:
-                if event.get("type") == "DELETED":
+            if run.name in shown:
+                if event.kind == "DELETED":
                     yield sse("structure", {})
                     continue
-                states = models.cell_states(run, tasks) | {models.run_head_id(name): models.run_state(run)}
-                delta = models.changed(sent.get(name, {}), states)
-                sent[name] = states
+                states = column(run)
+                delta = models.changed(sent[run.name], states) if run.name in sent else states
+                sent[run.name] = states
                 if delta:
-                    yield sse("cells", delta)
-            elif event.get("type") == "ADDED" and offset == 0:
+                    yield cells(run, delta)
+            elif event.kind != "DELETED" and offset == 0 and models.belongs_on_first_page(run, floor):
                 yield sse("structure", {})
     finally:
         hub.unsubscribe(queue)
-
-
-def _page_moved(runs: list[dict[str, Any]], shown: dict[str, str], offset: int) -> bool:
-    """A run the page does not show belongs on its first page (it was created since the render)."""
-    if offset != 0:
-        return False
-    newest = models.newest_first(runs)[: models.RUNS_PER_PAGE]
-    return {models.name_of(run) for run in newest} != set(shown)

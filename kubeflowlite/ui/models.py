@@ -123,11 +123,6 @@ def all_tags(dags: Iterable[Obj]) -> list[str]:
 # --- the grid ----------------------------------------------------------------------------------------
 
 
-def cell_id(run_name: str, task: str) -> str:
-    """The page id of one grid cell: stable, HTML-safe, whatever the run and task are called."""
-    return "c" + names.short_hash(f"{run_name}\0{task}", 16)
-
-
 def task_ids(dag: Obj | None, runs: Iterable[Obj]) -> list[str]:
     """The grid's rows: the DAG's tasks in order, then tasks only earlier runs had."""
     order: list[str] = [str(t.get("name")) for t in ((dag or {}).get("spec") or {}).get("tasks") or []]
@@ -142,24 +137,59 @@ def task_ids(dag: Obj | None, runs: Iterable[Obj]) -> list[str]:
     return order
 
 
-def task_state(run: Obj, task: str) -> str:
-    instance = ((run.get("status") or {}).get("tasks") or {}).get(task)
-    if instance is None:
-        snapshot = (run.get("status") or {}).get("dagSpec")
-        if snapshot and not any(t.get("name") == task for t in snapshot.get("tasks") or []):
+@dataclass(frozen=True)
+class RunStates:
+    """What the grid needs of a DAGRun: who it is and its task states (not its dagSpec, not its history).
+
+    The live stream keeps and compares these, so a followed 1,000-task run costs
+    a small dict per event instead of the whole object.
+    """
+
+    namespace: str
+    dag: str
+    name: str
+    resource_version: str
+    logical_date: str
+    state: str
+    tasks: Mapping[str, str]
+    snapshot: frozenset[str] | None
+    """The tasks of the run's dagSpec snapshot; None before the run started."""
+
+    def task_state(self, task: str) -> str:
+        found = self.tasks.get(task)
+        if found is not None:
+            return found
+        if self.snapshot is not None and task not in self.snapshot:
             return "absent"  # the task was not part of the DAG when this run started
         return "none"
-    return str(instance.get("state") or "none")
+
+    def column(self, tasks: Sequence[str]) -> dict[str, str]:
+        return {task: self.task_state(task) for task in tasks}
 
 
-def cell_states(run: Obj, tasks: Sequence[str]) -> dict[str, str]:
-    """Cell id -> state for one run's column."""
-    name = name_of(run)
-    return {cell_id(name, task): task_state(run, task) for task in tasks}
+def run_states(run: Obj) -> RunStates:
+    status = run.get("status") or {}
+    snapshot = status.get("dagSpec")
+    return RunStates(
+        namespace=namespace_of(run),
+        dag=str((run.get("spec") or {}).get("dagName") or ""),
+        name=name_of(run),
+        resource_version=str((run.get("metadata") or {}).get("resourceVersion") or ""),
+        logical_date=_logical_date(run),
+        state=run_state(run),
+        tasks={
+            task: str((i or {}).get("state") or "none") for task, i in (status.get("tasks") or {}).items()
+        },
+        snapshot=frozenset(str(t.get("name")) for t in snapshot.get("tasks") or []) if snapshot else None,
+    )
+
+
+def task_state(run: Obj, task: str) -> str:
+    return run_states(run).task_state(task)
 
 
 def changed(old: Mapping[str, str], new: Mapping[str, str]) -> dict[str, str]:
-    """The cells whose state differs: what an update sends."""
+    """The entries whose value differs: what an update sends."""
     return {key: value for key, value in new.items() if old.get(key) != value}
 
 
@@ -172,22 +202,30 @@ class Column:
     state: str
     run_type: str
     resource_version: str
-    head_id: str
-    """Page id of the column's header (its run state is updated live too)."""
 
 
 @dataclass(frozen=True)
 class Grid:
+    """A page of the grid. Cells carry only their state: a 1,000 x 25 grid is one class per cell;
+    the page finds a cell by its row (task) and column (run), and builds links on click."""
+
     tasks: list[str]
     columns: list[Column]
     """Oldest on the left, as in Airflow."""
-    rows: list[list[tuple[str, str]]]
-    """Per task, per column: (cell id, state)."""
+    rows: list[list[str]]
+    """Per task, per column: the state."""
     offset: int
     total: int
     per_page: int = RUNS_PER_PAGE
     watch_key: str = field(default="")
     """What the page tells the event stream: name:resourceVersion of every column."""
+
+    @property
+    def floor(self) -> str:
+        """The oldest logical date a full first page shows: a newer run belongs on it ("" = any run does)."""
+        if self.offset == 0 and len(self.columns) >= self.per_page:
+            return self.columns[0].logical_date
+        return ""
 
     @property
     def older_offset(self) -> int | None:
@@ -196,10 +234,6 @@ class Grid:
     @property
     def newer_offset(self) -> int | None:
         return max(0, self.offset - self.per_page) if self.offset > 0 else None
-
-
-def run_head_id(run_name: str) -> str:
-    return "h" + names.short_hash(run_name, 16)
 
 
 def grid(dag: Obj | None, runs: Iterable[Obj], *, offset: int = 0, per_page: int = RUNS_PER_PAGE) -> Grid:
@@ -215,11 +249,11 @@ def grid(dag: Obj | None, runs: Iterable[Obj], *, offset: int = 0, per_page: int
             state=run_state(run),
             run_type=str((run.get("spec") or {}).get("runType") or "manual"),
             resource_version=str((run.get("metadata") or {}).get("resourceVersion") or ""),
-            head_id=run_head_id(name_of(run)),
         )
         for run in page
     ]
-    rows = [[(cell_id(name_of(run), task), task_state(run, task)) for run in page] for task in tasks]
+    states = [run_states(run) for run in page]
+    rows = [[column.task_state(task) for column in states] for task in tasks]
     watch_key = ",".join(f"{c.name}:{c.resource_version}" for c in columns)
     return Grid(
         tasks=tasks,
@@ -230,6 +264,11 @@ def grid(dag: Obj | None, runs: Iterable[Obj], *, offset: int = 0, per_page: int
         per_page=per_page,
         watch_key=watch_key,
     )
+
+
+def belongs_on_first_page(run: RunStates, floor: str) -> bool:
+    """A run not shown on a first page whose oldest run is at `floor` ("" = not full) should be on it."""
+    return not floor or run.logical_date >= floor
 
 
 def parse_watch_key(text: str) -> dict[str, str]:

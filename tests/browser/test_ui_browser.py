@@ -18,24 +18,27 @@ from typing import Any
 
 import yaml
 from operator_harness import Api, OperatorProcess, dag_manifest, kwok, task_states, wait_for
-from playwright.sync_api import Page, expect
-
-from kubeflowlite.ui import models
+from playwright.sync_api import Locator, Page, expect
 
 REPO = Path(__file__).resolve().parents[2]
 XSS = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
 
-# Records every state a grid cell shows, from the page's first render on; set once per page load,
-# so the record surviving to the end also proves the page never reloaded.
-RECORD_STATES = """() => {
+# Records every state the grid cells of one run show, from now on; set once per page load, so
+# the record surviving to the end also proves the page never reloaded.
+RECORD_STATES = """(run) => {
   window.__kflSeen = {};
-  const note = (el) => {
-    const seen = (window.__kflSeen[el.id] = window.__kflSeen[el.id] || []);
-    if (seen[seen.length - 1] !== el.dataset.state) seen.push(el.dataset.state);
+  const table = document.querySelector('table.grid');
+  const column = [...table.tHead.rows[0].cells].findIndex((th) => th.dataset.run === run);
+  const note = (td) => {
+    const task = td.parentElement.dataset.task;
+    const state = (td.className.match(/\\bst-([a-z_]+)/) || [])[1];
+    const seen = (window.__kflSeen[task] = window.__kflSeen[task] || []);
+    if (seen[seen.length - 1] !== state) seen.push(state);
   };
-  document.querySelectorAll('[data-state]').forEach(note);
-  new MutationObserver((changes) => changes.forEach((c) => c.target.dataset && c.target.dataset.state && note(c.target)))
-    .observe(document.body, {subtree: true, attributes: true, attributeFilter: ['data-state']});
+  const cells = [...table.tBodies[0].rows].map((tr) => tr.cells[column]);
+  cells.forEach(note);
+  new MutationObserver((changes) => changes.forEach((c) => note(c.target)))
+    .observe(table.tBodies[0], {subtree: true, attributes: true, attributeFilter: ['class']});
 }"""
 
 
@@ -49,9 +52,28 @@ def tutorial(**pod_annotations: str) -> dict[str, Any]:
     return dag
 
 
-def seen(page: Page, run: str, task: str) -> list[str]:
-    states: list[str] = page.evaluate("(id) => (window.__kflSeen || {})[id] || []", models.cell_id(run, task))
+def seen(page: Page, task: str) -> list[str]:
+    states: list[str] = page.evaluate("(task) => (window.__kflSeen || {})[task] || []", task)
     return states
+
+
+def cell(page: Page, run: str, task: str) -> Locator:
+    """The grid cell of `task` in `run`'s column."""
+    column = page.evaluate(
+        "(run) => [...document.querySelector('table.grid').tHead.rows[0].cells]"
+        ".findIndex((th) => th.dataset.run === run)",
+        run,
+    )
+    assert column > 0, f"run {run} is not on the grid"
+    return page.locator(f'table.grid tr[data-task="{task}"] > :nth-child({column + 1})')
+
+
+def head(page: Page, run: str) -> Locator:
+    return page.locator(f'table.grid th[data-run="{run}"] a')
+
+
+def state(name: str) -> re.Pattern[str]:
+    return re.compile(rf"\bst-{name}\b")
 
 
 def in_order(states: list[str], *wanted: str) -> bool:
@@ -84,26 +106,25 @@ def test_tutorial_appears_and_a_triggered_run_turns_green_live(
 
     page.wait_for_url(re.compile(r".*/dags/.*/tutorial/\?triggered=.*"))
     run_name = urllib.parse.parse_qs(urllib.parse.urlsplit(page.url).query)["triggered"][0]
-    page.evaluate(RECORD_STATES)
+    page.evaluate(RECORD_STATES, run_name)
     created = api.run(run_name)
     assert created["spec"]["conf"] == {"my_param": "from the UI"}
     assert created["spec"]["logicalDate"] == "2020-02-09T00:00:00Z"
     assert created["spec"]["runType"] == "manual"
 
-    cell = page.locator(f"#{models.cell_id(run_name, 'sleep')}")
-    expect(cell).to_have_attribute("data-state", "running", timeout=30_000)
+    sleep = cell(page, run_name, "sleep")
+    expect(sleep).to_have_class(state("running"), timeout=30_000)
     shot("grid-running")
-    expect(cell).to_have_attribute("data-state", "success", timeout=30_000)
-    head = page.locator(f"#{models.run_head_id(run_name)}")
-    expect(head).to_have_attribute("data-state", "success", timeout=30_000)
+    expect(sleep).to_have_class(state("success"), timeout=30_000)
+    expect(head(page, run_name)).to_have_class(state("success"), timeout=30_000)
     for task in ("print_date", "templated"):
-        expect(page.locator(f"#{models.cell_id(run_name, task)}")).to_have_attribute("data-state", "success")
-    states = seen(page, run_name, "sleep")
+        expect(cell(page, run_name, task)).to_have_class(state("success"))
+    states = seen(page, "sleep")
     assert in_order(states, "queued", "running", "success"), states  # and the record survived: no reload
     assert page.evaluate("window.__kflSeen !== undefined")
     shot("grid")
 
-    page.click(f"#{models.run_head_id(run_name)}")
+    head(page, run_name).click()
     expect(page.locator("#graph svg")).to_be_visible()
     for task in ("print_date", "sleep", "templated"):
         expect(page.locator(f"#graph g.node.task.st-success:has(title:text-is('{task}'))")).to_have_count(1)
@@ -239,7 +260,7 @@ def test_writes_need_a_post_with_the_csrf_token(ui: Any, api: Api, page: Page) -
 def test_the_log_view_says_when_a_pod_is_gone(
     ui: Any, operator: OperatorProcess, api: Api, page: Page, shot: Any
 ) -> None:
-    api.apply(dag_manifest("tidy", [{"name": "a", "command": ["true"]}], podCleanup="onSuccess"))
+    api.apply(dag_manifest("tidy", [{"name": "a", "bash": "echo {{ ds }}"}], podCleanup="onSuccess"))
     run = api.create_run("tidy", "2020-02-09T00:00:00Z")
     api.wait_run(run, states=("success",))
     wait_for(lambda: not api.pods(run), timeout=30, what="the task's Pod to be deleted")
@@ -248,6 +269,8 @@ def test_the_log_view_says_when_a_pod_is_gone(
     gone = page.locator("#log .log-gone")
     expect(gone).to_contain_text("is gone")
     expect(gone).to_contain_text(f"{run}-a-1")
+    expect(page.locator("pre.command")).to_contain_text("echo 2020-02-09")  # rendered as the operator did
+    expect(page.locator("h3", has_text="Command")).to_contain_text("the Pod is gone")
     shot("task-log-gone")
 
 
@@ -303,3 +326,16 @@ def read_only_kubeconfig(cluster: Any, namespace: str, folder: Path) -> Path:
     path = folder / "viewer.kubeconfig"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def test_a_run_created_elsewhere_appears_on_the_open_grid(ui: Any, api: Api, page: Page) -> None:
+    api.apply(dag_manifest("elsewhere", [{"name": "a", "command": ["true"]}]))
+    first = api.create_run("elsewhere", "2020-02-09T00:00:00Z")
+    page.goto(f"{ui.url}/dags/{api.namespace}/elsewhere/")
+    expect(page.locator("table.grid th[data-run]")).to_have_count(1)
+    page.evaluate("window.__kflSamePage = true")
+    second = api.create_run("elsewhere", "2020-02-10T00:00:00Z")  # as `kubeflowlite trigger` or kubectl would
+    runs = page.locator("table.grid th[data-run]")
+    expect(runs).to_have_count(2)
+    assert [runs.nth(0).get_attribute("data-run"), runs.nth(1).get_attribute("data-run")] == [first, second]
+    assert page.evaluate("window.__kflSamePage") is True  # the grid was re-fetched, the page not reloaded

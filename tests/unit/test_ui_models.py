@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +13,7 @@ from kubeflowlite.api.dagrun import RunType
 from kubeflowlite.cli import cluster_plans
 from kubeflowlite.k8s import names
 from kubeflowlite.ui import graph, models
+from kubeflowlite.ui.app import grid_cells
 from kubeflowlite.ui.command import is_loopback
 
 NOW = datetime(2020, 2, 9, 12, 0, tzinfo=UTC)
@@ -76,28 +76,44 @@ class TestGrid:
     def test_rows_are_tasks_and_cells_carry_states(self) -> None:
         grid = models.grid(dag(), [run("r1", "2020-01-01T00:00:00Z", {"print_date": "success"})])
         assert grid.tasks == ["print_date", "sleep", "templated"]
-        assert grid.rows[0] == [(models.cell_id("r1", "print_date"), "success")]
-        assert grid.rows[1] == [(models.cell_id("r1", "sleep"), "none")]
+        assert grid.rows == [["success"], ["none"], ["none"]]
         assert models.parse_watch_key(grid.watch_key) == {"r1": "7"}
+        assert grid.floor == ""  # not a full page: any new run belongs on it
 
     def test_a_task_added_later_is_absent_from_older_runs(self) -> None:
         newer = dag()
         newer["spec"]["tasks"] = [*TASKS, {"name": "new"}]
         grid = models.grid(newer, [run("r1", "2020-01-01T00:00:00Z")])
         assert grid.tasks[-1] == "new"
-        assert grid.rows[-1][0][1] == "absent"
+        assert grid.rows[-1] == ["absent"]
 
     def test_only_changed_cells_are_sent(self) -> None:
-        before = models.cell_states(run("r1", "d", {"print_date": "running"}), ["print_date", "sleep"])
-        after = models.cell_states(run("r1", "d", {"print_date": "success"}), ["print_date", "sleep"])
-        assert models.changed(before, after) == {models.cell_id("r1", "print_date"): "success"}
+        before = models.run_states(run("r1", "d", {"print_date": "running"})).column(["print_date", "sleep"])
+        after = models.run_states(run("r1", "d", {"print_date": "success"})).column(["print_date", "sleep"])
+        assert before == {"print_date": "running", "sleep": "none"}
+        assert models.changed(before, after) == {"print_date": "success"}
         assert models.changed(after, after) == {}
 
-    @given(st.text(min_size=1, max_size=80), st.text(min_size=1, max_size=80))
-    def test_cell_ids_are_html_safe_and_distinct(self, run_name: str, task: str) -> None:
-        ident = models.cell_id(run_name, task)
-        assert re.fullmatch(r"c[a-z0-9]+", ident)
-        assert ident != models.cell_id(run_name + "x", task)
+    def test_a_new_run_belongs_on_a_full_first_page_only_if_newer_than_its_oldest(self) -> None:
+        runs = [run(f"r{i:02d}", f"2020-01-{i:02d}T00:00:00Z") for i in range(1, 31)]
+        first = models.grid(dag(), runs, per_page=25)
+        assert first.floor == "2020-01-06T00:00:00Z"
+        newer = models.run_states(run("new", "2020-02-01T00:00:00Z"))
+        older = models.run_states(run("old", "2019-01-01T00:00:00Z"))
+        assert models.belongs_on_first_page(newer, first.floor)
+        assert not models.belongs_on_first_page(older, first.floor)
+        assert models.belongs_on_first_page(older, "")
+
+    @given(st.lists(st.sampled_from(models.STATES), max_size=30))
+    def test_grid_cells_are_one_state_class_each(self, states: list[str]) -> None:
+        html = str(grid_cells([*states, '"><script>']))
+        assert html.count("<td ") == len(states) + 1
+        assert "<script>" not in html
+
+    def test_a_run_that_has_not_started_shows_none(self) -> None:
+        fresh = {"metadata": {"name": "r"}, "spec": {"dagName": "tutorial"}}
+        assert models.run_states(fresh).column(["a"]) == {"a": "none"}
+        assert models.run_states(fresh).state == "queued"
 
 
 class TestRunViews:

@@ -1,17 +1,28 @@
 // kubeflowlite UI: the only script besides htmx. It colours grid cells from the server's
-// events (cell id -> state), re-fetches the grid when its runs change, checks a trigger
-// form's JSON before it is sent, and submits the tag filter on change. Nothing here
-// builds HTML from data: states only ever become class names and attributes.
+// events, re-fetches the grid when its runs change, opens a cell's task instance on click,
+// checks a trigger form's JSON before it is sent, and submits the tag filter on change.
+// Nothing here builds HTML from data: states only ever become class names.
 (function () {
   "use strict";
   var source = null;
   var STATE = /^[a-z_]+$/;
 
-  function setState(id, state) {
-    var el = document.getElementById(id);
+  function setState(el, state) {
     if (!el || !STATE.test(state)) return;
     el.className = el.className.replace(/\bst-[a-z_]+/, "st-" + state);
-    el.dataset.state = state;
+    el.title = "";
+  }
+
+  // Where each run's column and each task's row is, read once per grid fragment.
+  function layout(grid) {
+    var table = grid.querySelector("table.grid");
+    var map = { columns: {}, rows: {}, table: table };
+    if (!table) return map;
+    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, i) {
+      if (th.dataset.run) map.columns[th.dataset.run] = i;
+    });
+    Array.prototype.forEach.call(table.tBodies[0].rows, function (tr) { map.rows[tr.dataset.task] = tr; });
+    return map;
   }
 
   function follow() {
@@ -20,15 +31,36 @@
     if (source && source.url.endsWith(url || "-")) return;  // already following this page of runs
     if (source) { source.close(); source = null; }
     if (!url || !window.EventSource) return;
+    var map = layout(grid);
     source = new EventSource(url);
     source.addEventListener("cells", function (event) {
-      var cells = JSON.parse(event.data);
-      Object.keys(cells).forEach(function (id) { setState(id, cells[id]); });
+      var data = JSON.parse(event.data);
+      Object.keys(data.cells).forEach(function (run) {
+        var column = map.columns[run];
+        if (column === undefined) return;
+        var states = data.cells[run];
+        Object.keys(states).forEach(function (task) {
+          var row = map.rows[task];
+          if (row) setState(row.cells[column], states[task]);
+        });
+      });
+      Object.keys(data.runs).forEach(function (run) {
+        var column = map.columns[run];
+        if (column !== undefined) setState(map.table.tHead.rows[0].cells[column].firstElementChild, data.runs[run]);
+      });
     });
     source.addEventListener("structure", function () {
       source.close(); source = null;
       htmx.ajax("GET", grid.dataset.fragment, { target: "#grid", swap: "outerHTML" });
     });
+  }
+
+  function cellOf(event) {
+    var td = event.target.closest && event.target.closest("table.grid td");
+    if (!td) return null;
+    var table = td.closest("table");
+    var run = table.tHead.rows[0].cells[td.cellIndex].dataset.run;
+    return { td: td, run: run, task: td.parentElement.dataset.task };
   }
 
   function checkJson(form) {
@@ -49,6 +81,20 @@
   document.addEventListener("DOMContentLoaded", function () {
     follow();
     document.body.addEventListener("htmx:afterSettle", follow);
+    document.body.addEventListener("click", function (event) {
+      var cell = cellOf(event);
+      var grid = document.getElementById("grid");
+      if (cell && grid) {
+        window.location.href = grid.dataset.runs + encodeURIComponent(cell.run) + "/tasks/" + encodeURIComponent(cell.task);
+      }
+    });
+    document.body.addEventListener("mouseover", function (event) {
+      var cell = cellOf(event);
+      if (cell && !cell.td.title) {
+        var state = (cell.td.className.match(/\bst-([a-z_]+)/) || [])[1];
+        cell.td.title = cell.task + " · " + cell.run + " · " + state;
+      }
+    });
     document.querySelectorAll("form[data-json-field]").forEach(function (form) {
       form.addEventListener("submit", function (event) { if (!checkJson(form)) event.preventDefault(); });
     });
