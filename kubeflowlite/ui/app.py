@@ -14,6 +14,7 @@ Safety rules, each in one place:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import secrets
@@ -30,6 +31,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -108,14 +110,15 @@ class UI:
 
     async def dags(self, request: Request) -> Response:
         tag = request.query_params.get("tag") or None
-        dags, runs = await self.source.dags(), await self.source.all_runs()
+        dags, runs = await asyncio.gather(self.source.dags(), self.source.all_runs())
         rows = models.dag_rows(dags, runs, tag=tag)
         return self.page(request, "dags.html", rows=rows, tags=models.all_tags(dags), tag=tag)
 
     async def _grid(self, request: Request) -> tuple[str, str, dict[str, Any] | None, models.Grid]:
         namespace, name = self.namespace(request), str(request.path_params["dag"])
-        dag = await self.source.dag(namespace, name)
-        runs = await self.source.runs_of(namespace, name)
+        dag, runs = await asyncio.gather(
+            self.source.dag(namespace, name), self.source.runs_of(namespace, name)
+        )
         if dag is None and not runs:
             raise HTTPException(404, f"DAG {name!r} not found in namespace {namespace!r}")
         offset = _int(request.query_params.get("offset"))
@@ -202,9 +205,11 @@ class UI:
         if state == "absent":
             raise HTTPException(404, f"run {run_name!r} has no task {task!r}")
         current = tries[-1] if tries else None
-        pod = await self.source.pod(namespace, current.pod) if current else None
-        events = await self.source.pod_events(namespace, current.pod) if current else []
-        configmap = await self.source.xcom(namespace, run_name)
+        pod, events, configmap = await asyncio.gather(
+            self.source.pod(namespace, current.pod) if current else _none(),
+            self.source.pod_events(namespace, current.pod) if current else _empty(),
+            self.source.xcom(namespace, run_name),
+        )
         xcom = models.xcom_text(configmap, task)
         command: str | None
         if pod is not None:
@@ -326,6 +331,14 @@ class UI:
         return self.message(request, error.status_code, "Not possible", str(error.detail))
 
 
+async def _none() -> None:
+    return None
+
+
+async def _empty() -> list[dict[str, Any]]:
+    return []
+
+
 def _int(text: str | None) -> int:
     try:
         return max(0, int(text or 0))
@@ -402,7 +415,7 @@ def create_app(client: kube.Kube, scope: Scope, *, allow_writes: bool = True) ->
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(SecurityHeaders)],
+        middleware=[Middleware(SecurityHeaders), Middleware(GZipMiddleware, minimum_size=2048)],
         exception_handlers={kube.ApiError: ui.api_error, HTTPException: ui.http_error},
     )
     app.state.ui = ui

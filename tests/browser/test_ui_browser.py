@@ -339,3 +339,26 @@ def test_a_run_created_elsewhere_appears_on_the_open_grid(ui: Any, api: Api, pag
     expect(runs).to_have_count(2)
     assert [runs.nth(0).get_attribute("data-run"), runs.nth(1).get_attribute("data-run")] == [first, second]
     assert page.evaluate("window.__kflSamePage") is True  # the grid was re-fetched, the page not reloaded
+
+
+def test_a_stuck_task_shows_why_its_pod_waits(
+    ui: Any, operator: OperatorProcess, api: Api, page: Page
+) -> None:
+    api.apply(
+        dag_manifest(
+            "stuck",
+            [
+                {
+                    "name": "pull",
+                    "command": ["true"],
+                    "pod": kwok(stuck=True, waiting_reason="ImagePullBackOff"),
+                }
+            ],
+        )
+    )
+    run = api.create_run("stuck", "2020-02-09T00:00:00Z")
+    wait_for(lambda: api.pods(run), timeout=30, what="the task's Pod")
+    page.goto(f"{ui.url}/runs/{api.namespace}/{run}/tasks/pull")
+    expect(page.locator("#task-state")).to_have_text("queued")
+    expect(page.locator(".waiting")).to_contain_text("ImagePullBackOff")
+    expect(page.locator("table.events")).to_contain_text("Scheduled")

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from kubeflowlite.api.dagrun import RunType
 from kubeflowlite.cli import cluster_plans
 from kubeflowlite.k8s import names
-from kubeflowlite.ui import graph, models
+from kubeflowlite.ui import graph, models, render
 from kubeflowlite.ui.app import grid_cells
 from kubeflowlite.ui.command import is_loopback
 
@@ -304,3 +304,36 @@ class TestGraph:
     def test_edges_follow_depends_on(self) -> None:
         source = graph.dot_source(TASKS)
         assert '"print_date" -> "sleep";' in source and '"print_date" -> "templated";' in source
+
+
+class TestRenderedCommand:
+    def run_of(self, tasks: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+        r = run("r1", "2020-02-09T00:00:00Z")
+        r["spec"]["conf"] = {"who": "ui"}
+        r["status"]["dagSpec"] = {"tasks": tasks, "params": {"who": "default"}, **spec}
+        return r
+
+    def test_rendered_as_the_operator_would_with_conf_and_stored_xcoms(self) -> None:
+        r = self.run_of(
+            [
+                {"name": "push", "bash": "echo 1"},
+                {
+                    "name": "pull",
+                    "dependsOn": ["push"],
+                    "bash": "echo {{ ds }} {{ params.who }} {{ ti.xcom_pull(task_ids='push') }}",
+                    "env": [{"name": "TRY", "value": "{{ ti.try_number }}"}],
+                },
+            ]
+        )
+        text = render.rendered_command(r, "pull", {"push": '{"n": 3}'})
+        assert text == "echo 2020-02-09 ui {'n': 3}\n# env TRY=1"
+
+    def test_unknown_task_or_unstarted_run_has_no_command(self) -> None:
+        r = self.run_of([{"name": "a", "bash": "true"}])
+        assert render.rendered_command(r, "nope", {}) is None
+        del r["status"]["dagSpec"]
+        assert render.rendered_command(r, "a", {}) is None
+
+    def test_a_template_error_is_shown_not_raised(self) -> None:
+        r = self.run_of([{"name": "a", "bash": "{{ nope.missing }}"}])
+        assert (render.rendered_command(r, "a", {}) or "").startswith("# template error:")
