@@ -71,7 +71,7 @@ class UIServer:
                 "kubeflowlite",
                 "ui",
                 f"--kubeconfig={kubeconfig}",
-                f"--namespace={namespace}",
+                *([] if "-A" in extra else [f"--namespace={namespace}"]),
                 f"--port={self.port}",
                 *extra,
             ],

@@ -362,3 +362,48 @@ def test_a_stuck_task_shows_why_its_pod_waits(
     expect(page.locator("#task-state")).to_have_text("queued")
     expect(page.locator(".waiting")).to_contain_text("ImagePullBackOff")
     expect(page.locator("table.events")).to_contain_text("Scheduled")
+
+
+def test_the_grid_pages_through_runs_without_leaving_the_page(ui: Any, api: Api, page: Page) -> None:
+    api.apply(dag_manifest("many", [{"name": "a", "command": ["true"]}]))
+    for day in range(1, 28):
+        api.create_run("many", f"2020-01-{day:02d}T00:00:00Z", name=f"many-{day:02d}")
+    page.goto(f"{ui.url}/dags/{api.namespace}/many/")
+    columns = page.locator("table.grid th[data-run]")
+    expect(columns).to_have_count(25)
+    expect(columns.first).to_have_attribute("data-run", "many-03")
+    expect(columns.last).to_have_attribute("data-run", "many-27")
+    page.evaluate("window.__kflSamePage = true")
+    page.click("text=‹ older")
+    expect(columns).to_have_count(2)
+    expect(columns.first).to_have_attribute("data-run", "many-01")
+    page.click("text=newer ›")
+    expect(columns).to_have_count(25)
+    assert page.evaluate("window.__kflSamePage") is True
+
+
+def test_the_dag_list_shows_an_invalid_dag_and_filters_by_tag(
+    start_ui: Any, operator: OperatorProcess, api: Api, page: Page
+) -> None:
+    api.apply(
+        dag_manifest(
+            "loop",
+            [
+                {"name": "a", "command": ["true"], "dependsOn": ["b"]},
+                {"name": "b", "command": ["true"], "dependsOn": ["a"]},
+            ],
+            tags=["broken"],
+        )
+    )
+    api.apply(dag_manifest("fine", [{"name": "a", "command": ["true"]}], tags=["ok"]))
+    ui = start_ui("-A")  # every namespace: the list gets a namespace column
+    page.goto(ui.url + "/")
+    loop = page.locator('tr[data-dag="loop"]')
+    expect(loop.locator(".bad")).to_have_text("invalid", timeout=20_000)
+    expect(loop.locator(".ready-message")).to_contain_text("cycle")
+    expect(loop).to_contain_text(api.namespace)
+    expect(page.locator('tr[data-dag="fine"] .ok')).to_have_text("ready")
+    page.select_option("form.filter select[name=tag]", "ok")
+    page.wait_for_url(re.compile(r".*\?tag=ok$"))
+    expect(page.locator('tr[data-dag="fine"]')).to_have_count(1)
+    expect(page.locator('tr[data-dag="loop"]')).to_have_count(0)
