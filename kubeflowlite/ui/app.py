@@ -154,6 +154,17 @@ class UI:
         )
         return EventSourceResponse(events, ping=15)
 
+    async def run_events(self, request: Request) -> Response:
+        namespace, name = self.namespace(request), str(request.path_params["run"])
+        events = live.run_events(
+            self.source,
+            self.hub,
+            namespace=namespace,
+            run_name=name,
+            version=request.query_params.get("v") or "",
+        )
+        return EventSourceResponse(events, ping=15)
+
     async def _run(self, request: Request) -> tuple[str, dict[str, Any]]:
         namespace, name = self.namespace(request), str(request.path_params["run"])
         run = await self.source.run(namespace, name)
@@ -181,6 +192,7 @@ class UI:
             svg=Markup(graph.colour(svg, states)) if svg else "",
             layout_error=layout_error,
             tasks=list(states),
+            version=str((run.get("metadata") or {}).get("resourceVersion") or ""),
         )
 
     async def gantt_page(self, request: Request) -> Response:
@@ -406,6 +418,7 @@ def create_app(client: kube.Kube, scope: Scope, *, allow_writes: bool = True) ->
         Route("/dags/{ns}/{dag}/trigger", ui.trigger, methods=["POST"]),
         Route("/dags/{ns}/{dag}/pause", ui.pause, methods=["POST"]),
         Route("/runs/{ns}/{run}/", ui.run_page),
+        Route("/runs/{ns}/{run}/events", ui.run_events),
         Route("/runs/{ns}/{run}/gantt", ui.gantt_page),
         Route("/runs/{ns}/{run}/clear", ui.clear, methods=["POST"]),
         Route("/runs/{ns}/{run}/tasks/{task}", ui.task_page),

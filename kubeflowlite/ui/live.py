@@ -12,6 +12,7 @@ grid again (`structure`): the only time structure is sent twice.
 
 On connect a stream checks, with a metadata-only list, which of its runs changed
 between the page's render and its subscription, and sends those columns whole.
+A run page's graph follows its run the same way (`run_events`: task -> state).
 """
 
 from __future__ import annotations
@@ -167,5 +168,31 @@ async def grid_events(
                     yield cells(run, delta)
             elif event.kind != "DELETED" and offset == 0 and models.belongs_on_first_page(run, floor):
                 yield sse("structure", {})
+    finally:
+        hub.unsubscribe(queue)
+
+
+async def run_events(
+    source: Source, hub: RunHub, *, namespace: str, run_name: str, version: str
+) -> AsyncIterator[dict[str, str]]:
+    """The events of one open run page (its graph): `tasks` ({"tasks": {task: state}, "state": run state})."""
+    queue = hub.subscribe()
+    try:
+        sent: dict[str, str] = {}
+        versions = await source.run_versions(namespace)
+        if versions.get(run_name, version) != version:  # changed between the page's render and this stream
+            found = await source.run(namespace, run_name)
+            if found is not None:
+                now = models.run_states(found)
+                sent = dict(now.tasks)
+                yield sse("tasks", {"tasks": sent, "state": now.state})
+        while True:
+            event = await queue.get()
+            run = event.run
+            if run is None or run.namespace != namespace or run.name != run_name or event.kind == "DELETED":
+                continue
+            delta = models.changed(sent, run.tasks)
+            sent = dict(run.tasks)
+            yield sse("tasks", {"tasks": delta, "state": run.state})
     finally:
         hub.unsubscribe(queue)

@@ -148,7 +148,7 @@ def test_clearing_a_failed_task_from_the_ui_reruns_it(
             [
                 {"name": "first", "command": ["true"], "pod": kwok(message='{"rows": 3}')},
                 {"name": "flaky", "dependsOn": ["first"], "command": ["false"], "pod": flaky},
-                {"name": "after", "dependsOn": ["flaky"], "command": ["true"]},
+                {"name": "after", "dependsOn": ["flaky"], "command": ["true"], "pod": kwok(delay="3s")},
             ],
         )
     )
@@ -163,6 +163,12 @@ def test_clearing_a_failed_task_from_the_ui_reruns_it(
     page.check("form.clear input[name=downstream]")
     page.click("form.clear button[type=submit]")
     page.wait_for_url(re.compile(rf".*/runs/{api.namespace}/{run}/$"))
+    page.evaluate("window.__kflSamePage = true")
+    after = page.locator("#graph g.node.task:has(title:text-is('after'))")
+    assert "st-success" not in (after.get_attribute("class") or "")  # the rerun is not done yet
+    expect(after).to_have_class(state("success"), timeout=30_000)  # the graph follows the run live
+    expect(page.locator("#run-state")).to_have_text("success")
+    assert page.evaluate("window.__kflSamePage") is True
 
     done = api.wait_run(run, states=("success",))
     assert task_states(done) == {"first": "success", "flaky": "success", "after": "success"}

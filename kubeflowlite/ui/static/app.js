@@ -9,8 +9,28 @@
 
   function setState(el, state) {
     if (!el || !STATE.test(state)) return;
-    el.className = el.className.replace(/\bst-[a-z_]+/, "st-" + state);
-    el.title = "";
+    var current = el.getAttribute("class") || "";  // SVG elements too
+    el.setAttribute("class", /\bst-[a-z_]+/.test(current) ? current.replace(/\bst-[a-z_]+/, "st-" + state) : current + " st-" + state);
+    if (el.tagName === "TD") el.title = "";
+  }
+
+  // A run page's graph: node colours and the run's state follow the run.
+  function followRun() {
+    var graph = document.getElementById("graph");
+    if (!graph || !graph.dataset.events || !window.EventSource) return;
+    var nodes = {};
+    graph.querySelectorAll("g.node.task").forEach(function (g) {
+      var title = g.querySelector("title");
+      if (title) nodes[title.textContent] = g;
+    });
+    var runSource = new EventSource(graph.dataset.events);
+    runSource.addEventListener("tasks", function (event) {
+      var data = JSON.parse(event.data);
+      Object.keys(data.tasks).forEach(function (task) { setState(nodes[task], data.tasks[task]); });
+      var head = document.getElementById("run-state");
+      if (head && STATE.test(data.state)) { setState(head, data.state); head.textContent = data.state; }
+    });
+    window.addEventListener("beforeunload", function () { runSource.close(); });
   }
 
   // Where each run's column and each task's row is, read once per grid fragment.
@@ -80,6 +100,7 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     follow();
+    followRun();
     document.body.addEventListener("htmx:afterSettle", follow);
     document.body.addEventListener("click", function (event) {
       var cell = cellOf(event);
