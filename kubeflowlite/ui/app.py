@@ -253,11 +253,12 @@ class UI:
         pod = models.try_pod(run_name, task, number)
         text, gone, error = "", False, ""
         pod_obj = await self.source.pod(namespace, pod)
-        live = bool(pod_obj) and (pod_obj or {}).get("status", {}).get("phase") in ("Pending", "Running")
+        phase = ((pod_obj or {}).get("status") or {}).get("phase")
+        waiting, streaming = phase == "Pending", phase == "Running"
         try:
-            text = (await self.source.log(namespace, pod, tail=tail, max_bytes=models.LOG_MAX_BYTES)).decode(
-                "utf-8", "replace"
-            )
+            if not (waiting or streaming):
+                log = await self.source.log(namespace, pod, tail=tail, max_bytes=models.LOG_MAX_BYTES)
+                text = log.decode("utf-8", "replace")
         except PodGone:
             gone = True
         except kube.ApiError as refused:  # shown in the log panel (htmx swaps only successful responses)
@@ -273,9 +274,20 @@ class UI:
             text=text,
             gone=gone or pod_obj is None,
             error=error,
-            live=live,
+            waiting=waiting,
+            streaming=streaming,
             tail=tail,
             more=models.more_log(tail),
+        )
+
+    async def log_stream(self, request: Request) -> Response:
+        namespace, run_name = self.namespace(request), str(request.path_params["run"])
+        pod = models.try_pod(
+            run_name, str(request.path_params["task"]), _int(request.query_params.get("try")) or 1
+        )
+        tail = models.log_tail(request.query_params.get("tail"))
+        return EventSourceResponse(
+            live.log_events(self.source, namespace=namespace, pod=pod, tail=tail), ping=15
         )
 
     # --- writes -----------------------------------------------------------------------------------------
@@ -423,6 +435,7 @@ def create_app(client: kube.Kube, scope: Scope, *, allow_writes: bool = True) ->
         Route("/runs/{ns}/{run}/clear", ui.clear, methods=["POST"]),
         Route("/runs/{ns}/{run}/tasks/{task}", ui.task_page),
         Route("/runs/{ns}/{run}/tasks/{task}/log", ui.log_fragment),
+        Route("/runs/{ns}/{run}/tasks/{task}/log/stream", ui.log_stream),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(

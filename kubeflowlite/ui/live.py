@@ -12,12 +12,14 @@ grid again (`structure`): the only time structure is sent twice.
 
 On connect a stream checks, with a metadata-only list, which of its runs changed
 between the page's render and its subscription, and sends those columns whole.
-A run page's graph follows its run the same way (`run_events`: task -> state).
+A run page's graph follows its run the same way (`run_events`: task -> state), and
+a running try's log panel gets its tail and then what the container writes (`log_events`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import json
 import logging
@@ -29,7 +31,7 @@ import aiohttp
 
 from kubeflowlite.k8s import kube
 from kubeflowlite.ui import models
-from kubeflowlite.ui.source import Scope, Source
+from kubeflowlite.ui.source import PodGone, Scope, Source
 
 log = logging.getLogger(__name__)
 
@@ -196,3 +198,24 @@ async def run_events(
             yield sse("tasks", {"tasks": delta, "state": run.state})
     finally:
         hub.unsubscribe(queue)
+
+
+async def log_events(
+    source: Source, *, namespace: str, pod: str, tail: int | None
+) -> AsyncIterator[dict[str, str]]:
+    """A running try's log as events: `log` (text to append), then `end` or `failed` (a message); never twice."""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    try:
+        async for chunk in source.follow_log(namespace, pod, tail=tail):
+            text = decoder.decode(chunk)
+            if text:
+                yield sse("log", text)
+        yield sse("end", "the container ended")
+    except PodGone:
+        yield sse("end", f"the Pod {pod} is gone")
+    except kube.ApiError as error:
+        yield sse(
+            "failed", f"the API server did not return the log: {error.status} {error.reason}: {error.message}"
+        )
+    except (TimeoutError, aiohttp.ClientError) as error:
+        yield sse("end", f"the log stream stopped ({type(error).__name__}): refresh to follow again")

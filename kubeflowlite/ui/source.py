@@ -12,7 +12,7 @@ by `cli.cluster_plans`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -96,6 +96,18 @@ class Source:
                 raise PodGone(pod) from None
             raise
         return b"".join(chunks)
+
+    async def follow_log(self, namespace: str, pod: str, *, tail: int | None) -> AsyncIterator[bytes]:
+        """A running try's log: its last `tail` lines, then what it writes until its container ends."""
+        try:
+            async for chunk in self.client.pod_logs(
+                namespace, pod, container=pods.MAIN_CONTAINER, follow=True, tail_lines=tail
+            ):
+                yield chunk
+        except kube.ApiError as error:
+            if error.not_found:
+                raise PodGone(pod) from None
+            raise
 
     # --- writes: exactly the CLI's -----------------------------------------------------------------
 

@@ -413,3 +413,17 @@ def test_the_dag_list_shows_an_invalid_dag_and_filters_by_tag(
     page.wait_for_url(re.compile(r".*\?tag=ok$"))
     expect(page.locator('tr[data-dag="fine"]')).to_have_count(1)
     expect(page.locator('tr[data-dag="loop"]')).to_have_count(0)
+
+
+def test_a_running_tries_log_is_followed_and_a_refusal_is_shown(
+    ui: Any, operator: OperatorProcess, api: Api, page: Page
+) -> None:
+    api.apply(dag_manifest("long", [{"name": "work", "command": ["true"], "pod": kwok(delay="60s")}]))
+    run = api.create_run("long", "2020-02-09T00:00:00Z")
+    wait_for(lambda: task_states(api.run(run)).get("work") == "running", timeout=30, what="the task to run")
+    page.goto(f"{ui.url}/runs/{api.namespace}/{run}/tasks/work")
+    panel = page.locator("#log")
+    expect(panel).to_have_attribute("data-stream", re.compile(r"/log/stream\?try=1&tail=200$"))
+    # KWOK nodes have no kubelet to stream from: the stream ends with the API server's answer.
+    expect(panel.locator(".log-status")).to_contain_text("did not return the log", timeout=20_000)
+    expect(panel.locator(".following")).to_have_text("stopped")

@@ -75,6 +75,34 @@
     });
   }
 
+  // A running try's log: the tail, then what the container writes, appended as text.
+  var LOG_LIMIT = 4 * 1024 * 1024;
+  var logSource = null;
+  function followLog() {
+    var panel = document.getElementById("log");
+    var url = panel && panel.dataset.stream;
+    if (logSource && logSource.url.endsWith(url || "-")) return;
+    if (logSource) { logSource.close(); logSource = null; }
+    if (!url || !window.EventSource) return;
+    var pre = panel.querySelector("pre.logtext");
+    var status = panel.querySelector(".log-status");
+    var stop = function (event, css) {
+      logSource.close(); logSource = null;
+      status.textContent = event && event.data ? JSON.parse(event.data) : "the log stream stopped";
+      if (css) status.className = "log-status " + css;
+      var following = panel.querySelector(".following");
+      if (following) following.textContent = "stopped";
+    };
+    logSource = new EventSource(url);
+    logSource.addEventListener("log", function (event) {
+      pre.appendChild(document.createTextNode(JSON.parse(event.data)));
+      if (pre.textContent.length > LOG_LIMIT) pre.textContent = pre.textContent.slice(-LOG_LIMIT / 2);
+    });
+    logSource.addEventListener("end", function (event) { stop(event, "muted"); });
+    logSource.addEventListener("failed", function (event) { stop(event, "log-error bad"); });
+    logSource.onerror = function () { if (logSource) stop(null, "muted"); };
+  }
+
   function cellOf(event) {
     var td = event.target.closest && event.target.closest("table.grid td");
     if (!td) return null;
@@ -101,7 +129,7 @@
   document.addEventListener("DOMContentLoaded", function () {
     follow();
     followRun();
-    document.body.addEventListener("htmx:afterSettle", follow);
+    document.body.addEventListener("htmx:afterSettle", function () { follow(); followLog(); });
     document.body.addEventListener("click", function (event) {
       var cell = cellOf(event);
       var grid = document.getElementById("grid");
