@@ -18,8 +18,10 @@ Figures (a `kubeflowlite ui` process on loopback, timed with a plain HTTP client
 - in chromium (if --browser): navigation to the load event of the grid and graph pages
   (the first navigation includes the browser's own start-up work);
 - memory: the UI process's RSS while C event-stream clients (what an open grid page
-  holds) follow the running run for F seconds; start, max and end RSS, and the cell
-  updates each client received. Goals: grid and graph < 1 s; RSS flat (end - start < 20 MiB).
+  holds) follow the running run for F seconds, sampled every 2 s, and the cell updates
+  each client received. The first seconds include the shared watch's initial listing
+  of every run (once per process), so "flat" compares the end with the sample 10 s in.
+  Goals: grid and graph < 1 s; RSS flat (end - 10 s sample < 20 MiB).
 """
 
 from __future__ import annotations
@@ -298,7 +300,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"RSS start {samples[0]:.1f} MiB, max {max(samples):.1f} MiB, end {samples[-1]:.1f} MiB; "
                   f"cell updates per client {min(cells)}..{max(cells)}")  # fmt: skip
             print("RSS samples (MiB, every 2 s): " + " ".join(f"{v:.0f}" for v in samples))
-            missed |= samples[-1] - samples[0] >= RSS_GOAL_MIB
+            warm = samples[min(5, len(samples) - 1)]
+            print(f"RSS growth after warm-up: {samples[-1] - warm:+.1f} MiB (goal < {RSS_GOAL_MIB:g})")
+            missed |= samples[-1] - warm >= RSS_GOAL_MIB
         finally:
             ui.terminate()
             ui.wait(timeout=15)

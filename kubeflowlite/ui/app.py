@@ -40,7 +40,7 @@ from starlette.templating import Jinja2Templates
 
 from kubeflowlite.cli import cluster_plans
 from kubeflowlite.k8s import kube, pods
-from kubeflowlite.ui import graph, live, models, render
+from kubeflowlite.ui import forms, graph, live, models, render, runview
 from kubeflowlite.ui.source import PodGone, Scope, Source
 
 HERE = Path(__file__).parent
@@ -188,7 +188,7 @@ class UI:
             request,
             "run.html",
             namespace=namespace,
-            run=models.run_details(run, now=_now()),
+            run=runview.run_details(run, now=_now()),
             svg=Markup(graph.colour(svg, states)) if svg else "",
             layout_error=layout_error,
             tasks=list(states),
@@ -198,12 +198,12 @@ class UI:
     async def gantt_page(self, request: Request) -> Response:
         namespace, run = await self._run(request)
         pod_list = await self.source.pods_of(namespace, models.name_of(run))
-        bars, span = models.gantt(run, pod_list, now=_now())
+        bars, span = runview.gantt(run, pod_list, now=_now())
         return self.page(
             request,
             "gantt.html",
             namespace=namespace,
-            run=models.run_details(run, now=_now()),
+            run=runview.run_details(run, now=_now()),
             bars=bars,
             span=span,
         )
@@ -212,7 +212,7 @@ class UI:
         namespace, run = await self._run(request)
         task = str(request.path_params["task"])
         run_name = models.name_of(run)
-        tries = models.tries(run, task, now=_now())
+        tries = runview.tries(run, task, now=_now())
         state = models.task_state(run, task)
         if state == "absent":
             raise HTTPException(404, f"run {run_name!r} has no task {task!r}")
@@ -222,10 +222,10 @@ class UI:
             self.source.pod_events(namespace, current.pod) if current else _empty(),
             self.source.xcom(namespace, run_name),
         )
-        xcom = models.xcom_text(configmap, task)
+        xcom = runview.xcom_text(configmap, task)
         command: str | None
         if pod is not None:
-            command, command_source = models.pod_command(pod, pods.MAIN_CONTAINER), "as the Pod runs it"
+            command, command_source = runview.pod_command(pod, pods.MAIN_CONTAINER), "as the Pod runs it"
         else:
             xcoms = {str(k): str(v) for k, v in ((configmap or {}).get("data") or {}).items()}
             command = render.rendered_command(run, task, xcoms)
@@ -234,14 +234,14 @@ class UI:
             request,
             "task.html",
             namespace=namespace,
-            run=models.run_details(run, now=_now()),
+            run=runview.run_details(run, now=_now()),
             task=task,
             state=state,
             tries=tries,
-            pod=models.pod_info(pod) if pod else None,
+            pod=runview.pod_info(pod) if pod else None,
             command=command,
             command_source=command_source,
-            events=models.event_rows(events),
+            events=runview.event_rows(events),
             xcom=xcom,
         )
 
@@ -249,15 +249,15 @@ class UI:
         namespace, run_name = self.namespace(request), str(request.path_params["run"])
         task = str(request.path_params["task"])
         number = _int(request.query_params.get("try")) or 1
-        tail = models.log_tail(request.query_params.get("tail"))
-        pod = models.try_pod(run_name, task, number)
+        tail = forms.log_tail(request.query_params.get("tail"))
+        pod = runview.try_pod(run_name, task, number)
         text, gone, error = "", False, ""
         pod_obj = await self.source.pod(namespace, pod)
         phase = ((pod_obj or {}).get("status") or {}).get("phase")
         waiting, streaming = phase == "Pending", phase == "Running"
         try:
             if not (waiting or streaming):
-                log = await self.source.log(namespace, pod, tail=tail, max_bytes=models.LOG_MAX_BYTES)
+                log = await self.source.log(namespace, pod, tail=tail, max_bytes=forms.LOG_MAX_BYTES)
                 text = log.decode("utf-8", "replace")
         except PodGone:
             gone = True
@@ -277,15 +277,15 @@ class UI:
             waiting=waiting,
             streaming=streaming,
             tail=tail,
-            more=models.more_log(tail),
+            more=forms.more_log(tail),
         )
 
     async def log_stream(self, request: Request) -> Response:
         namespace, run_name = self.namespace(request), str(request.path_params["run"])
-        pod = models.try_pod(
+        pod = runview.try_pod(
             run_name, str(request.path_params["task"]), _int(request.query_params.get("try")) or 1
         )
-        tail = models.log_tail(request.query_params.get("tail"))
+        tail = forms.log_tail(request.query_params.get("tail"))
         return EventSourceResponse(
             live.log_events(self.source, namespace=namespace, pod=pod, tail=tail), ping=15
         )
@@ -296,8 +296,8 @@ class UI:
         form = await self.check_write(request)
         namespace, name = self.namespace(request), str(request.path_params["dag"])
         try:
-            logical_date, conf = models.parse_trigger(form.get("conf", ""), form.get("date", ""))
-        except models.FormError as error:
+            logical_date, conf = forms.parse_trigger(form.get("conf", ""), form.get("date", ""))
+        except forms.FormError as error:
             return self.message(request, 400, "Trigger refused", str(error))
         try:
             run = await self.source.trigger(namespace, name, logical_date=logical_date, conf=conf)
@@ -324,7 +324,7 @@ class UI:
         namespace, run = await self._run(request)
         task = form.get("task", "")
         try:
-            tasks = models.clear_tasks(
+            tasks = forms.clear_tasks(
                 run,
                 task,
                 downstream=bool(form.get("downstream")),

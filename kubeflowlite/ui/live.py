@@ -164,6 +164,9 @@ async def grid_events(
                     yield sse("structure", {})
                     continue
                 states = column(run)
+                if run.name not in sent and run.resource_version == shown[run.name]:
+                    sent[run.name] = states  # what the page rendered: the baseline, nothing to send
+                    continue
                 delta = models.changed(sent[run.name], states) if run.name in sent else states
                 sent[run.name] = states
                 if delta:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from kubeflowlite.api.dagrun import RunType
 from kubeflowlite.cli import cluster_plans
 from kubeflowlite.k8s import names
-from kubeflowlite.ui import graph, models, render
+from kubeflowlite.ui import forms, graph, models, render, runview
 from kubeflowlite.ui.app import grid_cells
 from kubeflowlite.ui.command import is_loopback
 
@@ -133,7 +133,7 @@ class TestRunViews:
                 }
             ],
         }
-        tries = models.tries(r, "sleep", now=NOW)
+        tries = runview.tries(r, "sleep", now=NOW)
         assert [(t.number, t.state, t.exit_code) for t in tries] == [(1, "failed", "1"), (2, "running", "-")]
         assert tries[0].duration == "1m00s" and tries[1].duration == "1m00s"
         assert tries[1].pod == names.pod_name("r1", "sleep", 2)
@@ -160,7 +160,7 @@ class TestRunViews:
                 "creationTimestamp": "2020-02-09T11:00:00Z",
             }
         }
-        bars, span = models.gantt(r, [pod], now=NOW)
+        bars, span = runview.gantt(r, [pod], now=NOW)
         assert span == "40s"
         first, second = bars
         assert (first.queued_left, first.queued_width, first.running_left, first.running_width) == (
@@ -175,7 +175,7 @@ class TestRunViews:
         r = run("r1", "2020-01-01T00:00:00Z")
         r["spec"]["conf"] = {"b": 1, "a": "<script>"}
         r["status"]["dagSpec"]["params"] = {"p": "v"}
-        details = models.run_details(r, now=NOW)
+        details = runview.run_details(r, now=NOW)
         assert details.conf == '{\n  "a": "<script>",\n  "b": 1\n}'
         assert '"p": "v"' in details.params
 
@@ -189,7 +189,7 @@ class TestRunViews:
                 ],
             },
         }
-        info = models.pod_info(pod)
+        info = runview.pod_info(pod)
         assert (info.phase, info.waiting_reason, info.waiting_message) == (
             "Pending",
             "ImagePullBackOff",
@@ -197,9 +197,9 @@ class TestRunViews:
         )
 
     def test_xcom_is_pretty_json_or_the_stored_text(self) -> None:
-        assert models.xcom_text({"data": {"t": '{"k": [1]}'}}, "t") == '{\n  "k": [\n    1\n  ]\n}'
-        assert models.xcom_text({"data": {"t": "not json"}}, "t") == "not json"
-        assert models.xcom_text(None, "t") is None
+        assert runview.xcom_text({"data": {"t": '{"k": [1]}'}}, "t") == '{\n  "k": [\n    1\n  ]\n}'
+        assert runview.xcom_text({"data": {"t": "not json"}}, "t") == "not json"
+        assert runview.xcom_text(None, "t") is None
 
     def test_pod_command_is_what_the_container_runs(self) -> None:
         pod = {
@@ -214,49 +214,49 @@ class TestRunViews:
                 ]
             }
         }
-        assert models.pod_command(pod, "main") == "sh\n-c\necho 2020-02-09\n# env A=1"
+        assert runview.pod_command(pod, "main") == "sh\n-c\necho 2020-02-09\n# env A=1"
 
 
 class TestForms:
     def test_trigger_checks_conf_and_date(self) -> None:
-        assert models.parse_trigger(' {"a": 1} ', "2020-02-09", now=NOW) == (
+        assert forms.parse_trigger(' {"a": 1} ', "2020-02-09", now=NOW) == (
             datetime(2020, 2, 9, tzinfo=UTC),
             {"a": 1},
         )
-        assert models.parse_trigger("", "", now=NOW) == (NOW, {})
-        with pytest.raises(models.FormError, match="conf is not valid JSON"):
-            models.parse_trigger("{nope", "", now=NOW)
-        with pytest.raises(models.FormError, match="conf must be a JSON object"):
-            models.parse_trigger("[1]", "", now=NOW)
-        with pytest.raises(models.FormError, match="logical date 'tomorrow'"):
-            models.parse_trigger("", "tomorrow", now=NOW)
+        assert forms.parse_trigger("", "", now=NOW) == (NOW, {})
+        with pytest.raises(forms.FormError, match="conf is not valid JSON"):
+            forms.parse_trigger("{nope", "", now=NOW)
+        with pytest.raises(forms.FormError, match="conf must be a JSON object"):
+            forms.parse_trigger("[1]", "", now=NOW)
+        with pytest.raises(forms.FormError, match="logical date 'tomorrow'"):
+            forms.parse_trigger("", "tomorrow", now=NOW)
 
     def test_clear_uses_the_cli_selection(self) -> None:
         r = run("r1", "d", {"print_date": "failed", "sleep": "upstream_failed", "templated": "success"})
-        assert models.clear_tasks(r, "print_date", downstream=True, upstream=False, only_failed=False) == [
+        assert forms.clear_tasks(r, "print_date", downstream=True, upstream=False, only_failed=False) == [
             "print_date",
             "sleep",
             "templated",
         ]
-        assert models.clear_tasks(r, "print_date", downstream=True, upstream=False, only_failed=True) == [
+        assert forms.clear_tasks(r, "print_date", downstream=True, upstream=False, only_failed=True) == [
             "print_date",
             "sleep",
         ]
         with pytest.raises(cluster_plans.PlanError, match="no task 'x'"):
-            models.clear_tasks(r, "x", downstream=False, upstream=False, only_failed=False)
+            forms.clear_tasks(r, "x", downstream=False, upstream=False, only_failed=False)
         not_started = run("r2", "d")
         del not_started["status"]["dagSpec"]
         with pytest.raises(cluster_plans.PlanError, match="not started"):
-            models.clear_tasks(not_started, "sleep", downstream=False, upstream=False, only_failed=False)
+            forms.clear_tasks(not_started, "sleep", downstream=False, upstream=False, only_failed=False)
 
     def test_log_tail_steps_up_to_the_whole_log(self) -> None:
-        assert models.log_tail(None) == models.LOG_TAILS[0]
-        assert models.log_tail("300") == models.LOG_TAILS[1]
-        assert models.log_tail("all") is None
-        assert models.log_tail("junk") == models.LOG_TAILS[0]
-        assert models.more_log(models.LOG_TAILS[0]) == str(models.LOG_TAILS[1])
-        assert models.more_log(models.LOG_TAILS[-1]) == "all"
-        assert models.more_log(None) is None
+        assert forms.log_tail(None) == forms.LOG_TAILS[0]
+        assert forms.log_tail("300") == forms.LOG_TAILS[1]
+        assert forms.log_tail("all") is None
+        assert forms.log_tail("junk") == forms.LOG_TAILS[0]
+        assert forms.more_log(forms.LOG_TAILS[0]) == str(forms.LOG_TAILS[1])
+        assert forms.more_log(forms.LOG_TAILS[-1]) == "all"
+        assert forms.more_log(None) is None
 
     def test_cli_and_ui_write_the_same_objects(self) -> None:
         manifest = cluster_plans.dagrun_manifest(
