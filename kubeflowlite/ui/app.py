@@ -8,6 +8,8 @@ Safety rules, each in one place:
 - Writes are POSTs carrying the server's CSRF token (a random value per process,
   only readable by pages this server rendered) and, when the browser sends an
   Origin, from this server's own origin (`check_write`).
+- A UI bound to loopback answers only requests addressed to a loopback name
+  (DNS rebinding), and sends no page to be framed (CSP frame-ancestors).
 - An API refusal (RBAC's 403, a conflict, a missing object) is shown as the API
   server's message with its status code, never as a stack trace (`api_error`).
 """
@@ -32,6 +34,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -96,7 +99,9 @@ class UI:
     async def check_write(self, request: Request) -> dict[str, str]:
         """The form of a write request, once its CSRF token and origin are right; 403 otherwise."""
         if not self.allow_writes:
-            raise HTTPException(403, "this UI is read-only (ui.allowWrites is off)")
+            raise HTTPException(
+                403, "this UI is read-only (kubeflowlite ui --read-only; the chart's ui.allowWrites)"
+            )
         origin = request.headers.get("origin")
         if origin and urlsplit(origin).netloc != request.headers.get("host"):
             raise HTTPException(403, f"cross-origin request refused (Origin {origin})")
@@ -406,8 +411,17 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def create_app(client: kube.Kube, scope: Scope, *, allow_writes: bool = True) -> Starlette:
-    """The Starlette application over `client` (closed with the app) for `scope`."""
+LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]
+
+
+def create_app(
+    client: kube.Kube, scope: Scope, *, allow_writes: bool = True, allowed_hosts: list[str] | None = None
+) -> Starlette:
+    """The Starlette application over `client` (closed with the app) for `scope`.
+
+    `allowed_hosts` are the Host names requests may carry (default: any); a UI bound to
+    loopback accepts only loopback names, so a DNS-rebinding page cannot read it.
+    """
     ui = UI(client, scope, allow_writes=allow_writes)
 
     @contextlib.asynccontextmanager
@@ -441,7 +455,11 @@ def create_app(client: kube.Kube, scope: Scope, *, allow_writes: bool = True) ->
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(SecurityHeaders), Middleware(GZipMiddleware, minimum_size=2048)],
+        middleware=[
+            Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts or ["*"]),
+            Middleware(SecurityHeaders),
+            Middleware(GZipMiddleware, minimum_size=2048),
+        ],
         exception_handlers={kube.ApiError: ui.api_error, HTTPException: ui.http_error},
     )
     app.state.ui = ui

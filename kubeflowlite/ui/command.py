@@ -55,7 +55,7 @@ def ui_cmd(
     import uvicorn
 
     from kubeflowlite.k8s import kube
-    from kubeflowlite.ui.app import create_app
+    from kubeflowlite.ui.app import LOOPBACK_HOSTS, create_app
     from kubeflowlite.ui.source import Scope
 
     try:
@@ -69,5 +69,7 @@ def ui_cmd(
     where = "all namespaces" if scope.namespace is None else f"namespace {scope.namespace}"
     click.echo(f"kubeflowlite ui: http://{host}:{port}/ ({config.server}, {where})", err=True)
     client = kube.Kube(config, user_agent="kubeflowlite-ui")
-    app = create_app(client, scope, allow_writes=not read_only)
+    app = create_app(
+        client, scope, allow_writes=not read_only, allowed_hosts=LOOPBACK_HOSTS if is_loopback(host) else None
+    )
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

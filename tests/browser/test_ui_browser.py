@@ -246,6 +246,12 @@ def test_writes_need_a_post_with_the_csrf_token(ui: Any, api: Api, page: Page) -
             return int(error.code)
 
     assert post({"paused": "true"}) == 403
+    rebound = urllib.request.Request(ui.url + "/", headers={"Host": "evil.example"})
+    try:
+        urllib.request.urlopen(rebound, timeout=10)
+        raise AssertionError("a page for another host name must be refused (DNS rebinding)")
+    except urllib.error.HTTPError as error:
+        assert error.code == 400
     assert post({"paused": "true", "csrf": "guess"}) == 403
     try:
         urllib.request.urlopen(f"{url}?paused=true", timeout=10)
