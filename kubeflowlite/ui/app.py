@@ -41,8 +41,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from kubeflowlite.api.dagrun import RunType
 from kubeflowlite.cli import cluster_plans
-from kubeflowlite.k8s import kube, pods
+from kubeflowlite.k8s import kube, names, pods
 from kubeflowlite.ui import forms, graph, live, models, render, runview
 from kubeflowlite.ui.source import PodGone, Scope, Source
 
@@ -308,8 +309,9 @@ class UI:
             run = await self.source.trigger(namespace, name, logical_date=logical_date, conf=conf)
         except kube.ApiError as error:
             if error.conflict:
+                existing = names.dagrun_name(name, logical_date, RunType.manual)
                 return self.message(
-                    request, 409, "Trigger refused", f"a run at {form.get('date')} exists already"
+                    request, 409, "Trigger refused", f"a manual run at that date exists: {existing}"
                 )
             raise
         return RedirectResponse(

@@ -433,3 +433,24 @@ def test_a_running_tries_log_is_followed_and_a_refusal_is_shown(
     # KWOK nodes have no kubelet to stream from: the stream ends with the API server's answer.
     expect(panel.locator(".log-status")).to_contain_text("did not return the log", timeout=20_000)
     expect(panel.locator(".following")).to_have_text("stopped")
+
+
+def test_the_trigger_form_checks_conf_and_reports_a_duplicate(ui: Any, api: Api, page: Page) -> None:
+    api.apply(dag_manifest("form", [{"name": "a", "command": ["true"]}]))
+    page.goto(f"{ui.url}/dags/{api.namespace}/form/")
+    page.locator("details.action summary").click()
+    page.fill("form.trigger textarea[name=conf]", "{not json")
+    page.click("form.trigger button[type=submit]")
+    expect(page.locator("form.trigger .form-error")).to_contain_text("conf is not valid JSON")
+    assert api.runs() == []  # checked in the page: nothing was sent
+
+    page.fill("form.trigger textarea[name=conf]", "")
+    page.fill("form.trigger input[name=date]", "2020-02-09")
+    page.click("form.trigger button[type=submit]")
+    page.wait_for_url(re.compile(r".*\?triggered=form-manual-20200209t000000$"))
+    page.locator("details.action summary").click()
+    page.fill("form.trigger input[name=date]", "2020-02-09")
+    page.click("form.trigger button[type=submit]")
+    expect(page.locator("section.error h1")).to_contain_text("Trigger refused")
+    expect(page.locator("section.error .message")).to_contain_text("form-manual-20200209t000000")
+    assert [r["metadata"]["name"] for r in api.runs()] == ["form-manual-20200209t000000"]
