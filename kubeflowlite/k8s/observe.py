@@ -20,7 +20,7 @@ from typing import Any
 
 from kubeflowlite.core import xcom
 from kubeflowlite.core.engine import Attempt, AttemptPhase
-from kubeflowlite.k8s import names
+from kubeflowlite.k8s import names, taskscript
 from kubeflowlite.k8s.pods import MAIN_CONTAINER
 
 DEFAULT_PENDING_TIMEOUT = timedelta(minutes=10)
@@ -87,7 +87,9 @@ def attempt_from_pod(
     # the main container's own termination is what counts.
     if phase == "Succeeded" or (terminated is not None and exit_code == 0 and phase != "Failed"):
         return _succeeded(attempt, terminated or {}, end_time=finished_at or deleted_at or now)
-    if phase == "Failed" or (terminated is not None and phase != "Pending"):
+    # The kubelet reports a main container that exited non-zero while the Pod's phase
+    # may still read Pending for a second or two: the container's end is final.
+    if phase == "Failed" or terminated is not None:
         return attempt(
             AttemptPhase.failed,
             end_time=finished_at or deleted_at or now,
@@ -113,18 +115,10 @@ def attempt_from_pod(
 def parse_xcom(text: str) -> Any:
     """The XCom value in a main container's termination message (NO_XCOM if it is empty).
 
-    Raises core.xcom.XComError with the message a user sees as the task's failure;
-    a message the kubelet cut at its limit says so, since its JSON then breaks.
+    Raises core.xcom.XComError with the message a user sees as the task's failure
+    (k8s.taskscript: a bash task's last output line, or a JSON value).
     """
-    try:
-        return xcom.parse_xcom_file(text)
-    except xcom.XComError as error:
-        if len(text.encode("utf-8")) >= xcom.XCOM_LIMIT_BYTES:
-            raise xcom.XComError(
-                f"{error} (the kubelet keeps only {xcom.XCOM_LIMIT_BYTES} bytes of a termination message: "
-                "the value is too large)"
-            ) from None
-        raise
+    return taskscript.decode_termination_message(text)
 
 
 def _succeeded(make: Callable[..., Attempt], terminated: Mapping[str, Any], *, end_time: datetime) -> Attempt:

@@ -5,7 +5,8 @@ subprocess with the cluster's kubeconfig and scoped to the test's namespace; the
 browser is Debian's `chromium` (hack/system-packages.txt) driven by Playwright
 (pytest-playwright's `page` fixture), launched with `executable_path` since
 `playwright install` cannot download here. The cluster, namespace, operator and
-api fixtures are the cluster tests' (tests/conftest.py registers them once).
+api fixtures are tests/cluster's (this directory sits under it to share its one
+session control plane); tests here carry the `cluster` and `browser` markers.
 
 Screenshots of the main views go to test-artifacts/screenshots/ (`shot`).
 """
@@ -25,7 +26,7 @@ from typing import Any
 import pytest
 from operator_harness import free_port
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CHROMIUM = os.environ.get("KFL_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -44,8 +45,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     for item in items:
         if here in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.cluster)
-            item.add_marker(pytest.mark.browser)
+            item.add_marker(pytest.mark.browser)  # `cluster` comes from tests/conftest.py
 
 
 @pytest.fixture(scope="session")

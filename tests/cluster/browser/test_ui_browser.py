@@ -20,7 +20,7 @@ import yaml
 from operator_harness import Api, OperatorProcess, dag_manifest, kwok, task_states, wait_for
 from playwright.sync_api import Locator, Page, expect
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 XSS = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
 
 # Records every state the grid cells of one run show, from now on; set once per page load, so

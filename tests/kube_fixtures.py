@@ -1,24 +1,13 @@
-"""Fixtures for tests that need Kubernetes: a real control plane, no mocks.
+"""Fixtures shared by every test that talks to Kubernetes (tests/cluster, tests/e2e).
 
-Shared by tests/cluster and tests/browser through tests/conftest.py, so one
-session starts one control plane whichever of them run.
-
-Boundary: every test here talks to a real kube-apiserver. By default the session
-starts the hermetic control plane (hack/controlplane: etcd, kube-apiserver,
-kube-controller-manager, kube-scheduler, KWOK with 3 simulated nodes) from the
-cached binaries that `hack/build-tools` builds; set KFL_TEST_KUBECONFIG to run
-against an existing cluster instead. Each test gets its own namespace. When a test
-fails, the component logs and the namespace's objects are kept under
-test-artifacts/<test>/ and the path is printed in the report.
-
-Pod lifecycles are simulated by KWOK and steered by Pod annotations (see
-hack/kwok/stages.yaml): kwok.kubeflowlite.io/outcome, /delay, /pending-delay,
-/exit-code, /message, /stuck, /waiting-reason.
+Each of those directories' conftest decides which control plane its session-scoped
+`cluster` fixture starts (KWOK nodes, or the real node); the rest, a fresh namespace
+per test and the artifacts kept when a test fails, is the same and lives here.
+Import the fixtures into a conftest with `from kube_fixtures import core_v1, namespace`.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -27,16 +16,14 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from kubernetes import client, config
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO / "hack") not in sys.path:
-    sys.path.insert(0, str(REPO / "hack"))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "hack"))
 
-from controlplane.cluster import ControlPlane, build_tools, kubectl, reap_orphans  # noqa: E402
+from controlplane.cluster import ControlPlane, kubectl  # noqa: E402
 
 ARTIFACTS = REPO / "test-artifacts"
 
@@ -56,30 +43,6 @@ class Cluster:
 
     def api_client(self) -> client.ApiClient:
         return config.new_client_from_config(config_file=str(self.kubeconfig))
-
-
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    report = yield
-    setattr(item, f"rep_{report.when}", report)
-    return report
-
-
-@pytest.fixture(scope="session")
-def cluster() -> Iterator[Cluster]:
-    bin_dir = build_tools()
-    os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
-    existing = os.environ.get("KFL_TEST_KUBECONFIG")
-    if existing:
-        yield Cluster(kubeconfig=Path(existing), bin_dir=bin_dir, plane=None)
-        return
-    reap_orphans()
-    plane = ControlPlane.start(bin_dir)
-    print(f"\ncontrol plane ready in {plane.started_seconds:.1f}s ({plane.state_dir})", file=sys.stderr)
-    try:
-        yield Cluster(kubeconfig=plane.kubeconfig, bin_dir=bin_dir, plane=plane)
-    finally:
-        plane.stop()
 
 
 @pytest.fixture
