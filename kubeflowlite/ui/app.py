@@ -54,7 +54,8 @@ CSP = (
 )
 
 
-def _environment() -> jinja2.Environment:
+def template_environment() -> jinja2.Environment:
+    """The templates' Jinja2 environment: every template autoescaped, unknown names an error."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=True,
@@ -80,7 +81,7 @@ class UI:
         self.layouts = graph.LayoutCache()
         self.csrf = secrets.token_urlsafe(32)
         self.allow_writes = allow_writes
-        self.templates = Jinja2Templates(env=_environment())
+        self.templates = Jinja2Templates(env=template_environment())
 
     # --- helpers --------------------------------------------------------------------------------------
 

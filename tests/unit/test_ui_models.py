@@ -13,7 +13,7 @@ from kubeflowlite.api.dagrun import RunType
 from kubeflowlite.cli import cluster_plans
 from kubeflowlite.k8s import names
 from kubeflowlite.ui import forms, graph, models, render, runview
-from kubeflowlite.ui.app import grid_cells
+from kubeflowlite.ui.app import grid_cells, template_environment
 from kubeflowlite.ui.command import is_loopback
 
 NOW = datetime(2020, 2, 9, 12, 0, tzinfo=UTC)
@@ -337,3 +337,34 @@ class TestRenderedCommand:
     def test_a_template_error_is_shown_not_raised(self) -> None:
         r = self.run_of([{"name": "a", "bash": "{{ nope.missing }}"}])
         assert (render.rendered_command(r, "a", {}) or "").startswith("# template error:")
+
+
+class TestTemplatesEscape:
+    """What KWOK cannot produce (a real log) is checked on the template itself."""
+
+    def test_a_log_with_markup_is_shown_as_text(self) -> None:
+        template = template_environment().get_template("_log.html")
+        html = template.render(
+            namespace="ns",
+            run="r",
+            task="t",
+            number=1,
+            pod="r-t-1",
+            text='<script>window.__pwned = 1</script><img src=x onerror="x()">',
+            gone=False,
+            error="",
+            waiting=False,
+            streaming=False,
+            tail=200,
+            more="2000",
+        )
+        assert "<script>" not in html and "<img" not in html
+        assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in html
+
+    def test_an_api_error_in_the_log_panel_is_text(self) -> None:
+        template = template_environment().get_template("_log.html")
+        html = template.render(
+            namespace="ns", run="r", task="t", number=1, pod="p", text="", gone=False,
+            error="<b>boom</b>", waiting=False, streaming=False, tail=None, more=None,
+        )  # fmt: skip
+        assert "<b>boom</b>" not in html and "&lt;b&gt;boom&lt;/b&gt;" in html
