@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from .cluster import ControlPlane, ControlPlaneError, build_tools
+from .node import NodeError
 
 POINTER = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "kubeflowlite" / "current-cluster"
 
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             previous.stop()
         try:
             plane = ControlPlane.start(build_tools(), nodes=args.node)
-        except ControlPlaneError as err:
+        except (ControlPlaneError, NodeError) as err:
             print(f"cluster: {err}", file=sys.stderr)
             return 1
         plane.adopt()

@@ -72,6 +72,8 @@ class ControlPlane:
     """The process that started the plane; a plane whose owner died is an orphan (see reap_orphans)."""
     node_kind: str = "kwok"
     node_name: str = ""
+    commands: dict[str, list[str]] = field(default_factory=dict)
+    """Each component's arguments, so that a test can restart it as it was."""
     """The real node's name (the machine's hostname) when node_kind is `real`."""
 
     # -- lifecycle -----------------------------------------------------------------
@@ -243,6 +245,7 @@ class ControlPlane:
             started_seconds=float(data["started_seconds"]),
             owner_pid=int(data.get("owner_pid", 0)),
             node_kind=str(data.get("node_kind", "kwok")),
+            commands={k: list(v) for k, v in data.get("commands", {}).items()},
             node_name=str(data.get("node_name", "")),
         )
 
@@ -316,8 +319,19 @@ class ControlPlane:
             shutil.copy2(log, destination / log.name)
 
     # -- internals -------------------------------------------------------------------
-    def _launch(self, name: str, args: list[str]) -> None:
-        log = open(self.state_dir / "logs" / f"{name}.log", "wb")  # noqa: SIM115 - owned by the child
+    def restart(self, name: str, *, down_for: float = 0.0) -> None:
+        """Kill component `name` (SIGKILL, as a crash) and start it again as it was, `down_for` seconds later."""
+        _kill_group(self.pids[name], signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pids[name], 0)
+        time.sleep(down_for)
+        self._launch(name, self.commands[name], append=True)
+        if name == "kube-apiserver":
+            self._wait_ready(60)
+
+    def _launch(self, name: str, args: list[str], *, append: bool = False) -> None:
+        self.commands[name] = list(args)
+        log = open(self.state_dir / "logs" / f"{name}.log", "ab" if append else "wb")  # noqa: SIM115 - owned by the child
         proc = subprocess.Popen(
             [str(self.bin_dir / name), *args],
             stdout=log,

@@ -270,7 +270,12 @@ class RealNode:
         with _locked():
             previous = Journal.load()
             if previous is not None:
-                undo(previous)
+                if any(_pid_alive(pid) for pid in previous.pids.values()):
+                    raise NodeError(
+                        f"a real node is already running on this machine ({previous.node_dir}); "
+                        "there can be one at a time: stop its plane first (hack/cluster down)"
+                    )
+                undo(previous)  # left behind by a crash
             node_dir = plane_dir / "node"
             node_dir.mkdir(parents=True, exist_ok=True)
             journal = Journal(

@@ -173,13 +173,9 @@ def operator_cmd(
     log_level: str,
 ) -> None:
     """Run the operator: reconcile DAGs and DAGRuns (kopf inside). Without -n/-A: the context's namespace."""
-    from kubeflowlite.k8s import operator  # kopf is imported only for this command
+    from kubeflowlite.k8s import operator, oplog  # kopf is imported only for this command
 
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    if log_level.lower() != "debug":
-        logging.getLogger("kopf").setLevel(logging.WARNING)
+    oplog.configure(log_level)
     try:
         timeout = durations.parse_duration(pending_timeout)
     except ValueError as error:

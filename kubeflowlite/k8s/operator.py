@@ -31,7 +31,7 @@ from typing import Any
 import kopf
 
 from kubeflowlite.core import templating
-from kubeflowlite.k8s import kube, metrics, names, observe, resources, view, xcom_store
+from kubeflowlite.k8s import kube, metrics, names, observe, oplog, resources, view, xcom_store
 from kubeflowlite.k8s.dag_controller import DAGController
 from kubeflowlite.k8s.run_controller import RunController, RunSettings, dag_key, run_key
 from kubeflowlite.k8s.workqueue import WorkQueue
@@ -118,8 +118,8 @@ class Operator:
     def _failed(self, key: Hashable, error: BaseException) -> None:
         kind = key[0] if isinstance(key, tuple) else "?"
         metrics.RECONCILE_ERRORS.labels(kind).inc()
-        if isinstance(error, kube.ApiError | OSError | asyncio.TimeoutError):
-            logger.warning("reconcile of %s failed, will retry: %s", key, error)
+        if oplog.is_retryable(error):
+            logger.warning("reconcile of %s failed, will retry: %s", key, error or type(error).__name__)
         else:
             logger.error("reconcile of %s failed, will retry", key, exc_info=error)
 
