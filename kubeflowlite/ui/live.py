@@ -60,11 +60,6 @@ class RunHub:
         self.scope = scope
         self._queues: set[asyncio.Queue[RunEvent]] = set()
         self._task: asyncio.Task[None] | None = None
-        self.watches_started = 0
-
-    @property
-    def subscribers(self) -> int:
-        return len(self._queues)
 
     def subscribe(self) -> asyncio.Queue[RunEvent]:
         queue: asyncio.Queue[RunEvent] = asyncio.Queue(QUEUE_SIZE)
@@ -99,7 +94,6 @@ class RunHub:
     async def _follow(self) -> None:
         version: str | None = None
         while True:
-            self.watches_started += 1
             try:
                 async for event in self.client.watch(
                     kube.DAGRUNS, self.scope.namespace, resource_version=version
