@@ -18,7 +18,6 @@ import functools
 import json
 import logging
 import sys
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -260,26 +259,6 @@ def apply_cmd(config: Target, path: Path) -> None:
 # --- runs -------------------------------------------------------------------------------------------
 
 
-def _dagrun(
-    *, namespace: str, dag: str, logical_date: datetime, run_type: RunType, conf: dict[str, Any]
-) -> dict[str, Any]:
-    return {
-        "apiVersion": resources.API_VERSION_STRING,
-        "kind": resources.DAGRUN_KIND,
-        "metadata": {
-            "name": names.dagrun_name(dag, logical_date, run_type),
-            "namespace": namespace,
-            "labels": {names.LABEL_DAG: names.label_value(dag)},
-        },
-        "spec": {
-            "dagName": dag,
-            "logicalDate": format_time(logical_date),
-            "runType": run_type.value,
-            "conf": conf,
-        },
-    }
-
-
 @click.command("trigger")
 @click.argument("dag")
 @click.option("--date", "date_text", help="Logical date (YYYY-MM-DD or RFC 3339). Default: now.")
@@ -299,7 +278,7 @@ def trigger_cmd(config: Target, dag: str, date_text: str | None, conf_text: str 
 
     async def work(client: kube.Kube) -> str:
         await _get(client, kube.DAGS, config.namespace, dag, "DAG")
-        manifest = _dagrun(
+        manifest = cluster_plans.dagrun_manifest(
             namespace=config.namespace, dag=dag, logical_date=logical_date, run_type=RunType.manual, conf=conf
         )
         try:
@@ -346,7 +325,7 @@ def backfill_cmd(
             await client.delete(kube.DAGRUNS, config.namespace, name, propagation="Foreground")
             await _wait_gone(client, config.namespace, name)
         for interval in plan.create:
-            manifest = _dagrun(
+            manifest = cluster_plans.dagrun_manifest(
                 namespace=config.namespace,
                 dag=dag,
                 logical_date=interval.logical_date,
@@ -378,8 +357,8 @@ async def _wait_gone(client: kube.Kube, namespace: str, name: str, timeout: floa
 
 
 async def _request_clear(client: kube.Kube, namespace: str, run: str, tasks: list[str]) -> str:
-    request_id = uuid.uuid4().hex[:12]
-    await client.patch(kube.DAGRUNS, namespace, run, {"spec": {"clear": {"id": request_id, "tasks": tasks}}})
+    body, request_id = cluster_plans.clear_patch(tasks)
+    await client.patch(kube.DAGRUNS, namespace, run, body)
     return request_id
 
 
@@ -502,7 +481,7 @@ def _task_names(run_obj: dict[str, Any]) -> set[str]:
 def _set_paused(config: Target, dag: str, paused: bool) -> None:
     async def work(client: kube.Kube) -> None:
         await _get(client, kube.DAGS, config.namespace, dag, "DAG")
-        await client.patch(kube.DAGS, config.namespace, dag, {"spec": {"paused": paused}})
+        await client.patch(kube.DAGS, config.namespace, dag, cluster_plans.pause_patch(paused))
 
     _run(config, work)
     click.echo(f"dag.{resources.GROUP}/{dag} {'paused' if paused else 'unpaused'}")

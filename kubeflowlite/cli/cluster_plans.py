@@ -1,5 +1,8 @@
 """What the cluster commands decide, without a cluster: clear selections, backfill plans, views.
 
+The objects they write are built here too (a DAGRun to trigger, the `spec.clear`
+and `spec.paused` patches), so the CLI and the web UI write exactly the same thing.
+
 `kubeflowlite clear`, `backfill`, `get`, `dags` and `runs` do a little reading, one
 decision and a little writing; the decisions live here as pure functions over
 DAGRun/DAG objects (plain dicts as the API returns them) so they are tested fast,
@@ -9,6 +12,7 @@ and cli.cluster stays a thin layer of API calls and printing.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,8 +23,10 @@ from rich.text import Text
 from rich.tree import Tree
 
 from kubeflowlite.api.dag import DAGSpec
-from kubeflowlite.core.schedule import RunInterval, parse_time
+from kubeflowlite.api.dagrun import RunType
+from kubeflowlite.core.schedule import RunInterval, format_time, parse_time
 from kubeflowlite.core.validation import task_graph
+from kubeflowlite.k8s import names, resources
 
 Obj = Mapping[str, Any]
 
@@ -40,6 +46,41 @@ FAILED_STATES = frozenset({"failed", "upstream_failed"})
 
 class PlanError(ValueError):
     """A request that cannot be carried out as asked; the message is for the user."""
+
+
+# --- what the commands write ------------------------------------------------------------------------
+
+
+def dagrun_manifest(
+    *, namespace: str, dag: str, logical_date: datetime, run_type: RunType, conf: dict[str, Any]
+) -> dict[str, Any]:
+    """The DAGRun that `trigger`/`backfill` (and the web UI's trigger form) create."""
+    return {
+        "apiVersion": resources.API_VERSION_STRING,
+        "kind": resources.DAGRUN_KIND,
+        "metadata": {
+            "name": names.dagrun_name(dag, logical_date, run_type),
+            "namespace": namespace,
+            "labels": {names.LABEL_DAG: names.label_value(dag)},
+        },
+        "spec": {
+            "dagName": dag,
+            "logicalDate": format_time(logical_date),
+            "runType": run_type.value,
+            "conf": conf,
+        },
+    }
+
+
+def clear_patch(tasks: Sequence[str]) -> tuple[dict[str, Any], str]:
+    """The merge patch that asks the operator to clear `tasks` (a new request id each time), and that id."""
+    request_id = uuid.uuid4().hex[:12]
+    return {"spec": {"clear": {"id": request_id, "tasks": list(tasks)}}}, request_id
+
+
+def pause_patch(paused: bool) -> dict[str, Any]:
+    """The merge patch of `pause` / `unpause`."""
+    return {"spec": {"paused": paused}}
 
 
 # --- clear ------------------------------------------------------------------------------------------

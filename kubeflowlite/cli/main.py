@@ -263,3 +263,8 @@ main.add_command(authoring.render_cmd, "render")
 # Cluster commands (the operator, CRDs, DAGs and DAGRuns on Kubernetes): cli/cluster.py.
 for _command in cluster.CLUSTER_COMMANDS:
     main.add_command(_command)
+
+# The web UI (kubeflowlite/ui/command.py imports its web stack only when it runs).
+from kubeflowlite.ui.command import ui_cmd  # noqa: E402
+
+main.add_command(ui_cmd)

@@ -317,6 +317,28 @@ class Kube:
             if not token:
                 return items
 
+    async def list_metadata(self, resource: Resource, namespace: str | None) -> list[dict[str, Any]]:
+        """The metadata of every object (a PartialObjectMetadataList): names and resourceVersions, no bodies."""
+        session = self._session_for_loop()
+        headers = self._auth_headers() | {
+            "Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+        }
+        items: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            query = urlencode({"limit": 500, **({"continue": token} if token else {})})
+            url = resource.path(namespace).lstrip("/") + f"?{query}"
+            async with session.get(url, headers=headers) as response:
+                payload = await response.read()
+                self._count("list", resource.plural, response.status)
+                if response.status >= 400:
+                    raise _api_error(response.status, payload, verb="list", path=url)
+            page = json.loads(payload)
+            items.extend(page.get("items") or [])
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+
     async def patch(
         self,
         resource: Resource,
@@ -424,11 +446,23 @@ class Kube:
         await self.create(EVENTS, namespace, event)
 
     async def pod_logs(
-        self, namespace: str, name: str, *, container: str | None = None, follow: bool = False
+        self,
+        namespace: str,
+        name: str,
+        *,
+        container: str | None = None,
+        follow: bool = False,
+        tail_lines: int | None = None,
+        limit_bytes: int | None = None,
     ) -> AsyncIterator[bytes]:
-        """A Pod's log, chunk by chunk (until the container ends when following)."""
+        """A Pod's log, chunk by chunk (until the container ends when following); optionally only its tail."""
         session = self._session_for_loop()
-        params = {"container": container, "follow": "true" if follow else None}
+        params = {
+            "container": container,
+            "follow": "true" if follow else None,
+            "tailLines": tail_lines,
+            "limitBytes": limit_bytes,
+        }
         query = urlencode({k: v for k, v in params.items() if v is not None})
         url = PODS.path(namespace, name, "log").lstrip("/") + (f"?{query}" if query else "")
         async with session.get(url, headers=self._auth_headers()) as response:
@@ -437,6 +471,43 @@ class Kube:
                 raise _api_error(response.status, await response.read(), verb="logs", path=url)
             async for chunk in response.content.iter_any():
                 yield chunk
+
+    async def watch(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        *,
+        resource_version: str | None = None,
+        timeout_seconds: int = 300,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The watch events ({"type", "object"}) of `resource` until the server ends the stream.
+
+        Without `resource_version` the server first sends every existing object as ADDED.
+        An expired version arrives as an ERROR event (object.code 410); start again without one.
+        """
+        session = self._session_for_loop()
+        query = urlencode(
+            {
+                "watch": "true",
+                "allowWatchBookmarks": "true",
+                "timeoutSeconds": timeout_seconds,
+                **({"resourceVersion": resource_version} if resource_version else {}),
+            }
+        )
+        url = resource.path(namespace).lstrip("/") + f"?{query}"
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout_seconds + 30)
+        async with session.get(url, headers=self._auth_headers(), timeout=timeout) as response:
+            self._count("watch", resource.plural, response.status)
+            if response.status >= 400:
+                raise _api_error(response.status, await response.read(), verb="watch", path=url)
+            pending = b""
+            async for chunk in response.content.iter_any():  # lines can exceed aiohttp's readline limit
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        event: dict[str, Any] = json.loads(line)
+                        yield event
 
 
 def _api_error(status: int, payload: bytes, *, verb: str, path: str) -> ApiError:
