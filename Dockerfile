@@ -16,6 +16,10 @@ LABEL org.opencontainers.image.title="kubeflowlite" \
 ENV PATH=/opt/kubeflowlite/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
+# Graphviz lays out the web UI's graph view (`kubeflowlite ui`, the chart's ui.enabled).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends graphviz \
+    && rm -rf /var/lib/apt/lists/*
 COPY --from=build /opt/kubeflowlite /opt/kubeflowlite
 # Non-root, with a numeric uid so that `runAsNonRoot` can verify it.
 RUN groupadd --gid 10001 kubeflowlite \

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     down.add_argument("state_dir", nargs="?", type=Path)
     sub.add_parser(
         "env",
-        help="print the exports for the running plane: KUBECONFIG, PATH (helm, kubectl), KFL_HELM_VALUES",
+        help="print the exports for the running plane: KUBECONFIG, PATH (its helm and kubectl)",
     )
     load = sub.add_parser(
         "load-image",
@@ -84,8 +84,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "env":
         print(f"export KUBECONFIG={plane.kubeconfig}")
         print(f"export PATH={plane.bin_dir}:$PATH")  # helm and kubectl of the plane's version
-        if plane.helm_values.exists():
-            print(f"export KFL_HELM_VALUES={plane.helm_values}")
     elif args.command == "load-image":
         try:
             print(f"loaded {plane.load_image(args.image)} into node {plane.node_name}", file=sys.stderr)

@@ -114,6 +114,15 @@ class ControlPlane:
         # A real node's kubelet authenticates as system:node:<host> (Node authorizer) and
         # the apiserver reaches it by hostname for logs, with its own client certificate.
         authorization = "--authorization-mode=Node,RBAC" if real else "--authorization-mode=RBAC"
+        # With a real node, Pods reach the apiserver as in any cluster: through the
+        # `kubernetes` Service (10.0.0.1:443), which kube-proxy on the node sends to the
+        # node's address, where the apiserver also listens. Clients outside use loopback.
+        if real:
+            address_flags = ["--bind-address=0.0.0.0", f"--advertise-address={real_node.node_ip()}"]
+            endpoint_flags = ["--endpoint-reconciler-type=lease"]
+        else:
+            address_flags = ["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1"]
+            endpoint_flags = ["--endpoint-reconciler-type=none"]
         kubelet_flags = (
             [
                 f"--kubelet-client-certificate={keys.clients['kubelet-client'].cert}",
@@ -140,7 +149,7 @@ class ControlPlane:
                 "kube-apiserver",
                 [
                     f"--etcd-servers=http://127.0.0.1:{ports['etcd']}",
-                    "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+                    *address_flags,
                     f"--secure-port={ports['apiserver']}", f"--cert-dir={state_dir / 'apiserver-certs'}",
                     f"--tls-cert-file={keys.serving_cert}", f"--tls-private-key-file={keys.serving_key}",
                     f"--client-ca-file={keys.ca_cert}",
@@ -149,7 +158,7 @@ class ControlPlane:
                     "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                     f"--service-account-key-file={keys.sa_pub}",
                     f"--service-account-signing-key-file={keys.sa_key}",
-                    "--endpoint-reconciler-type=none", "--profiling=false", "--v=1",
+                    *endpoint_flags, "--profiling=false", "--v=1",
                 ],
             )  # fmt: skip
             plane._wait_ready(timeout - (time.monotonic() - t0))
@@ -185,7 +194,6 @@ class ControlPlane:
                 )  # fmt: skip
                 plane.node_name = node.name
                 plane._save()
-                plane._write_helm_values()
                 plane._wait_until(
                     f"the real node {node.name} Ready, the default ServiceAccount created",
                     lambda: plane._nodes_and_sa_ready(count=1),
@@ -254,28 +262,6 @@ class ControlPlane:
         self.owner_pid = 0
         self._save()
 
-    @property
-    def helm_values(self) -> Path:
-        """Chart values for this plane (`helm install ... -f`): how its Pods reach the apiserver."""
-        return self.state_dir / "helm-values.yaml"
-
-    def _write_helm_values(self) -> None:
-        # No kube-proxy and an apiserver on loopback: the operator shares the node's
-        # network and is told the address (see the chart's values.yaml). Ports off the
-        # common 8080/9090, which the host may be using.
-        port = self.server.rsplit(":", 1)[1]
-        self.helm_values.write_text(
-            json.dumps(
-                {
-                    "hostNetwork": True,
-                    "apiServer": {"host": "127.0.0.1", "port": port},
-                    "operator": {"healthPort": _free_port()},
-                    "metrics": {"port": _free_port()},
-                },
-                indent=2,
-            )
-        )
-
     def load_image(self, name: str = "kubeflowlite") -> str:
         """Build image `name` of hack/controlplane/images.py (cached) and import it into the real node."""
         from . import images
@@ -298,7 +284,7 @@ class ControlPlane:
         return bool(
             journal
             and journal.node_dir == str(self.state_dir / "node")
-            and all(_alive(journal.pids.get(n, 0)) for n in ("containerd", "kubelet"))
+            and all(_alive(journal.pids.get(n, 0)) for n in ("containerd", "kubelet", "kube-proxy"))
         )
 
     def alive(self) -> dict[str, bool]:
@@ -372,7 +358,7 @@ class ControlPlane:
         if self.node_kind == "real":
             journal = real_node.Journal.load()
             ours = journal is not None and journal.node_dir == str(self.state_dir / "node")
-            for name in ("containerd", "kubelet"):
+            for name in ("containerd", "kubelet", "kube-proxy"):
                 pid = journal.pids.get(name, 0) if journal and ours else 0
                 if pid and not _alive(pid):
                     raise ControlPlaneError(f"{name} exited during start-up:\n{self._tail(name)}")
@@ -395,7 +381,7 @@ class ControlPlane:
             except (OSError, urllib.error.URLError, ValueError, KeyError) as err:
                 last_error = str(err)
             time.sleep(0.1)
-        names = [*self.pids, *(("containerd", "kubelet") if self.node_kind == "real" else ())]
+        names = [*self.pids, *(("containerd", "kubelet", "kube-proxy") if self.node_kind == "real" else ())]
         logs = "\n".join(f"--- {n} ---\n{self._tail(n, 15)}" for n in names)
         raise ControlPlaneError(f"timed out waiting for {what} ({last_error})\n{logs}")
 

@@ -107,12 +107,12 @@ def _pause_rootfs(root: Path) -> None:
 PYTHON_PACKAGES = ("python3", "python3-venv", "ca-certificates")
 
 
-def _python_rootfs(root: Path) -> None:
+def _python_rootfs(root: Path, packages: tuple[str, ...] = PYTHON_PACKAGES) -> None:
     """Debian bookworm with python3, as a python:3.11 image would have it (`python` included)."""
     subprocess.run(
         [
             "mmdebstrap", "--variant=essential", "--mode=root", "--quiet",
-            f"--include={','.join(PYTHON_PACKAGES)}",
+            f"--include={','.join(packages)}",
             "--dpkgopt=path-exclude=/usr/share/doc/*", "--dpkgopt=path-exclude=/usr/share/man/*",
             "--dpkgopt=path-exclude=/usr/share/locale/*",
             "bookworm", str(root),
@@ -126,6 +126,9 @@ def _python_rootfs(root: Path) -> None:
     for cache in ("var/cache/apt", "var/lib/apt/lists"):
         shutil.rmtree(root / cache, ignore_errors=True)
 
+
+OPERATOR_PACKAGES = (*PYTHON_PACKAGES, "graphviz")
+"""The operator image's Debian packages: Python, and Graphviz for the web UI's graph view."""
 
 REPO_DIR = HACK_DIR.parent
 OPERATOR_USER = 10001
@@ -152,15 +155,7 @@ def _project_version() -> str:
 def _kubeflowlite_rootfs(root: Path) -> None:
     """The operator image as the Dockerfile makes it: Debian's python3 with a venv holding the
     project's wheel and its dependencies (from PyPI), run as uid 10001."""
-    base = archive("python", CACHE_ROOT)
-    root.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(base) as outer:
-        index = json.load(outer.extractfile("index.json"))  # type: ignore[arg-type]
-        manifest_digest = index["manifests"][0]["digest"].split(":")[1]
-        manifest = json.load(outer.extractfile(f"blobs/sha256/{manifest_digest}"))  # type: ignore[arg-type]
-        layer_digest = manifest["layers"][0]["digest"].split(":")[1]
-        with tarfile.open(fileobj=outer.extractfile(f"blobs/sha256/{layer_digest}")) as layer:
-            layer.extractall(root, filter="fully_trusted")
+    _python_rootfs(root, OPERATOR_PACKAGES)
     wheels = root / "tmp" / "wheels"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(wheels), str(REPO_DIR)],
@@ -200,7 +195,7 @@ IMAGES: dict[str, Image] = {
     # The operator (helm install on the real node): what the Dockerfile builds, made here.
     "kubeflowlite": Image(
         OPERATOR_IMAGE,
-        lambda: (_project_hash(), IMAGES["python"].key()),
+        lambda: (_project_hash(), *OPERATOR_PACKAGES),
         _kubeflowlite_rootfs,
         entrypoint=("kubeflowlite", "operator"),
         env=(

@@ -41,6 +41,10 @@ POD_CIDR = "10.88.0.0/16"
 CGROUP_ROOT = "kfl-node"
 SYSCTLS = (
     "net/ipv4/ip_forward",
+    "net/ipv4/conf/all/route_localnet",
+    "net/netfilter/nf_conntrack_max",
+    "net/netfilter/nf_conntrack_tcp_timeout_established",
+    "net/netfilter/nf_conntrack_tcp_timeout_close_wait",
     "vm/overcommit_memory",
     "vm/panic_on_oom",
     "kernel/panic",
@@ -48,7 +52,7 @@ SYSCTLS = (
     "kernel/keys/root_maxkeys",
     "kernel/keys/root_maxbytes",
 )
-"""Every sysctl the kubelet (container manager) or the bridge plugin may write."""
+"""Every sysctl the kubelet (container manager), kube-proxy or the bridge plugin may write."""
 
 CNI_BIN_DIR = "/usr/lib/cni"
 NODE_IMAGES = ("pause", "busybox", "python")
@@ -160,7 +164,7 @@ def _mounts_under(prefixes: list[str]) -> list[str]:
 
 def undo(journal: Journal) -> None:
     """Undo everything `journal` records: processes, mounts, netns, cgroups, bridge, iptables, sysctls."""
-    for name in ("kubelet", "containerd"):
+    for name in ("kube-proxy", "kubelet", "containerd"):
         pid = journal.pids.get(name)
         if pid:
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -294,6 +298,7 @@ class RealNode:
                 node._start_containerd(journal, log_dir)
                 node._import_images(cache_root, image_names)
                 node._start_kubelet(journal, server=server, bin_dir=bin_dir, keys=keys, log_dir=log_dir)
+                node._start_kube_proxy(journal, server=server, bin_dir=bin_dir, keys=keys, log_dir=log_dir)
             except BaseException:
                 undo(journal)
                 raise
@@ -461,6 +466,49 @@ state = "{d / "containerd" / "state"}"
         )
         log.close()
         journal.pids["kubelet"] = proc.pid
+        journal.save()
+
+    # -- kube-proxy -----------------------------------------------------------------
+    def _start_kube_proxy(
+        self, journal: Journal, *, server: str, bin_dir: Path, keys: pki.Pki, log_dir: Path
+    ) -> None:
+        """Services for Pods (iptables mode), so that they reach the apiserver at 10.0.0.1:443."""
+        d = self.node_dir
+        cert = pki.sign_client(keys, d / "pki", "kube-proxy", "/CN=system:kube-proxy")
+        kubeconfig = pki.kubeconfig(
+            d / "kube-proxy.kubeconfig", server=server, ca=keys.ca_cert, client=cert, user="kube-proxy"
+        )
+        config = {
+            "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+            "kind": "KubeProxyConfiguration",
+            "mode": "iptables",
+            "clientConnection": {"kubeconfig": str(kubeconfig)},
+            "hostnameOverride": self.name,
+            "clusterCIDR": POD_CIDR,
+            "bindAddress": "0.0.0.0",
+            "healthzBindAddress": f"127.0.0.1:{_free_port()}",
+            "metricsBindAddress": f"127.0.0.1:{_free_port()}",
+            # Leave the host's conntrack sysctls and route_localnet alone.
+            "conntrack": {
+                "maxPerCore": 0,
+                "min": 0,
+                "tcpEstablishedTimeout": "0s",
+                "tcpCloseWaitTimeout": "0s",
+            },
+            "iptables": {"localhostNodePorts": False},
+        }
+        (d / "kube-proxy.yaml").write_text(json.dumps(config, indent=2))
+        log = open(log_dir / "kube-proxy.log", "wb")  # noqa: SIM115 - owned by the child
+        proc = subprocess.Popen(
+            [str(bin_dir / "kube-proxy"), f"--config={d / 'kube-proxy.yaml'}", "--v=1"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, "PATH": f"/usr/sbin:/usr/bin:/sbin:/bin:{os.environ.get('PATH', '')}"},
+        )
+        log.close()
+        journal.pids["kube-proxy"] = proc.pid
         journal.save()
 
     def kubelet_alive(self) -> bool:

@@ -27,7 +27,8 @@ def dockerfile() -> dict[str, Any]:
     entrypoint = json.loads(re.search(r"^ENTRYPOINT (\[.*\])$", final, re.MULTILINE).group(1))  # type: ignore[union-attr]
     ports = sorted(int(p) for p in re.search(r"^EXPOSE (.+)$", final, re.MULTILINE).group(1).split())  # type: ignore[union-attr]
     user = re.search(r"^USER (\S+)$", final, re.MULTILINE).group(1)  # type: ignore[union-attr]
-    return {"entrypoint": entrypoint, "ports": ports, "user": user}
+    packages = re.findall(r"apt-get install -y --no-install-recommends ([^\\&\n]+)", final)
+    return {"entrypoint": entrypoint, "ports": ports, "user": user, "packages": " ".join(packages).split()}
 
 
 def chart(cluster: Any) -> dict[str, Any]:
@@ -54,5 +55,7 @@ def test_dockerfile_node_image_and_chart_agree(cluster: Any) -> None:
     assert built["entrypoint"] == list(made.entrypoint) == deployed["entrypoint"]
     assert built["ports"] == sorted(made.ports) == deployed["ports"]
     assert built["user"] == made.user == deployed["user"]
+    # What the Dockerfile adds to its Python base, the node's image has too (Graphviz for the UI).
+    assert set(built["packages"]) <= set(images.OPERATOR_PACKAGES)
     # The image the node gets is the one the chart names by default.
     assert made.name.endswith(deployed["image"])

@@ -23,6 +23,7 @@ def test_build_tools_links_kubebuilder_assets_instead_of_building(cluster: Any, 
         "kube-controller-manager",
         "kube-scheduler",
         "kubelet",
+        "kube-proxy",
         "kwok",
         "helm",
     ):

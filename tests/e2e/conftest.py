@@ -25,9 +25,11 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "hack"))
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "tests" / "cluster"))
+sys.path.insert(0, str(REPO / "tests" / "cluster" / "browser"))
 
 from kube_fixtures import Cluster, core_v1, namespace  # noqa: E402, F401
 from operator_harness import api, crds, operator, start_operator  # noqa: E402, F401
+from ui_harness import browser_type_launch_args  # noqa: E402, F401
 
 from controlplane.cluster import ControlPlane, build_tools, reap_orphans  # noqa: E402
 

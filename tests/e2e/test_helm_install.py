@@ -1,26 +1,27 @@
-"""`helm install` for real: the operator runs as a Pod on the real node, from an image made here.
+"""`helm install` for real: the operator runs as Pods on the real node, from an image made here.
 
 The image is the one hack/controlplane/images.py makes as the Dockerfile would
-(`hack/cluster load-image`), loaded into the node's containerd. The hermetic plane
-has no kube-proxy and its apiserver listens on loopback, so the test installs with
-`hostNetwork=true` and `apiServer.host/port` (chart values meant for such
-clusters only, documented in values.yaml and the README), from the values file the
-plane writes for its users ($KFL_HELM_VALUES of `hack/cluster env`).
+(`hack/cluster load-image`), loaded into the node's containerd; the chart is
+installed with its defaults but for the watched namespace and two replicas. The
+operator Pods reach the apiserver as in any cluster, through the `kubernetes`
+Service (kube-proxy runs on the real node).
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import yaml
-from operator_harness import Api, wait_for
+from operator_harness import Api, dag_manifest, task_states, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "kubeflowlite"
 RELEASE = "kfl"
+TAKEOVER_GOAL = 15.0
 
 
 def helm(cluster: Any, *args: str) -> str:
@@ -41,33 +42,63 @@ def ready(pod: Any) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
 
 
-def test_helm_install_upgrade_uninstall(cluster: Any, namespace: str, api: Api) -> None:
+def leader(cluster: Any, namespace: str) -> str:
+    """The Pod name in the coordination Lease's holder identity ("" when none holds it)."""
+    leases = json.loads(cluster.kubectl("get", "leases", "-n", namespace, "-o", "json").stdout)["items"]
+    holders = [(lease["spec"].get("holderIdentity") or "") for lease in leases]
+    return next((h.split("_", 1)[0] for h in holders if h), "")
+
+
+def test_helm_install_two_replicas_upgrade_uninstall(cluster: Any, namespace: str, api: Api) -> None:
     image = cluster.plane.load_image("kubeflowlite")
     assert image.endswith(":" + yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"])
-    # The plane's own values file, as the README has users install on it.
-    values = ["watch.allNamespaces=false", f"watch.namespaces={{{namespace}}}"]
+    values = ["watch.allNamespaces=false", f"watch.namespaces={{{namespace}}}", "replicaCount=2"]
     helm(cluster, "install", RELEASE, str(CHART), "-n", namespace, "--wait", "--timeout=180s",
-         "-f", str(cluster.plane.helm_values), *[arg for value in values for arg in ("--set", value)])  # fmt: skip
+         *[arg for value in values for arg in ("--set", value)])  # fmt: skip
 
-    (pod,) = operator_pods(api)
-    assert ready(pod), "helm --wait returned before the operator Pod was Ready"
-    assert pod.spec.service_account_name == f"{RELEASE}-kubeflowlite"
-    assert pod.spec.containers[0].image.endswith(image.split("/", 1)[1])
+    pods = operator_pods(api)
+    assert len(pods) == 2 and all(ready(p) for p in pods), "helm --wait returned before both Pods were Ready"
+    assert {p.spec.service_account_name for p in pods} == {f"{RELEASE}-kubeflowlite"}
+    first_leader = wait_for(lambda: leader(cluster, namespace), timeout=30, what="a leader")
+    assert first_leader in {p.metadata.name for p in pods}
 
     api.apply(yaml.safe_load((REPO / "examples" / "tutorial.yaml").read_text()))
     run = api.create_run("tutorial", "2020-02-09T00:00:00Z")
-    finished = api.wait_run(run, timeout=240)
-    assert finished["status"]["state"] == "success", api.dump(run)
-    log = api.core.read_namespaced_pod_log(pod.metadata.name, namespace)
-    assert "403" not in log and "Forbidden" not in log, log[-3000:]
+    assert api.wait_run(run, timeout=240)["status"]["state"] == "success", api.dump(run)
+    for pod in pods:
+        log = api.core.read_namespaced_pod_log(pod.metadata.name, namespace)
+        assert "403" not in log and "Forbidden" not in log, log[-3000:]
 
-    # A changed value rolls the Deployment: a new Pod, with the new argument, Ready.
+    # The leader's Pod is deleted mid-run: the standby takes over, nothing runs twice.
+    steps = [
+        {"name": f"s{i}", "bash": "sleep 2", **({"dependsOn": [f"s{i - 1}"]} if i else {})} for i in range(6)
+    ]
+    api.apply(dag_manifest("relay", steps))
+    relay = api.create_run("relay", "2020-02-09T00:00:00Z")
+    wait_for(lambda: len(api.pods(relay)) >= 2, timeout=120, what="the relay under way")
+    api.core.delete_namespaced_pod(first_leader, namespace)
+    deleted_at = time.monotonic()
+    standby = next(p.metadata.name for p in pods if p.metadata.name != first_leader)
+    wait_for(lambda: leader(cluster, namespace) == standby, timeout=60, what="the standby to lead")
+    takeover = time.monotonic() - deleted_at
+    print(f"\nleader Pod deleted -> standby holds the Lease: {takeover:.1f} s")
+    assert takeover < TAKEOVER_GOAL
+    finished = api.wait_run(relay, timeout=240)
+    assert set(task_states(finished).values()) == {"success"}, task_states(finished)
+    relay_pods = api.pods(relay)
+    assert sorted(p.metadata.labels["kubeflowlite.io/task"] for p in relay_pods) == [
+        f"s{i}" for i in range(6)
+    ]
+    assert {p.metadata.labels["kubeflowlite.io/try"] for p in relay_pods} == {"1"}
+
+    # A changed value rolls the Deployment: new Pods, with the new argument, Ready.
+    before = {p.metadata.uid for p in operator_pods(api)}
     helm(cluster, "upgrade", RELEASE, str(CHART), "-n", namespace, "--reuse-values", "--wait", "--timeout=180s",
          "--set", "operator.logLevel=debug")  # fmt: skip
     rolled = wait_for(
-        lambda: [p for p in operator_pods(api) if p.metadata.uid != pod.metadata.uid and ready(p)] or None,
+        lambda: [p for p in operator_pods(api) if p.metadata.uid not in before and ready(p)] or None,
         timeout=120,
-        what="the upgraded operator Pod",
+        what="the upgraded operator Pods",
     )
     assert "--log-level=debug" in rolled[0].spec.containers[0].args
 
