@@ -86,12 +86,13 @@ class ControlPlane:
         timeout: float = 90.0,
         nodes: str = "kwok",
         node_images: tuple[str, ...] = real_node.NODE_IMAGES,
+        wait_for_node: float = 0.0,
     ) -> ControlPlane:
         if nodes not in NODE_KINDS:
             raise ValueError(f"nodes must be one of {', '.join(NODE_KINDS)}, not {nodes!r}")
         real = nodes == "real"
         if real:
-            timeout = max(timeout, 180.0)
+            timeout = max(timeout, 180.0) + wait_for_node
         t0 = time.monotonic()
         state_dir = Path(tempfile.mkdtemp(prefix="kfl-cluster-", dir=base_dir))
         (state_dir / "logs").mkdir()
@@ -190,7 +191,7 @@ class ControlPlane:
             if real:
                 node = real_node.RealNode.start(
                     plane_dir=state_dir, server=server, bin_dir=bin_dir, keys=keys,
-                    cache_root=bin_dir.parent.parent, log_dir=state_dir / "logs", image_names=node_images,
+                    cache_root=bin_dir.parent.parent, log_dir=state_dir / "logs", image_names=node_images, wait_for_node=wait_for_node,
                 )  # fmt: skip
                 plane.node_name = node.name
                 plane._save()

@@ -268,9 +268,18 @@ class RealNode:
         cache_root: Path,
         log_dir: Path,
         image_names: tuple[str, ...] = NODE_IMAGES,
+        wait_for_node: float = 0.0,
     ) -> RealNode:
+        """Start the node; if another runs on this machine, wait up to `wait_for_node` s for it to stop."""
         # Debian's containerd, runc, CNI plugins, busybox and mmdebstrap: installed if missing.
         subprocess.run([str(images.HACK_DIR / "system-packages")], check=True)
+        deadline = time.monotonic() + wait_for_node
+        while True:
+            journal_now = Journal.load()
+            busy = journal_now is not None and any(_pid_alive(pid) for pid in journal_now.pids.values())
+            if not busy or time.monotonic() > deadline:
+                break
+            time.sleep(2)
         with _locked():
             previous = Journal.load()
             if previous is not None:

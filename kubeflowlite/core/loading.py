@@ -12,6 +12,8 @@ This is the one module of core that reads files.
 from __future__ import annotations
 
 import copy
+import json
+import re
 from collections.abc import Mapping, Sequence
 from enum import Enum
 from pathlib import Path
@@ -240,8 +242,14 @@ def _wire_path(loc: Sequence[int | str], model: type[BaseModel] = DAG) -> str:
             text += f"[{name}]"
             current = None
             continue
+        if not _PLAIN_KEY.match(name):  # an empty or odd key (`""`, `a.b`) is quoted, so it shows
+            text += f"[{json.dumps(name, ensure_ascii=False)}]"
+            continue
         text += f".{name}" if text else name
     return text
+
+
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 
 _MAPPING_KEYS = object()
@@ -394,7 +402,11 @@ def _issues_from(error: ValidationError) -> list[Issue]:
     issues: list[Issue] = []
     seen: set[tuple[str, str]] = set()
     for detail in error.errors(include_url=False):
-        loc = [part for part in detail["loc"] if not _is_union_tag(part)]
+        loc = [part for part in detail["loc"][:-1] if not _is_union_tag(part)]
+        last = detail["loc"][-1:]
+        # An unknown key is the user's, whatever it looks like (even "str" or "a[0]").
+        if last and (detail["type"] == "extra_forbidden" or not _is_union_tag(last[0])):
+            loc.append(last[0])
         issue = Issue(_wire_path(loc), _message({**detail, "loc": tuple(loc)}))
         key = (issue.path, issue.message)
         if key not in seen:

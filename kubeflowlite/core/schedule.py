@@ -100,7 +100,7 @@ def load_timezone(name: str) -> ZoneInfo:
     """The IANA time zone `name`; ValueError naming it if unknown."""
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):  # OSError: a name too long for a file
         raise ValueError(
             f"unknown time zone {name!r} (expected an IANA name such as UTC or Europe/Berlin)"
         ) from None

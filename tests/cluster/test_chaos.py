@@ -1,4 +1,5 @@
-"""The operator rides out a restart of kube-apiserver and one of etcd while runs are in flight.
+"""The operator rides out a restart of kube-apiserver and one of etcd while runs are in flight,
+and a storm of generated, mostly broken, DAG objects.
 
 This module starts a control plane of its own (the restarts would disturb other
 tests on the shared one). The operator process is never restarted: it must
@@ -9,14 +10,22 @@ one-line warnings, not ERRORs with tracebacks.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from kube_fixtures import Cluster
+from kubernetes.client import ApiException
 from operator_harness import CRD_FILES, Api, OperatorProcess, dag_manifest, kwok, task_states, wait_for
 
 from controlplane.cluster import ControlPlane, build_tools
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+from test_validation_fuzz import mutated
 
 
 @pytest.fixture
@@ -88,3 +97,36 @@ def test_apiserver_and_etcd_restarts_mid_run(own_plane: Cluster, tmp_path: Path)
     assert "Traceback" not in log, log[-4000:]
     assert " ERROR " not in log, [line for line in log.splitlines() if " ERROR " in line][:5]
     assert " WARNING " in log  # the lost connections were noticed, in one line each
+
+
+@settings(max_examples=1, deadline=None, suppress_health_check=list(HealthCheck))
+@given(docs=st.lists(mutated(), min_size=150, max_size=150))
+def test_the_operator_survives_generated_dags(
+    docs: list[Any], cluster: Any, namespace: str, crds: None, operator: OperatorProcess, api: Api
+) -> None:
+    """150 generated DAG objects, most of them broken: the apiserver refuses what its schema
+    catches, the operator marks the rest Ready or not, never crashes, and still runs a good DAG."""
+    accepted = []
+    for index, doc in enumerate(docs):
+        if not isinstance(doc.get("metadata"), dict):
+            doc["metadata"] = {}
+        doc["metadata"] = {"name": f"fuzz-{index}"}
+        doc["apiVersion"], doc["kind"] = "kubeflowlite.io/v1alpha1", "DAG"
+        try:
+            api.custom.create_namespaced_custom_object("kubeflowlite.io", "v1alpha1", namespace, "dags", doc)
+        except ApiException as error:
+            assert 400 <= error.status < 500, error
+            continue
+        accepted.append(doc["metadata"]["name"])
+
+    def judged() -> bool:
+        conditions = [(api.dag(name).get("status") or {}).get("conditions") or [] for name in accepted]
+        return all(any(c["type"] == "Ready" for c in found) for found in conditions)
+
+    wait_for(judged, timeout=120, what="every accepted DAG to get a Ready condition")
+    assert operator.process is not None and operator.process.poll() is None
+    assert "Traceback" not in operator.log()
+    api.apply(dag_manifest("after-the-storm", [{"name": "a", "bash": "true"}]))
+    run = api.create_run("after-the-storm", "2024-01-01T00:00:00Z")
+    assert api.wait_run(run, timeout=60)["status"]["state"] == "success"
+    print(f"\n{len(accepted)} of {len(docs)} generated DAGs passed the CRD schema; all judged, no crash")

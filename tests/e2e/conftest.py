@@ -40,7 +40,8 @@ def cluster() -> Iterator[Cluster]:
     bin_dir = build_tools()
     os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
     reap_orphans()
-    plane = ControlPlane.start(bin_dir, nodes="real")
+    # One real node per machine: wait (a while) for one a parallel session may be using.
+    plane = ControlPlane.start(bin_dir, nodes="real", wait_for_node=1200)
     print(f"\nreal-node plane ready in {plane.started_seconds:.1f}s ({plane.state_dir})", file=sys.stderr)
     try:
         yield Cluster(kubeconfig=plane.kubeconfig, bin_dir=bin_dir, plane=plane)
