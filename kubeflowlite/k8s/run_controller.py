@@ -295,7 +295,9 @@ class RunController:
         that fail) an attempt that exists right away and goes back to the engine.
         """
         facts, now = work.facts, work.now
-        decision = engine.decide(work.run_input())
+        # remember=False: the status passed in is the one written (decorated with Pod names and
+        # conditions), never the engine's own, so the engine's memory could not be used.
+        decision = engine.decide(work.run_input(), remember=False)
         for _ in range(len(facts.spec.tasks) + 1):
             immediate: dict[str, Attempt] = {}
             for start in decision.start:
@@ -316,7 +318,7 @@ class RunController:
                 return decision
             work.attempts.update(xcom_store.checked_attempts(immediate))
             work.values.update(xcom_store.values_to_store(work.attempts, work.values))
-            decision = engine.decide(work.run_input())
+            decision = engine.decide(work.run_input(), remember=False)
         return decision
 
     async def _act(self, work: _Pass, decision: engine.Decision) -> None:

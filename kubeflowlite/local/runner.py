@@ -171,6 +171,7 @@ class LocalRunner:
     def _loop(self, status: DAGRunStatus) -> DAGRunStatus:
         launched: set[tuple[str, int]] = set()
         idle_passes = 0
+        seen: dict[str, Attempt] = {}
         while True:
             if self._stop_requests:
                 return self._stop(status)
@@ -183,8 +184,10 @@ class LocalRunner:
                     attempts=attempts,
                     now=now,
                     previous_run=self._previous,
+                    changed=_changed(seen, attempts),
                 )
             )
+            seen = attempts
             status = decision.status
             for stop in decision.stop:
                 self.launcher.terminate(stop.task, stop.try_number, reason=stop.reason)
@@ -362,3 +365,9 @@ def stop_on_signals(runner: LocalRunner) -> Iterator[None]:
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
+
+
+def _changed(seen: Mapping[str, Attempt], attempts: Mapping[str, Attempt]) -> list[str]:
+    """The tasks whose attempt differs from the last pass's (what the engine needs to look at)."""
+    gone = [task for task in seen if task not in attempts]
+    return [task for task, attempt in attempts.items() if seen.get(task) != attempt] + gone
