@@ -17,14 +17,11 @@ from pydantic import Field
 
 from kubeflowlite.api import names
 from kubeflowlite.api.base import ApiModel
+from kubeflowlite.core.durations import DURATION_PATTERN, SIGNED_DURATION_PATTERN
 
 API_GROUP = "kubeflowlite.io"
 API_VERSION = "v1alpha1"
 GROUP_VERSION = f"{API_GROUP}/{API_VERSION}"
-
-# A duration as users write it: 30s, 5m, 1h30m, 1d, 250ms, or a bare number of seconds.
-DURATION_PATTERN = r"^\s*(\d+(\.\d+)?)\s*$|^\s*((\d+(\.\d+)?)(ms|s|m|h|d|w)\s*)+$"
-SIGNED_DURATION_PATTERN = r"^\s*-?\s*(\d+(\.\d+)?)\s*$|^\s*-?\s*((\d+(\.\d+)?)(ms|s|m|h|d|w)\s*)+$"
 
 
 class TriggerRule(str, Enum):

@@ -19,6 +19,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from kubeflowlite.api.dag import DAGSpec
+from kubeflowlite.core import durations
 from kubeflowlite.core.schedule import RunInterval, parse_time
 from kubeflowlite.core.validation import task_graph
 
@@ -157,15 +158,7 @@ def seconds_between(start: str | None, end: str | None, now: datetime) -> float 
 
 
 def human_seconds(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 10:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
+    return "-" if seconds is None else durations.format_elapsed(seconds)
 
 
 def run_tree(run: Obj, *, now: datetime) -> Tree:
