@@ -333,11 +333,20 @@ class DAG(ApiModel):
         return self.metadata.name
 
 
+def effective_field(spec: DAGSpec, task: Task, name: str) -> Any:
+    """One task field with the DAG's `defaults` applied: the task's own value, else the default's.
+
+    The one place defaults are applied (effective_task, the engine and the operator use it).
+    """
+    value = getattr(task, name)
+    return getattr(spec.defaults, name) if value is None else value
+
+
 def effective_task(spec: DAGSpec, task: Task) -> Task:
     """The task with the DAG's `defaults` filled in wherever the task leaves a field unset."""
     overrides = {
-        name: getattr(spec.defaults, name)
+        name: value
         for name in TaskDefaults.model_fields
-        if getattr(task, name) is None and getattr(spec.defaults, name) is not None
+        if getattr(task, name) is None and (value := effective_field(spec, task, name)) is not None
     }
     return task.model_copy(update=overrides) if overrides else task

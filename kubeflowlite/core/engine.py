@@ -61,7 +61,7 @@ from enum import Enum
 from functools import lru_cache
 from typing import Any
 
-from kubeflowlite.api.dag import DAGSpec, Task, TaskType, TriggerRule
+from kubeflowlite.api.dag import DAGSpec, Task, TaskType, TriggerRule, effective_field
 from kubeflowlite.api.dagrun import DAGRunStatus, RunState, TaskInstanceStatus, TaskState, TryRecord
 from kubeflowlite.core import durations, retries, triggers, validation
 from kubeflowlite.core.xcom import NO_XCOM, XComError, branch_targets, is_falsy
@@ -189,7 +189,7 @@ _MAX_CLEARED_IDS = 16
 
 @dataclass(slots=True)
 class _TaskPlan:
-    """What the engine needs of one task, with the DAG's defaults applied (api.dag.effective_task).
+    """What the engine needs of one task, with the DAG's defaults applied (api.dag.effective_field).
 
     Built once per spec and never changed (not frozen only because frozen dataclasses
     are slow to build, and a 10,000-task spec builds 10,000 of them).
@@ -259,12 +259,6 @@ class _Plan:
         return found
 
 
-def _effective(task: Task, defaults: dict[str, Any], name: str) -> Any:
-    """A task field with the DAG's defaults applied, as api.dag.effective_task does (without a copy)."""
-    value = getattr(task, name)
-    return defaults[name] if value is None else value
-
-
 @lru_cache(maxsize=256)
 def _duration(text: str | None) -> timedelta | None:
     """A parsed duration field (memoized: a big DAG repeats the same few values thousands of times)."""
@@ -274,29 +268,28 @@ def _duration(text: str | None) -> timedelta | None:
 def _compile(spec: DAGSpec) -> _Plan:
     """Build the plan of a validated spec (core.validation.task_graph raises ValueError on a cycle)."""
     graph = validation.task_graph(spec)
-    defaults = dict(spec.defaults)
     first: dict[str, tuple[int, Task]] = {}
     for position, task in enumerate(spec.tasks):
         first.setdefault(task.name, (position, task))
     plans: dict[str, _TaskPlan] = {}
     for name in graph.topological_order:
         position, task = first[name]
-        timeout_text = _effective(task, defaults, "execution_timeout")
-        delay = _duration(_effective(task, defaults, "retry_delay"))
+        timeout_text = effective_field(spec, task, "execution_timeout")
+        delay = _duration(effective_field(spec, task, "retry_delay"))
         plans[name] = _TaskPlan(
             name=name,
             index=position,
             upstream=graph.upstream[name],
             downstream=graph.downstream[name],
-            rule=_effective(task, defaults, "trigger_rule") or TriggerRule.all_success,
+            rule=effective_field(spec, task, "trigger_rule") or TriggerRule.all_success,
             runs_process=task.effective_type() is not TaskType.empty,
             branch=task.branch,
             short_circuit=task.short_circuit,
-            depends_on_past=bool(_effective(task, defaults, "depends_on_past")),
-            retries=_effective(task, defaults, "retries") or 0,
+            depends_on_past=bool(effective_field(spec, task, "depends_on_past")),
+            retries=effective_field(spec, task, "retries") or 0,
             retry_delay=retries.DEFAULT_RETRY_DELAY if delay is None else delay,
-            exponential_backoff=bool(_effective(task, defaults, "retry_exponential_backoff")),
-            max_retry_delay=_duration(_effective(task, defaults, "max_retry_delay")),
+            exponential_backoff=bool(effective_field(spec, task, "retry_exponential_backoff")),
+            max_retry_delay=_duration(effective_field(spec, task, "max_retry_delay")),
             execution_timeout=_duration(timeout_text),
             execution_timeout_text=timeout_text,
         )

@@ -39,7 +39,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from kubeflowlite.api.dag import DAGSpec, Task
+from kubeflowlite.api.dag import DAGSpec, Task, effective_field
 from kubeflowlite.api.dagrun import DAGRunSpec, DAGRunStatus, RunState, TaskState
 from kubeflowlite.core import engine, loading
 from kubeflowlite.core.engine import IN_FLIGHT, Attempt, AttemptPhase, RunInput
@@ -562,6 +562,10 @@ class RunController:
             client=self.client,
         )
 
+    def dag(self, namespace: str, name: str) -> Obj | None:
+        """A DAG from the view (a triggerDag task's run is owned by the DAG it triggers)."""
+        return self.view.dag(namespace, name)
+
     def current_run(self, namespace: str, name: str) -> Obj | None:
         """A DAGRun from the view, with the status this controller last wrote."""
         run = self.view.run(namespace, name)
@@ -627,5 +631,4 @@ def _without_duration(wire: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _depends_on_past(spec: DAGSpec, task: Task) -> bool:
-    value = task.depends_on_past if task.depends_on_past is not None else spec.defaults.depends_on_past
-    return bool(value)
+    return bool(effective_field(spec, task, "depends_on_past"))
