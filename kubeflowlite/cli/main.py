@@ -12,20 +12,17 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 import yaml
 from rich.console import Console
 
-from kubeflowlite.api.dag import DAG, Task
+from kubeflowlite.api.dag import Task
 from kubeflowlite.api.dagrun import RunType
 from kubeflowlite.cli import authoring, cluster, options
-from kubeflowlite.core import loading
-from kubeflowlite.core.schedule import parse_time
-from kubeflowlite.core.validation import InvalidDAGError
 from kubeflowlite.k8s import names
 from kubeflowlite.local import tasktest
 from kubeflowlite.local.display import make_display
@@ -51,47 +48,8 @@ def main() -> None:
 # -- helpers --------------------------------------------------------------------------
 
 
-def fail_invalid(message: str) -> NoReturn:
-    """Print `message` to stderr and exit 2 (invalid input)."""
-    click.echo(message, err=True)
-    sys.exit(EXIT_INVALID)
-
-
-def load_dag(path: Path, dag_name: str | None) -> DAG:
-    """The DAG to act on: the only one in `path`, or the one named with --dag. Exit 2 if invalid."""
-    try:
-        dags = loading.load_dag_file(path)
-    except InvalidDAGError as error:
-        fail_invalid(f"{path}: invalid DAG file\n{error}")
-    if dag_name is not None:
-        for dag in dags:
-            if dag.dag_id == dag_name:
-                return dag
-        fail_invalid(
-            f"{path}: no DAG named {dag_name!r} (found: {', '.join(d.dag_id for d in dags) or 'none'})"
-        )
-    if len(dags) != 1:
-        found = ", ".join(d.dag_id for d in dags) or "none"
-        fail_invalid(f"{path} defines {len(dags)} DAGs ({found}): choose one with --dag")
-    return dags[0]
-
-
-def parse_date(text: str | None) -> datetime:
-    """--date: YYYY-MM-DD or RFC 3339; default now (to the second), as for a manual trigger."""
-    if text is None:
-        return datetime.now(UTC).replace(microsecond=0)
-    try:
-        return parse_time(text)
-    except ValueError as error:
-        fail_invalid(f"invalid date {text!r}: {error}")
-
-
-def parse_conf(conf_text: str | None, params: Sequence[str]) -> dict[str, Any]:
-    """--conf and -p for run/test; a malformed value is a usage error (exit 2)."""
-    try:
-        return options.parse_conf(conf_text, params)
-    except ValueError as error:
-        fail_invalid(str(error))
+fail_invalid = options.fail_invalid
+load_dag = options.load_dag
 
 
 def dump(document: dict[str, Any], fmt: str) -> str:
@@ -106,11 +64,8 @@ def dump(document: dict[str, Any], fmt: str) -> str:
 @main.command("run")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--dag", "dag_name", help="The DAG to run, when FILE defines several.")
-@click.option("--date", "date_text", help="Logical date: YYYY-MM-DD or RFC 3339. Default: now.")
-@click.option("--conf", "conf_text", help="Run conf as a JSON object (overrides params).")
-@click.option(
-    "-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="One conf entry; repeatable."
-)
+@click.option("--date", "date", type=options.DATE, help="Logical date: YYYY-MM-DD or RFC 3339. Default: now.")
+@options.conf_options
 @click.option(
     "--parallelism", type=click.IntRange(min=1), help="Tries at once. Default: the DAG's maxActiveTasks."
 )
@@ -127,9 +82,9 @@ def dump(document: dict[str, Any], fmt: str) -> str:
 def run_cmd(
     file: Path,
     dag_name: str | None,
-    date_text: str | None,
-    conf_text: str | None,
-    params: tuple[str, ...],
+    date: datetime | None,
+    conf: dict[str, Any] | None,
+    params: tuple[tuple[str, Any], ...],
     parallelism: int | None,
     runs_dir: Path,
     output: str | None,
@@ -141,14 +96,14 @@ def run_cmd(
     input, 130 interrupted.
     """
     dag = load_dag(file, dag_name)
-    logical_date = parse_date(date_text)
-    conf = parse_conf(conf_text, params)
+    logical_date = options.now_if_none(date)
+    run_conf = options.run_conf(conf, params)
     console = Console(file=sys.stderr if output else sys.stdout, highlight=False)
     request = RunRequest(
         dag=dag,
         logical_date=logical_date,
         run_name=names.dagrun_name(dag.dag_id, logical_date, RunType.manual),
-        conf=conf,
+        conf=run_conf,
         run_type=RunType.manual,
         runs_dir=runs_dir,
         parallelism=parallelism,
@@ -170,12 +125,9 @@ def run_cmd(
 @main.command("test")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("task")
-@click.argument("date")
+@click.argument("date", type=options.DATE)
 @click.option("--dag", "dag_name", help="The DAG, when FILE defines several.")
-@click.option("--conf", "conf_text", help="Run conf as a JSON object (overrides params).")
-@click.option(
-    "-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="One conf entry; repeatable."
-)
+@options.conf_options
 @click.option(
     "--runs-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -186,10 +138,10 @@ def run_cmd(
 def test_cmd(
     file: Path,
     task: str,
-    date: str,
+    date: datetime,
     dag_name: str | None,
-    conf_text: str | None,
-    params: tuple[str, ...],
+    conf: dict[str, Any] | None,
+    params: tuple[tuple[str, Any], ...],
     runs_dir: Path,
 ) -> None:
     """Run one task once at DATE, ignoring its dependencies and recording nothing.
@@ -199,8 +151,8 @@ def test_cmd(
     dag = load_dag(file, dag_name)
     if task not in {t.name for t in dag.spec.tasks}:
         fail_invalid(f"DAG {dag.dag_id!r} has no task {task!r}")
-    logical_date = parse_date(date)
-    conf = parse_conf(conf_text, params)
+    logical_date = date
+    run_conf = options.run_conf(conf, params)
 
     def out(text: str) -> None:
         click.echo(text, nl=False)
@@ -210,7 +162,7 @@ def test_cmd(
         click.echo(text, err=True)
 
     code = tasktest.test_task(
-        dag, task, logical_date, out=out, warn=warn, dag_file=file, runs_dir=runs_dir, conf=conf
+        dag, task, logical_date, out=out, warn=warn, dag_file=file, runs_dir=runs_dir, conf=run_conf
     )
     sys.exit(code)
 

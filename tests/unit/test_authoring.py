@@ -95,7 +95,7 @@ def test_schedule_picks_a_dag_and_rejects_bad_dates(tmp_path: Path) -> None:
     )
     assert manual.exit_code == 0 and manual.stdout == "" and "no schedule" in manual.stderr
     bad = run(schedule_cmd, TUTORIAL, "--from", "soon", "--to", "2020-01-02")
-    assert bad.exit_code == 2 and "invalid date for --from" in bad.output
+    assert bad.exit_code == 2 and "Invalid value for '--from': invalid date 'soon'" in bad.output
 
 
 def test_render_the_seed_command() -> None:

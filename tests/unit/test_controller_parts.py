@@ -204,6 +204,22 @@ class TestTriggerDag:
             plan.manifest["metadata"]["annotations"][inline_tasks.ANNOTATION_TRIGGERED_BY]
             == "ns/etl-manual-20200101t000000/push"
         )
+        assert "ownerReferences" not in plan.manifest["metadata"]  # the target DAG is not known
+
+    def test_the_run_is_owned_by_the_dag_it_triggers(self) -> None:
+        """Every creator of runs (scheduler, CLI, triggerDag) builds them with run_manifest."""
+        target = {"metadata": {"name": "target", "uid": "u-target"}}
+        plan = inline_tasks.trigger_plan(
+            TriggerDag(dag="target"),
+            facts=facts(),
+            task=facts().task("push"),
+            try_number=1,
+            xcoms={},
+            target=target,
+        )
+        assert plan.manifest["metadata"]["ownerReferences"] == [
+            {"apiVersion": "kubeflowlite.io/v1alpha1", "kind": "DAG", "name": "target", "uid": "u-target"}
+        ]
 
     def test_outcome_without_waiting_is_success_with_the_run_name_as_xcom(self) -> None:
         outcome = inline_tasks.trigger_outcome(
