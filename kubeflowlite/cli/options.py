@@ -12,14 +12,15 @@ import sys
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from kubeflowlite.api.dag import DAG
-from kubeflowlite.core import loading
-from kubeflowlite.core.schedule import parse_time
-from kubeflowlite.core.validation import InvalidDAGError
+if TYPE_CHECKING:
+    from kubeflowlite.api.dag import DAG
+
+# The DAG types and the loader are imported where they are used: `kubeflowlite --help`
+# imports this module (for the option types) and nothing it does not need.
 
 EXIT_INVALID = 2
 
@@ -34,6 +35,8 @@ class DateType(click.ParamType[datetime]):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
         if isinstance(value, datetime):
             return value
+        from kubeflowlite.core.schedule import parse_time
+
         try:
             return parse_time(str(value))
         except ValueError as error:
@@ -115,6 +118,9 @@ def fail_invalid(message: str) -> NoReturn:
 
 def load_dag(path: Path, dag_name: str | None) -> DAG:
     """The DAG to act on: the only one in `path`, or the one named with --dag. Exit 2 if invalid."""
+    from kubeflowlite.core import loading
+    from kubeflowlite.core.validation import InvalidDAGError
+
     try:
         dags = loading.load_dag_file(path)
     except InvalidDAGError as error:

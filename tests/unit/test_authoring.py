@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import click
 import yaml
 from click.testing import CliRunner, Result
 
@@ -35,7 +36,7 @@ def doc(name: str, tasks: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
 
 def test_commands_are_registered_on_main() -> None:
     for name, command in (("validate", validate_cmd), ("schedule", schedule_cmd), ("render", render_cmd)):
-        assert main.commands[name] is command
+        assert main.get_command(click.Context(main), name) is command
 
 
 def test_validate_ok() -> None:
