@@ -164,8 +164,9 @@ class PlainDisplay(_Reporting):
         self._summary(run, interrupted=interrupted)
 
     def _line(self, message: str) -> None:
+        # Plain text, no markup, never wrapped: written as is (rich's print costs ~1 ms a line).
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        self.console.print(f"{stamp} {message}", soft_wrap=True, highlight=False, markup=False)
+        self.console.file.write(f"{stamp} {message}\n")
 
 
 class LiveDisplay(_Reporting):
