@@ -16,9 +16,10 @@ runner does. Only the time inside decide() is counted; the first call also compi
 the spec (its graph, memoized per spec object) and indexes the status.
 
 A process chain needs N+1 calls. The first is a full pass, O(tasks + edges); after it
-the engine visits only what can move, so a chain costs O(N) in total, apart from one
-copy of the task-status dict per call (its new status). `--scaling` prints the
-per-call cost for growing N. `--no-hints` makes the shell name nothing, so every call
+the engine visits only what can move and the new status shares the old one's task
+map (api.dagrun.TaskMap), so a chain costs O(N log N) in total. On a loaded machine
+compare the cpu column: wall time then includes waiting for a core. `--scaling`
+prints the per-call cost for growing N. `--no-hints` makes the shell name nothing, so every call
 looks at every attempt (the operator's way today, being level-triggered over Pods).
 
     .venv/bin/python -m benchmarks.bench_engine [--tasks 10000] [--scaling] [--quick] [--no-hints]

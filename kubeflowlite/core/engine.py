@@ -45,24 +45,27 @@ can change something (see `_settle_changed`): a chain of N process tasks costs O
 in total rather than O(N^2). Any other call (a fresh process, a status the shell
 decorated or lost, a clear request, `remember=False`) makes the full pass, O(tasks +
 edges + attempts), and the property tests check on every call that both passes
-decide exactly the same. What remains O(tasks) per call is one copy of the task
-status dict, since every call returns a new, independent status
-(benchmarks/bench_engine.py). The compiled graph of a spec is memoized per DAGSpec
-object (a run's spec is a snapshot the shells never mutate in place).
+decide exactly the same. The new status shares the old one's task statuses through
+api.dagrun.TaskMap (an immutable map: O(changes x log tasks) per call, no copy of
+10,000 entries), so an incremental call costs O(what changed) plus O(tasks queued,
+running, scheduled or retrying) (benchmarks/bench_engine.py). The compiled graph of
+a spec is memoized per DAGSpec object (a run's spec is a snapshot the shells never
+mutate in place).
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Collection, Iterable, Mapping
+from collections import ChainMap
+from collections.abc import Collection, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from kubeflowlite.api.dag import DAGSpec, Task, TaskType, TriggerRule, effective_field
-from kubeflowlite.api.dagrun import DAGRunStatus, RunState, TaskInstanceStatus, TaskState, TryRecord
+from kubeflowlite.api.dagrun import DAGRunStatus, RunState, TaskInstanceStatus, TaskMap, TaskState, TryRecord
 from kubeflowlite.core import durations, retries, triggers, validation
 from kubeflowlite.core.xcom import NO_XCOM, XComError, branch_targets, is_falsy
 
@@ -573,8 +576,9 @@ class _Pass:
 
     plan: _Plan
     run: RunInput
-    tasks: dict[str, TaskInstanceStatus]
-    """A copy of the run's task statuses; written only through put()."""
+    tasks: MutableMapping[str, TaskInstanceStatus]
+    """The run's task statuses as this call rewrites them (a copy, or changes over the status); written
+    only through put()."""
     now_text: str
     before: dict[str, TaskState] = field(default_factory=dict)
     """Task -> its state before the first put() since the index last took the changes."""
@@ -746,8 +750,10 @@ def _settle_changed(work: _Pass, index: _Index) -> None:
     before = work.before
     visit: set[str] = set(before)
     visit.update(by_state[TaskState.scheduled], by_state[TaskState.up_for_retry])
-    visit.update(plan.timed & by_state[TaskState.running])
-    visit.update(name for name in plan.past_bound if tasks[name].state in _WAITING)
+    if plan.timed:
+        visit.update(plan.timed & by_state[TaskState.running])
+    if plan.past_bound:
+        visit.update(name for name in plan.past_bound if tasks[name].state in _WAITING)
     queue = work.queue = [by_name[name].rank for name in visit]
     heapq.heapify(queue)
     done = _FINISHED
@@ -870,6 +876,14 @@ def _stale_tries(work: _Pass, alive: Iterable[str]) -> list[StopTry]:
     return [stop for _, stop in sorted(stops, key=lambda item: item[0])]
 
 
+def _new_tasks(work: _Pass) -> TaskMap:
+    """The task statuses of the new status: the changes over the old map, or the full pass's copy."""
+    tasks, old = work.tasks, work.run.status.tasks
+    if type(tasks) is ChainMap and type(old) is TaskMap:
+        return old.updated(tasks.maps[0])
+    return TaskMap(tasks)
+
+
 def _run_status(work: _Pass, index: _Index, cleared: list[str] | None) -> DAGRunStatus:
     """The run's new status: Airflow's run state rule over the task states just decided."""
     previous = work.run.status
@@ -891,7 +905,7 @@ def _run_status(work: _Pass, index: _Index, cleared: list[str] | None) -> DAGRun
         "state": state,
         "start_time": start_time,
         "end_time": end_time,
-        "tasks": work.tasks,
+        "tasks": _new_tasks(work),
         "tasks_summary": f"{finished}/{total}",
     }
     if cleared is not None:
@@ -913,14 +927,19 @@ def decide(run: RunInput, *, remember: bool = True) -> Decision:
     index = _MEMORY.take(run.status, plan) if remember else None
     if _new_clear(run):
         index = None  # a clear moves tasks back where nothing else does: a full pass
-    tasks = dict(run.status.tasks)
     full = index is None
+    tasks: MutableMapping[str, TaskInstanceStatus]
     if index is None:
-        if not tasks.keys() >= plan.names:  # (a status the engine returned has every task)
+        tasks = dict(run.status.tasks)  # a full pass reads every task: a plain dict is fastest
+        if not tasks.keys() >= plan.names:
             for task in plan.order:
                 if task.name not in tasks:
                     tasks[task.name] = TaskInstanceStatus()
         index = _Index.build(plan, tasks)
+    else:
+        # The status the engine returned last: it has every task. Writes go to a dict of
+        # changes over it, and the new status shares everything else (TaskMap.updated).
+        tasks = ChainMap({}, cast(MutableMapping[str, TaskInstanceStatus], run.status.tasks))  # (read only)
     work = _Pass(plan=plan, run=run, tasks=tasks, now_text=_format_time(run.now))
     cleared = _apply_clear(work)
     if cleared is not None:
