@@ -111,6 +111,7 @@ class RunController:
         enqueue: Callable[[Hashable], None],
         settings: RunSettings | None = None,
         clock: Callable[[], datetime] = _now,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
         self.view = view
@@ -118,6 +119,8 @@ class RunController:
         self.enqueue = enqueue
         self.settings = settings or RunSettings()
         self.clock = clock
+        self.monotonic = monotonic
+        """The clock of launch grace periods (a test seam, as `clock` is for run times)."""
         self._memory: dict[tuple[str, str], RunMemory] = {}
         self._dag_specs: dict[tuple[str, int | None], tuple[DAGSpec | None, str | None]] = {}
 
@@ -394,17 +397,17 @@ class RunController:
 
     def _recently_launched(self, memory: RunMemory, pod: str) -> bool:
         launched = memory.launched.get(pod)
-        return launched is not None and time.monotonic() - launched < LAUNCH_GRACE
+        return launched is not None and self.monotonic() - launched < LAUNCH_GRACE
 
     async def _create_pod(self, memory: RunMemory, manifest: dict[str, Any]) -> Attempt | None:
         """Create one task Pod; AlreadyExists is success; a refused manifest is a failed try."""
         metadata = manifest["metadata"]
         try:
             await self.client.create(kube.PODS, metadata["namespace"], manifest)
-            memory.launched[metadata["name"]] = time.monotonic()
+            memory.launched[metadata["name"]] = self.monotonic()
         except kube.ApiError as error:
             if error.conflict:
-                memory.launched[metadata["name"]] = time.monotonic()
+                memory.launched[metadata["name"]] = self.monotonic()
                 return None
             if error.status in _PERMANENT_CREATE_ERRORS and "exceeded quota" not in error.message:
                 labels = metadata.get("labels") or {}
