@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -20,9 +20,22 @@ from kubeflowlite.cli import options
 from kubeflowlite.cli.options import fail_invalid, load_dag
 from kubeflowlite.local.rundir import DEFAULT_RUNS_DIR
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
+
+
+def runs_dir_option(help_text: str) -> Callable[[F], F]:
+    """--runs-dir, the local runs directory (run writes there; test's sensors read it)."""
+    return click.option(
+        "--runs-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=DEFAULT_RUNS_DIR,
+        show_default=True,
+        help=help_text,
+    )
 
 
 def dump(document: dict[str, Any], fmt: str) -> str:
@@ -44,13 +57,7 @@ def dump(document: dict[str, Any], fmt: str) -> str:
 @click.option(
     "--parallelism", type=click.IntRange(min=1), help="Tries at once. Default: the DAG's maxActiveTasks."
 )
-@click.option(
-    "--runs-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_RUNS_DIR,
-    show_default=True,
-    help="Where runs keep their records and logs.",
-)
+@runs_dir_option("Where runs keep their records and logs.")
 @click.option(
     "-o", "--output", "output", type=click.Choice(["json", "yaml"]), help="Print the finished DAGRun object."
 )
@@ -110,13 +117,7 @@ def run_cmd(
 @click.argument("date", type=options.DATE)
 @click.option("--dag", "dag_name", help="The DAG, when FILE defines several.")
 @options.conf_options
-@click.option(
-    "--runs-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_RUNS_DIR,
-    show_default=True,
-    help="Where sensors look for other runs' records.",
-)
+@runs_dir_option("Where sensors look for other runs' records.")
 def test_cmd(
     file: Path,
     task: str,
