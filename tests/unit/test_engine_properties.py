@@ -285,6 +285,8 @@ def check_decision(scenario: Scenario, given: RunInput, decision: Decision) -> N
 
     for start in decision.start:
         assert (after[start.task].state, after[start.task].try_number) == (TaskState.queued, start.try_number)
+        seen = given.attempts.get(start.task)
+        assert seen is None or seen.try_number < start.try_number, f"StartTry of observed try {start}"
 
     for name in scenario.names:
         old = before[name].state if name in before else TaskState.none
