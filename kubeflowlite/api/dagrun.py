@@ -152,6 +152,11 @@ class TaskMap(Mapping[str, TaskInstanceStatus]):
     def __repr__(self) -> str:
         return f"TaskMap({dict(self)!r})"
 
+    def to_dict(self) -> dict[str, TaskInstanceStatus]:
+        """A plain dict of the same items, in order (faster than dict(self))."""
+        items = self._map
+        return {key: items[key] for key in self._keys}
+
     def updated(self, changes: Mapping[str, TaskInstanceStatus]) -> TaskMap:
         """This map with `changes` applied (a new map; this one is unchanged). New keys go last."""
         if not changes:

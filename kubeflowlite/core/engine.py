@@ -56,6 +56,7 @@ mutate in place).
 from __future__ import annotations
 
 import heapq
+import operator
 from collections import ChainMap
 from collections.abc import Collection, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
@@ -182,6 +183,8 @@ _FAILED = frozenset({TaskState.failed, TaskState.upstream_failed})
 """A leaf in one of these fails the run."""
 _ALIVE = frozenset({AttemptPhase.pending, AttemptPhase.running})
 _PAST_OK = frozenset({TaskState.success, TaskState.skipped})
+_NEVER_STARTED = TaskInstanceStatus()
+"""The status of a task the run's status does not mention yet (shared: never changed in place)."""
 _MAX_HISTORY = 20
 """Try records kept per task (the oldest are dropped): run status must stay small."""
 _MAX_CLEARED_IDS = 16
@@ -268,6 +271,35 @@ def _duration(text: str | None) -> timedelta | None:
     return None if text is None else durations.parse_duration(text)
 
 
+_Settings = dict[str, Any]
+_SETTING_NAMES = (
+    "trigger_rule",
+    "depends_on_past",
+    "retries",
+    "retry_delay",
+    "retry_exponential_backoff",
+    "max_retry_delay",
+    "execution_timeout",
+)
+_SETTING_FIELDS = operator.attrgetter(*_SETTING_NAMES)
+
+
+def _settings(spec: DAGSpec, task: Task) -> _Settings:
+    """The _TaskPlan fields that come from task settings, with the DAG's defaults applied."""
+    timeout_text = effective_field(spec, task, "execution_timeout")
+    delay = _duration(effective_field(spec, task, "retry_delay"))
+    return {
+        "rule": effective_field(spec, task, "trigger_rule") or TriggerRule.all_success,
+        "depends_on_past": bool(effective_field(spec, task, "depends_on_past")),
+        "retries": effective_field(spec, task, "retries") or 0,
+        "retry_delay": retries.DEFAULT_RETRY_DELAY if delay is None else delay,
+        "exponential_backoff": bool(effective_field(spec, task, "retry_exponential_backoff")),
+        "max_retry_delay": _duration(effective_field(spec, task, "max_retry_delay")),
+        "execution_timeout": _duration(timeout_text),
+        "execution_timeout_text": timeout_text,
+    }
+
+
 def _compile(spec: DAGSpec) -> _Plan:
     """Build the plan of a validated spec (core.validation.task_graph raises ValueError on a cycle)."""
     graph = validation.task_graph(spec)
@@ -275,26 +307,22 @@ def _compile(spec: DAGSpec) -> _Plan:
     for position, task in enumerate(spec.tasks):
         first.setdefault(task.name, (position, task))
     plans: dict[str, _TaskPlan] = {}
+    settings: dict[tuple[Any, ...], _Settings] = {}  # a big DAG repeats a few settings thousands of times
     for name in graph.topological_order:
         position, task = first[name]
-        timeout_text = effective_field(spec, task, "execution_timeout")
-        delay = _duration(effective_field(spec, task, "retry_delay"))
+        key = _SETTING_FIELDS(task)
+        found = settings.get(key)
+        if found is None:
+            found = settings[key] = _settings(spec, task)
         plans[name] = _TaskPlan(
             name=name,
             index=position,
             upstream=graph.upstream[name],
             downstream=graph.downstream[name],
-            rule=effective_field(spec, task, "trigger_rule") or TriggerRule.all_success,
             runs_process=task.effective_type() is not TaskType.empty,
             branch=task.branch,
             short_circuit=task.short_circuit,
-            depends_on_past=bool(effective_field(spec, task, "depends_on_past")),
-            retries=effective_field(spec, task, "retries") or 0,
-            retry_delay=retries.DEFAULT_RETRY_DELAY if delay is None else delay,
-            exponential_backoff=bool(effective_field(spec, task, "retry_exponential_backoff")),
-            max_retry_delay=_duration(effective_field(spec, task, "max_retry_delay")),
-            execution_timeout=_duration(timeout_text),
-            execution_timeout_text=timeout_text,
+            **found,
         )
     order = tuple(plans.values())
     for rank, plan in enumerate(order):
@@ -580,6 +608,8 @@ class _Pass:
     """The run's task statuses as this call rewrites them (a copy, or changes over the status); written
     only through put()."""
     now_text: str
+    track: bool = True
+    """Record in `before` what put() changes (off in a full pass until its index is built)."""
     before: dict[str, TaskState] = field(default_factory=dict)
     """Task -> its state before the first put() since the index last took the changes."""
     start: list[StartTry] = field(default_factory=list)
@@ -589,9 +619,10 @@ class _Pass:
     """Ranks still to visit in an incremental pass (None in a full pass, which visits every task)."""
 
     def put(self, name: str, status: TaskInstanceStatus) -> None:
-        before = self.before
-        if name not in before:
-            before[name] = self.tasks[name].state
+        if self.track:
+            before = self.before
+            if name not in before:
+                before[name] = self.tasks[name].state
         self.tasks[name] = status
 
     def wake(self, moment: datetime) -> None:
@@ -769,6 +800,8 @@ def _settle_changed(work: _Pass, index: _Index) -> None:
         if was is not None and was not in done and tasks[task.name].state in done:
             for name in task.downstream:
                 heapq.heappush(queue, by_name[name].rank)
+            if len(queue) * 4 > len(order) and type(tasks) is ChainMap:
+                work.tasks = tasks = _as_dict(tasks)  # a big fan-out: many reads ahead, faster on a dict
     work.queue = None
 
 
@@ -876,6 +909,15 @@ def _stale_tries(work: _Pass, alive: Iterable[str]) -> list[StopTry]:
     return [stop for _, stop in sorted(stops, key=lambda item: item[0])]
 
 
+def _as_dict(tasks: Mapping[str, TaskInstanceStatus]) -> dict[str, TaskInstanceStatus]:
+    """A plain dict of `tasks` (a TaskMap, a dict, or this call's changes over the old map)."""
+    if type(tasks) is ChainMap:
+        merged = _as_dict(tasks.maps[1])
+        merged.update(tasks.maps[0])
+        return merged
+    return tasks.to_dict() if type(tasks) is TaskMap else dict(tasks)
+
+
 def _new_tasks(work: _Pass) -> TaskMap:
     """The task statuses of the new status: the changes over the old map, or the full pass's copy."""
     tasks, old = work.tasks, work.run.status.tasks
@@ -927,35 +969,46 @@ def decide(run: RunInput, *, remember: bool = True) -> Decision:
     index = _MEMORY.take(run.status, plan) if remember else None
     if _new_clear(run):
         index = None  # a clear moves tasks back where nothing else does: a full pass
-    full = index is None
     tasks: MutableMapping[str, TaskInstanceStatus]
     if index is None:
-        tasks = dict(run.status.tasks)  # a full pass reads every task: a plain dict is fastest
+        tasks = _as_dict(run.status.tasks)  # a full pass reads every task: a plain dict is fastest
         if not tasks.keys() >= plan.names:
             for task in plan.order:
                 if task.name not in tasks:
-                    tasks[task.name] = TaskInstanceStatus()
-        index = _Index.build(plan, tasks)
+                    tasks[task.name] = _NEVER_STARTED  # one shared object: statuses are copied on write
     else:
         # The status the engine returned last: it has every task. Writes go to a dict of
         # changes over it, and the new status shares everything else (TaskMap.updated).
         tasks = ChainMap({}, cast(MutableMapping[str, TaskInstanceStatus], run.status.tasks))  # (read only)
-    work = _Pass(plan=plan, run=run, tasks=tasks, now_text=_format_time(run.now))
+    # A full pass indexes the states once it is done, so it need not track what it changes.
+    work = _Pass(plan=plan, run=run, tasks=tasks, now_text=_format_time(run.now), track=index is not None)
     cleared = _apply_clear(work)
     if cleared is not None:
         # A cleared run is not finished any more; its previous end no longer counts.
         work.run = replace(
             run, status=run.status.model_copy(update={"state": RunState.running, "end_time": None})
         )
-    if full or run.changed is None:
-        index.alive = _reconcile_all(work)
+    if index is None:
+        alive = _reconcile_all(work)
+        _settle_all(work)
+        index = _Index.build(plan, tasks)
+        index.alive = alive
+        work.track = True
     else:
-        _reconcile_changed(work, index.alive, run.changed)
-    if full or len(work.before) * 4 > len(plan.order):
-        _settle_all(work)  # (when a quarter of the tasks changed, visiting all in order is cheaper)
-    else:
-        _settle_changed(work, index)
-    index.apply(work)
+        if run.changed is None or len(run.changed) * 4 > len(plan.order):
+            work.tasks = _as_dict(work.tasks)  # most tasks will be read: faster on a dict
+        if run.changed is None:
+            index.alive = _reconcile_all(work)
+        else:
+            _reconcile_changed(work, index.alive, run.changed)
+        if len(work.before) * 4 > len(plan.order):
+            # A quarter of the tasks changed: visiting all in order is cheaper, on a plain dict.
+            if type(work.tasks) is ChainMap:
+                work.tasks = _as_dict(work.tasks)
+            _settle_all(work)
+        else:
+            _settle_changed(work, index)
+        index.apply(work)
     queued = index.by_state[TaskState.queued]
     work.start = _unlaunched(work, queued)
     _start_ready(work, len(queued) + len(index.by_state[TaskState.running]))
