@@ -102,6 +102,10 @@ class LazyGroup(click.Group):
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, entry.short_help) for name, entry in COMMANDS.items()]
+        for name in super().list_commands(ctx):  # any added with main.add_command (imported already)
+            command = super().get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, (command.help or "").strip().splitlines()[0] if command.help else ""))
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)

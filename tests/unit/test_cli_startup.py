@@ -81,3 +81,14 @@ def test_help_lists_every_command() -> None:
     assert result.exit_code == 0
     for name in COMMANDS:
         assert f"  {name} " in result.output
+
+
+def test_a_command_added_directly_is_listed_too() -> None:
+    extra = click.Command("extra", help="An extra command.\n\nMore.", callback=lambda: None)
+    main.add_command(extra)
+    try:
+        result = CliRunner().invoke(main, ["--help"])
+        assert "  extra     An extra command." in result.output
+        assert CliRunner().invoke(main, ["extra"]).exit_code == 0
+    finally:
+        main.commands.pop("extra")
