@@ -12,7 +12,7 @@ run state, every task's state, try number and XCom value must be equal, every tr
 must have exactly one Pod, and every XCom value the local run has must be stored.
 
 The figures it prints (kills, runs, duplicate Pods, lost XCom values, mismatches)
-are the result; tests/e2e/test_chaos.py runs a short form of it in CI.
+are the result; tests/e2e/test_random_kills.py runs a short form of it in CI.
 """
 
 from __future__ import annotations

@@ -15,20 +15,13 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from kubeflowlite.api import names
 from kubeflowlite.api.base import ApiModel
+from kubeflowlite.core.durations import DURATION_PATTERN, SIGNED_DURATION_PATTERN
 
 API_GROUP = "kubeflowlite.io"
 API_VERSION = "v1alpha1"
 GROUP_VERSION = f"{API_GROUP}/{API_VERSION}"
-
-# A duration as users write it: 30s, 5m, 1h30m, 1d, 250ms, or a bare number of seconds.
-DURATION_PATTERN = r"^\s*(\d+(\.\d+)?)\s*$|^\s*((\d+(\.\d+)?)(ms|s|m|h|d|w)\s*)+$"
-SIGNED_DURATION_PATTERN = r"^\s*-?\s*(\d+(\.\d+)?)\s*$|^\s*-?\s*((\d+(\.\d+)?)(ms|s|m|h|d|w)\s*)+$"
-# Task ids: Airflow allows letters, digits, '_', '-', '.'; the operator maps them to
-# valid object names, so only this character set is required here.
-TASK_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-# DAG ids become the metadata.name of a Kubernetes object and a label value.
-DAG_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
 
 class TriggerRule(str, Enum):
@@ -164,9 +157,9 @@ class Task(TaskDefaults):
 
     name: str = Field(
         description="The task id, unique within the DAG.",
-        pattern=TASK_NAME_PATTERN,
+        pattern=names.TASK_NAME_PATTERN,
         min_length=1,
-        max_length=200,
+        max_length=names.TASK_NAME_MAX,
     )
     depends_on: list[str] = Field(
         default_factory=list, description="Task ids that are direct upstream of this task."
@@ -316,7 +309,9 @@ class ObjectMeta(ApiModel):
 
     model_config = ApiModel.model_config | {"extra": "allow"}
 
-    name: str = Field(description="The DAG id.", pattern=DAG_NAME_PATTERN, max_length=63)
+    name: str = Field(
+        description="The DAG id.", pattern=names.DAG_NAME_PATTERN, max_length=names.DAG_NAME_MAX
+    )
     namespace: str | None = None
     labels: dict[str, str] | None = None
     annotations: dict[str, str] | None = None
@@ -338,11 +333,20 @@ class DAG(ApiModel):
         return self.metadata.name
 
 
+def effective_field(spec: DAGSpec, task: Task, name: str) -> Any:
+    """One task field with the DAG's `defaults` applied: the task's own value, else the default's.
+
+    The one place defaults are applied (effective_task, the engine and the operator use it).
+    """
+    value = getattr(task, name)
+    return getattr(spec.defaults, name) if value is None else value
+
+
 def effective_task(spec: DAGSpec, task: Task) -> Task:
     """The task with the DAG's `defaults` filled in wherever the task leaves a field unset."""
     overrides = {
-        name: getattr(spec.defaults, name)
+        name: value
         for name in TaskDefaults.model_fields
-        if getattr(task, name) is None and getattr(spec.defaults, name) is not None
+        if getattr(task, name) is None and (value := effective_field(spec, task, name)) is not None
     }
     return task.model_copy(update=overrides) if overrides else task

@@ -20,10 +20,10 @@ from typing import Any, NoReturn
 
 import click
 
-from kubeflowlite.api.dag import DAG, effective_task
+from kubeflowlite.api.dag import effective_task
 from kubeflowlite.cli import options
 from kubeflowlite.core import loading, templating
-from kubeflowlite.core.schedule import RunInterval, Schedule, parse_time
+from kubeflowlite.core.schedule import RunInterval, Schedule
 from kubeflowlite.core.validation import InvalidDAGError
 
 __all__ = ["render_cmd", "schedule_cmd", "validate_cmd"]
@@ -35,30 +35,6 @@ EXIT_INVALID = 2
 def _fail(message: str) -> NoReturn:
     click.echo(message, err=True)
     sys.exit(EXIT_INVALID)
-
-
-def _load_one(path: Path, dag_name: str | None) -> DAG:
-    try:
-        dags = loading.load_dag_file(path)
-    except InvalidDAGError as error:
-        _fail(f"{path}: invalid DAG file\n{error}")
-    except (OSError, UnicodeDecodeError) as error:
-        _fail(f"{path}: cannot read: {error}")
-    if dag_name is not None:
-        for dag in dags:
-            if dag.dag_id == dag_name:
-                return dag
-        _fail(f"{path}: no DAG named {dag_name!r} (found: {', '.join(d.dag_id for d in dags)})")
-    if len(dags) != 1:
-        _fail(f"{path} defines {len(dags)} DAGs ({', '.join(d.dag_id for d in dags)}): choose one with --dag")
-    return dags[0]
-
-
-def _date(option: str, text: str) -> datetime:
-    try:
-        return parse_time(text)
-    except ValueError as error:
-        _fail(f"invalid date for {option}: {error}")
 
 
 def _iso(moment: datetime) -> str:
@@ -99,13 +75,14 @@ def _interval_line(interval: RunInterval) -> str:
 
 @click.command("schedule")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--from", "from_text", required=True, help="First logical date (YYYY-MM-DD or RFC 3339).")
-@click.option("--to", "to_text", required=True, help="Last logical date, inclusive.")
+@click.option(
+    "--from", "start", type=options.DATE, required=True, help="First logical date (YYYY-MM-DD or RFC 3339)."
+)
+@click.option("--to", "end", type=options.DATE, required=True, help="Last logical date, inclusive.")
 @click.option("--dag", "dag_name", help="The DAG, when FILE defines several.")
-def schedule_cmd(file: Path, from_text: str, to_text: str, dag_name: str | None) -> None:
+def schedule_cmd(file: Path, start: datetime, end: datetime, dag_name: str | None) -> None:
     """List the logical dates (and data intervals) of the scheduled runs between two dates."""
-    dag = _load_one(file, dag_name)
-    start, end = _date("--from", from_text), _date("--to", to_text)
+    dag = options.load_dag(file, dag_name)
     if end < start:
         _fail("--to is before --from")
     schedule = Schedule.from_spec(dag.spec)
@@ -116,34 +93,26 @@ def schedule_cmd(file: Path, from_text: str, to_text: str, dag_name: str | None)
         click.echo(_interval_line(interval))
 
 
-def _conf(conf_text: str | None, params: Sequence[str]) -> dict[str, Any]:
-    try:
-        return options.parse_conf(conf_text, params)
-    except ValueError as error:
-        _fail(str(error))
-
-
 @click.command("render")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("task_name", metavar="TASK")
-@click.option("--date", "date_text", required=True, help="Logical date (YYYY-MM-DD or RFC 3339).")
-@click.option("--conf", "conf_text", help="Run conf as a JSON object (overrides params).")
 @click.option(
-    "-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="One conf entry; repeatable."
+    "--date", "date", type=options.DATE, required=True, help="Logical date (YYYY-MM-DD or RFC 3339)."
 )
+@options.conf_options
 @click.option("--dag", "dag_name", help="The DAG, when FILE defines several.")
 def render_cmd(
     file: Path,
     task_name: str,
-    date_text: str,
-    conf_text: str | None,
-    params: Sequence[str],
+    date: datetime,
+    conf: dict[str, Any] | None,
+    params: tuple[tuple[str, Any], ...],
     dag_name: str | None,
 ) -> None:
     """Print TASK's command as it would run at --date, templates rendered (XComs render as None)."""
-    dag = _load_one(file, dag_name)
-    logical_date = _date("--date", date_text)
-    conf = _conf(conf_text, params)
+    dag = options.load_dag(file, dag_name)
+    logical_date = date
+    run_conf = options.run_conf(conf, params)
     task = next((t for t in dag.spec.tasks if t.name == task_name), None)
     if task is None:
         _fail(
@@ -158,7 +127,7 @@ def render_cmd(
         task=task,
         interval=interval,
         run_id=templating.run_id_for(run_type, logical_date),
-        conf=conf,
+        conf=run_conf,
         try_number=1,
         variables=templating.variables_from_env(os.environ),
     )

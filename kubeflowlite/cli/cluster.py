@@ -28,11 +28,12 @@ from rich.console import Console
 
 from kubeflowlite.api.dag import DAGSpec
 from kubeflowlite.api.dagrun import RunType
-from kubeflowlite.cli import cluster_plans
+from kubeflowlite.cli import cluster_plans, options
 from kubeflowlite.core import durations, loading
-from kubeflowlite.core.schedule import Schedule, format_time, parse_time
+from kubeflowlite.core.schedule import Schedule, format_time
 from kubeflowlite.core.validation import InvalidDAGError
 from kubeflowlite.k8s import crdgen, kube, names, pods, resources
+from kubeflowlite.k8s.run_manifest import dagrun_manifest
 
 EXIT_FAILED = 1
 EXIT_INVALID = 2
@@ -124,13 +125,6 @@ def _dag_spec(dag: dict[str, Any]) -> DAGSpec:
         return loading.parse_dag(dag, source=f"DAG {dag['metadata']['name']}").spec
     except InvalidDAGError as error:
         _fail(f"the DAG is invalid:\n{error}", EXIT_INVALID)
-
-
-def _date(text: str, option: str) -> datetime:
-    try:
-        return parse_time(text)
-    except ValueError as error:
-        _fail(f"invalid {option} {text!r}: {error}", EXIT_INVALID)
 
 
 # --- the operator ---------------------------------------------------------------------------------
@@ -261,25 +255,30 @@ def apply_cmd(config: Target, path: Path) -> None:
 
 @click.command("trigger")
 @click.argument("dag")
-@click.option("--date", "date_text", help="Logical date (YYYY-MM-DD or RFC 3339). Default: now.")
-@click.option("--conf", "conf_text", help="Run conf as a JSON object.")
+@click.option(
+    "--date", "date", type=options.DATE, help="Logical date (YYYY-MM-DD or RFC 3339). Default: now."
+)
+@options.conf_options
 @cluster_options
-def trigger_cmd(config: Target, dag: str, date_text: str | None, conf_text: str | None) -> None:
+def trigger_cmd(
+    config: Target,
+    dag: str,
+    date: datetime | None,
+    conf: dict[str, Any] | None,
+    params: tuple[tuple[str, Any], ...],
+) -> None:
     """Start a manual run of DAG (a DAGRun; the operator runs it)."""
-    logical_date = _date(date_text, "--date") if date_text else datetime.now(UTC).replace(microsecond=0)
-    conf: dict[str, Any] = {}
-    if conf_text:
-        try:
-            conf = json.loads(conf_text)
-        except json.JSONDecodeError as error:
-            _fail(f"--conf is not valid JSON: {error}", EXIT_INVALID)
-        if not isinstance(conf, dict):
-            _fail("--conf must be a JSON object", EXIT_INVALID)
+    logical_date = options.now_if_none(date)
+    run_conf = options.run_conf(conf, params)
 
     async def work(client: kube.Kube) -> str:
-        await _get(client, kube.DAGS, config.namespace, dag, "DAG")
-        manifest = cluster_plans.dagrun_manifest(
-            namespace=config.namespace, dag=dag, logical_date=logical_date, run_type=RunType.manual, conf=conf
+        dag_obj = await _get(client, kube.DAGS, config.namespace, dag, "DAG")
+        manifest = dagrun_manifest(
+            namespace=config.namespace,
+            dag=dag_obj,
+            logical_date=logical_date,
+            run_type=RunType.manual,
+            conf=run_conf,
         )
         try:
             await client.create(kube.DAGRUNS, config.namespace, manifest)
@@ -296,18 +295,31 @@ def trigger_cmd(config: Target, dag: str, date_text: str | None, conf_text: str 
 
 @click.command("backfill")
 @click.argument("dag")
-@click.option("-s", "--start-date", "start", required=True, help="First logical date (inclusive).")
-@click.option("-e", "--end-date", "end", required=True, help="Last logical date (inclusive).")
+@click.option(
+    "-s",
+    "--start-date",
+    "start_date",
+    type=options.DATE,
+    required=True,
+    help="First logical date (inclusive).",
+)
+@click.option(
+    "-e", "--end-date", "end_date", type=options.DATE, required=True, help="Last logical date (inclusive)."
+)
 @click.option("--reset-dagruns", is_flag=True, help="Delete existing runs in the range and run them anew.")
 @click.option(
     "--rerun-failed-tasks", is_flag=True, help="Clear the failed tasks of existing runs in the range."
 )
 @cluster_options
 def backfill_cmd(
-    config: Target, dag: str, start: str, end: str, reset_dagruns: bool, rerun_failed_tasks: bool
+    config: Target,
+    dag: str,
+    start_date: datetime,
+    end_date: datetime,
+    reset_dagruns: bool,
+    rerun_failed_tasks: bool,
 ) -> None:
     """Create runs for every scheduled interval between -s and -e (maxActiveRuns applies)."""
-    start_date, end_date = _date(start, "--start-date"), _date(end, "--end-date")
     if end_date < start_date:
         _fail("--end-date is before --start-date", EXIT_INVALID)
 
@@ -316,7 +328,10 @@ def backfill_cmd(
         spec = _dag_spec(dag_obj)
         intervals = Schedule.from_spec(spec).runs_between(start_date, end_date)
         if not intervals:
-            _fail(f"DAG {dag!r} has no scheduled interval between {start} and {end}", EXIT_INVALID)
+            _fail(
+                f"DAG {dag!r} has no scheduled interval between {format_time(start_date)} and {format_time(end_date)}",
+                EXIT_INVALID,
+            )
         runs = await _runs_of(client, config.namespace, dag)
         plan = cluster_plans.plan_backfill(
             intervals, runs, reset=reset_dagruns, rerun_failed=rerun_failed_tasks
@@ -325,12 +340,11 @@ def backfill_cmd(
             await client.delete(kube.DAGRUNS, config.namespace, name, propagation="Foreground")
             await _wait_gone(client, config.namespace, name)
         for interval in plan.create:
-            manifest = cluster_plans.dagrun_manifest(
+            manifest = dagrun_manifest(
                 namespace=config.namespace,
-                dag=dag,
+                dag=dag_obj,
                 logical_date=interval.logical_date,
                 run_type=RunType.backfill,
-                conf={},
             )
             try:
                 await client.create(kube.DAGRUNS, config.namespace, manifest)

@@ -23,10 +23,9 @@ from rich.text import Text
 from rich.tree import Tree
 
 from kubeflowlite.api.dag import DAGSpec
-from kubeflowlite.api.dagrun import RunType
-from kubeflowlite.core.schedule import RunInterval, format_time, parse_time
+from kubeflowlite.core import durations
+from kubeflowlite.core.schedule import RunInterval, parse_time
 from kubeflowlite.core.validation import task_graph
-from kubeflowlite.k8s import names, resources
 
 Obj = Mapping[str, Any]
 
@@ -49,27 +48,6 @@ class PlanError(ValueError):
 
 
 # --- what the commands write ------------------------------------------------------------------------
-
-
-def dagrun_manifest(
-    *, namespace: str, dag: str, logical_date: datetime, run_type: RunType, conf: dict[str, Any]
-) -> dict[str, Any]:
-    """The DAGRun that `trigger`/`backfill` (and the web UI's trigger form) create."""
-    return {
-        "apiVersion": resources.API_VERSION_STRING,
-        "kind": resources.DAGRUN_KIND,
-        "metadata": {
-            "name": names.dagrun_name(dag, logical_date, run_type),
-            "namespace": namespace,
-            "labels": {names.LABEL_DAG: names.label_value(dag)},
-        },
-        "spec": {
-            "dagName": dag,
-            "logicalDate": format_time(logical_date),
-            "runType": run_type.value,
-            "conf": conf,
-        },
-    }
 
 
 def clear_patch(tasks: Sequence[str]) -> tuple[dict[str, Any], str]:
@@ -198,15 +176,7 @@ def seconds_between(start: str | None, end: str | None, now: datetime) -> float 
 
 
 def human_seconds(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 10:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
+    return "-" if seconds is None else durations.format_elapsed(seconds)
 
 
 def run_tree(run: Obj, *, now: datetime) -> Tree:

@@ -12,7 +12,14 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-__all__ = ["format_duration", "parse_duration", "parse_signed_duration"]
+__all__ = [
+    "DURATION_PATTERN",
+    "SIGNED_DURATION_PATTERN",
+    "format_duration",
+    "format_elapsed",
+    "parse_duration",
+    "parse_signed_duration",
+]
 
 _UNIT_SECONDS: dict[str, float] = {
     "ms": 0.001,
@@ -22,32 +29,32 @@ _UNIT_SECONDS: dict[str, float] = {
     "d": 86400.0,
     "w": 7 * 86400.0,
 }
-_NUMBER = r"\d+(?:\.\d+)?"
-_BARE = re.compile(rf"\s*({_NUMBER})\s*")
-# "ms" must be tried before "m" so that 250ms is not read as 250 minutes and a stray "s".
-_PART = re.compile(rf"\s*({_NUMBER})\s*(ms|s|m|h|d|w)\s*")
+_NUMBER = r"\d+(\.\d+)?"
+# "ms" must come before "m" so that 250ms is not read as 250 minutes and a stray "s".
+_UNIT = "(ms|s|m|h|d|w)"
+_BARE_FORM = rf"\s*{_NUMBER}\s*"
+_PARTS_FORM = rf"\s*({_NUMBER}\s*{_UNIT}\s*)+"
+DURATION_PATTERN = rf"^{_BARE_FORM}$|^{_PARTS_FORM}$"
+"""The syntax, for the API types (and so the CRDs): what parse_duration accepts, exactly."""
+SIGNED_DURATION_PATTERN = rf"^\s*[-+]?{_BARE_FORM}$|^\s*[-+]?{_PARTS_FORM}$"
+"""The same with an optional sign (sensor offsets such as -1d): what parse_signed_duration accepts."""
 
+_DURATION = re.compile(DURATION_PATTERN)
+_PART = re.compile(rf"({_NUMBER})\s*{_UNIT}")
 _HINT = "expected e.g. 30s, 5m, 1h30m, 1d, 250ms, 1w, or a number of seconds"
 
 
 def parse_duration(text: str) -> timedelta:
     """The non-negative duration `text` denotes; ValueError with the accepted forms otherwise."""
-    if not isinstance(text, str):
-        raise ValueError(f"not a duration: {text!r} ({_HINT})")
-    bare = _BARE.fullmatch(text)
-    if bare is not None:
-        return timedelta(seconds=float(bare.group(1)))
-    total_ms = 0.0
-    position = 0
-    while position < len(text):
-        part = _PART.match(text, position)
-        if part is None:
-            raise ValueError(f"not a duration: {text!r} ({_HINT})")
-        total_ms += float(part.group(1)) * _UNIT_SECONDS[part.group(2)] * 1000
-        position = part.end()
-    if position == 0:
+    if not isinstance(text, str) or _DURATION.fullmatch(text) is None:
         raise ValueError(f"not a duration: {text!r} ({_HINT})")
     try:
+        stripped = text.strip()
+        if _PART.search(stripped) is None:
+            return timedelta(seconds=float(stripped))
+        total_ms = sum(
+            float(part.group(1)) * _UNIT_SECONDS[part.group(3)] * 1000 for part in _PART.finditer(stripped)
+        )
         return timedelta(milliseconds=total_ms)
     except OverflowError as error:
         raise ValueError(f"duration out of range: {text!r}") from error
@@ -57,7 +64,7 @@ def parse_signed_duration(text: str) -> timedelta:
     """Like parse_duration, but a leading '-' makes it negative (sensor offsets such as -1d)."""
     if not isinstance(text, str):
         raise ValueError(f"not a duration: {text!r} ({_HINT})")
-    stripped = text.strip()
+    stripped = text.lstrip()
     if stripped.startswith("-"):
         return -parse_duration(stripped[1:])
     if stripped.startswith("+"):
@@ -82,3 +89,11 @@ def format_duration(td: timedelta) -> str:
         if count:
             parts.append(f"{count}{unit}")
     return sign + "".join(parts)
+
+
+def format_elapsed(seconds: float) -> str:
+    """How long something took, as a run's status.duration and every table show it: whole seconds
+    (milliseconds below one second), e.g. 1h2m5s, 42s, 250ms."""
+    if seconds < 1:
+        return format_duration(timedelta(milliseconds=round(max(seconds, 0) * 1000)))
+    return format_duration(timedelta(seconds=int(seconds)))

@@ -6,9 +6,9 @@ clock: `now` is an argument, and the returned `wake_at` tells the shell when the
 engine next needs to be called even if nothing is observed to change (a retry delay
 ending, an execution timeout).
 
-Level-triggered: the engine recomputes every task state from the spec, the last
-status it wrote (its only memory: try numbers, retry times, cleared requests) and the
-latest observed attempt of each task. Calling it twice with the same input gives the
+Level-triggered: the engine decides every task state from the spec, the last status
+it wrote (try numbers, retry times, cleared requests) and the latest observed attempt
+of each task. Calling it twice with the same input gives the
 same decision, and a decision repeated because the shell had not yet observed its
 effect is harmless, since the shell names every try deterministically.
 
@@ -36,25 +36,37 @@ observed attempt that is still pending or running although the engine no longer 
 it in flight (timed out, superseded by a newer try, cleared) gets a StopTry on every
 call until the shell reports it finished.
 
-Cost: each call is O(tasks + edges + observed attempts) with small constants (about
-0.1-0.2 us per finished task and per attempt already folded in: ~3 ms for 10,000 of
-each; benchmarks/bench_engine.py). The compiled graph of a spec is memoized per
-DAGSpec object (a run's spec is a snapshot the shells never mutate in place). A chain
-of N process tasks needs N calls, so driving it costs O(N^2) in total; a chain of
-`empty` tasks needs one.
+Incremental, with the same answers: the engine remembers an index of the status it
+returned last (task names grouped by state, failed leaves, tries seen alive; kept per
+status object, bounded, never persisted). Called again with that very status, and
+with `RunInput.changed` naming the tasks whose attempt changed since, it folds only
+those attempts and visits, in the same topological order, only the tasks whose visit
+can change something (see `_settle_changed`): a chain of N process tasks costs O(N)
+in total rather than O(N^2). Any other call (a fresh process, a status the shell
+decorated or lost, a clear request, `remember=False`) makes the full pass, O(tasks +
+edges + attempts), and the property tests check on every call that both passes
+decide exactly the same. The new status shares the old one's task statuses through
+api.dagrun.TaskMap (an immutable map: O(changes x log tasks) per call, no copy of
+10,000 entries), so an incremental call costs O(what changed) plus O(tasks queued,
+running, scheduled or retrying) (benchmarks/bench_engine.py). The compiled graph of
+a spec is memoized per DAGSpec object (a run's spec is a snapshot the shells never
+mutate in place).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import heapq
+import operator
+from collections import ChainMap
+from collections.abc import Collection, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
-from kubeflowlite.api.dag import DAGSpec, Task, TaskType, TriggerRule
-from kubeflowlite.api.dagrun import DAGRunStatus, RunState, TaskInstanceStatus, TaskState, TryRecord
+from kubeflowlite.api.dag import DAGSpec, Task, TaskType, TriggerRule, effective_field
+from kubeflowlite.api.dagrun import DAGRunStatus, RunState, TaskInstanceStatus, TaskMap, TaskState, TryRecord
 from kubeflowlite.core import durations, retries, triggers, validation
 from kubeflowlite.core.xcom import NO_XCOM, XComError, branch_targets, is_falsy
 
@@ -114,6 +126,10 @@ class RunInput:
     """Task states of the previous run of this DAG (for dependsOnPast); None if there is none."""
     clear: tuple[str, tuple[str, ...]] | None = None
     """A pending clear request (id, task ids) from the run's spec; applied once per id."""
+    changed: Collection[str] | None = None
+    """Task ids whose attempt may differ from the one the call that returned `status` saw (a
+    superset is fine). None: not known, so every attempt is looked at. Only a hint for the
+    engine's memory: a call the engine has no memory of `status` for looks at every attempt."""
 
 
 @dataclass(frozen=True)
@@ -167,6 +183,8 @@ _FAILED = frozenset({TaskState.failed, TaskState.upstream_failed})
 """A leaf in one of these fails the run."""
 _ALIVE = frozenset({AttemptPhase.pending, AttemptPhase.running})
 _PAST_OK = frozenset({TaskState.success, TaskState.skipped})
+_NEVER_STARTED = TaskInstanceStatus()
+"""The status of a task the run's status does not mention yet (shared: never changed in place)."""
 _MAX_HISTORY = 20
 """Try records kept per task (the oldest are dropped): run status must stay small."""
 _MAX_CLEARED_IDS = 16
@@ -177,7 +195,7 @@ _MAX_CLEARED_IDS = 16
 
 @dataclass(slots=True)
 class _TaskPlan:
-    """What the engine needs of one task, with the DAG's defaults applied (api.dag.effective_task).
+    """What the engine needs of one task, with the DAG's defaults applied (api.dag.effective_field).
 
     Built once per spec and never changed (not frozen only because frozen dataclasses
     are slow to build, and a 10,000-task spec builds 10,000 of them).
@@ -185,6 +203,7 @@ class _TaskPlan:
 
     name: str
     index: int
+    """Position in the spec's task list (file order)."""
     upstream: tuple[str, ...]
     downstream: tuple[str, ...]
     rule: TriggerRule
@@ -204,6 +223,8 @@ class _TaskPlan:
     """A branch or short-circuit task: its success may skip tasks downstream."""
     leaf: bool = False
     """No downstream task: its failure fails the run."""
+    rank: int = 0
+    """Position in the topological order (the incremental pass visits tasks by rank)."""
 
     def __post_init__(self) -> None:
         self.gated = bool(self.upstream) and self.rule is not TriggerRule.always
@@ -222,7 +243,11 @@ class _Plan:
     names: frozenset[str]
     max_active: int
     rows: tuple[tuple[str, _TaskPlan], ...] = ()
-    """(name, task) in topological order: what the per-call pass iterates over."""
+    """(name, task) in topological order: what the full pass iterates over."""
+    timed: frozenset[str] = frozenset()
+    """Tasks with an execution timeout (a running one is looked at on every call)."""
+    past_bound: frozenset[str] = frozenset()
+    """Tasks with dependsOnPast (a waiting one is looked at on every call: previous_run may change)."""
     _descendants: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def descendants(self, name: str) -> tuple[str, ...]:
@@ -240,55 +265,78 @@ class _Plan:
         return found
 
 
-def _effective(task: Task, defaults: dict[str, Any], name: str) -> Any:
-    """A task field with the DAG's defaults applied, as api.dag.effective_task does (without a copy)."""
-    value = getattr(task, name)
-    return defaults[name] if value is None else value
-
-
 @lru_cache(maxsize=256)
 def _duration(text: str | None) -> timedelta | None:
     """A parsed duration field (memoized: a big DAG repeats the same few values thousands of times)."""
     return None if text is None else durations.parse_duration(text)
 
 
+_Settings = dict[str, Any]
+_SETTING_NAMES = (
+    "trigger_rule",
+    "depends_on_past",
+    "retries",
+    "retry_delay",
+    "retry_exponential_backoff",
+    "max_retry_delay",
+    "execution_timeout",
+)
+_SETTING_FIELDS = operator.attrgetter(*_SETTING_NAMES)
+
+
+def _settings(spec: DAGSpec, task: Task) -> _Settings:
+    """The _TaskPlan fields that come from task settings, with the DAG's defaults applied."""
+    timeout_text = effective_field(spec, task, "execution_timeout")
+    delay = _duration(effective_field(spec, task, "retry_delay"))
+    return {
+        "rule": effective_field(spec, task, "trigger_rule") or TriggerRule.all_success,
+        "depends_on_past": bool(effective_field(spec, task, "depends_on_past")),
+        "retries": effective_field(spec, task, "retries") or 0,
+        "retry_delay": retries.DEFAULT_RETRY_DELAY if delay is None else delay,
+        "exponential_backoff": bool(effective_field(spec, task, "retry_exponential_backoff")),
+        "max_retry_delay": _duration(effective_field(spec, task, "max_retry_delay")),
+        "execution_timeout": _duration(timeout_text),
+        "execution_timeout_text": timeout_text,
+    }
+
+
 def _compile(spec: DAGSpec) -> _Plan:
     """Build the plan of a validated spec (core.validation.task_graph raises ValueError on a cycle)."""
     graph = validation.task_graph(spec)
-    defaults = dict(spec.defaults)
     first: dict[str, tuple[int, Task]] = {}
     for position, task in enumerate(spec.tasks):
         first.setdefault(task.name, (position, task))
     plans: dict[str, _TaskPlan] = {}
+    settings: dict[tuple[Any, ...], _Settings] = {}  # a big DAG repeats a few settings thousands of times
     for name in graph.topological_order:
         position, task = first[name]
-        timeout_text = _effective(task, defaults, "execution_timeout")
-        delay = _duration(_effective(task, defaults, "retry_delay"))
+        key = _SETTING_FIELDS(task)
+        found = settings.get(key)
+        if found is None:
+            found = settings[key] = _settings(spec, task)
         plans[name] = _TaskPlan(
             name=name,
             index=position,
             upstream=graph.upstream[name],
             downstream=graph.downstream[name],
-            rule=_effective(task, defaults, "trigger_rule") or TriggerRule.all_success,
             runs_process=task.effective_type() is not TaskType.empty,
             branch=task.branch,
             short_circuit=task.short_circuit,
-            depends_on_past=bool(_effective(task, defaults, "depends_on_past")),
-            retries=_effective(task, defaults, "retries") or 0,
-            retry_delay=retries.DEFAULT_RETRY_DELAY if delay is None else delay,
-            exponential_backoff=bool(_effective(task, defaults, "retry_exponential_backoff")),
-            max_retry_delay=_duration(_effective(task, defaults, "max_retry_delay")),
-            execution_timeout=_duration(timeout_text),
-            execution_timeout_text=timeout_text,
+            **found,
         )
+    order = tuple(plans.values())
+    for rank, plan in enumerate(order):
+        plan.rank = rank
     return _Plan(
         spec=spec,
         spec_tasks=len(spec.tasks),
-        order=tuple(plans.values()),
+        order=order,
         by_name=plans,
         names=frozenset(plans),
         max_active=spec.max_active_tasks,
         rows=tuple(plans.items()),
+        timed=frozenset(p.name for p in order if p.execution_timeout is not None),
+        past_bound=frozenset(p.name for p in order if p.depends_on_past),
     )
 
 
@@ -472,6 +520,81 @@ def _finish_without_running(
     return _with(status, state=state, start_time=status.start_time or now, end_time=now, message=message)
 
 
+# --- the engine's memory between calls -------------------------------------------------------------
+
+
+@dataclass(slots=True, eq=False)
+class _Index:
+    """The task states of one status, grouped: what lets a call visit only the tasks that can move.
+
+    Derived from the status alone (and `alive` from the attempts), so it is only ever a
+    shortcut: a call that has none (a fresh process, a status the engine did not return
+    last) builds it with one full pass and decides exactly the same.
+    """
+
+    plan: _Plan
+    by_state: dict[TaskState, set[str]]
+    failing_leaves: int
+    """Leaf tasks that are failed or upstream_failed (any fails the run)."""
+    alive: set[str] = field(default_factory=set)
+    """Tasks whose latest observed attempt is pending or running."""
+    status: DAGRunStatus | None = None
+    """The status these are the states of (set once the call's status exists)."""
+
+    @classmethod
+    def build(cls, plan: _Plan, tasks: Mapping[str, TaskInstanceStatus]) -> _Index:
+        by_state: dict[TaskState, set[str]] = {state: set() for state in TaskState}
+        failing = 0
+        for name, task in plan.rows:
+            state = tasks[name].state
+            by_state[state].add(name)
+            if task.leaf and state in _FAILED:
+                failing += 1
+        return cls(plan=plan, by_state=by_state, failing_leaves=failing)
+
+    def apply(self, work: _Pass) -> None:
+        """Move the tasks written since the last apply to the groups of their new states."""
+        by_name, by_state, tasks = self.plan.by_name, self.by_state, work.tasks
+        changes, work.before = work.before, {}
+        for name, old in changes.items():
+            new = tasks[name].state
+            if new is old:
+                continue
+            by_state[old].discard(name)
+            by_state[new].add(name)
+            if by_name[name].leaf:
+                self.failing_leaves += (new in _FAILED) - (old in _FAILED)
+
+    def count(self, states: Iterable[TaskState]) -> int:
+        return sum(len(self.by_state[state]) for state in states)
+
+
+class _Memory:
+    """The index of the status each run's last call returned, keyed by that status object.
+
+    Bounded (the oldest entries go first) and never needed for correctness: a status
+    the memory does not hold, or holds for another spec, gets a full pass.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._indexes: dict[int, _Index] = {}
+
+    def take(self, status: DAGRunStatus, plan: _Plan) -> _Index | None:
+        index = self._indexes.pop(id(status), None)
+        if index is None or index.status is not status or index.plan is not plan:
+            return None
+        return index
+
+    def keep(self, index: _Index) -> None:
+        if len(self._indexes) >= self._size:
+            del self._indexes[next(iter(self._indexes))]
+        self._indexes[id(index.status)] = index
+
+
+_MEMORY = _Memory(size=64)
+
+
 # --- one call ------------------------------------------------------------------------------------------
 
 
@@ -481,16 +604,26 @@ class _Pass:
 
     plan: _Plan
     run: RunInput
-    tasks: dict[str, TaskInstanceStatus]
+    tasks: MutableMapping[str, TaskInstanceStatus]
+    """The run's task statuses as this call rewrites them (a copy, or changes over the status); written
+    only through put()."""
     now_text: str
+    track: bool = True
+    """Record in `before` what put() changes (off in a full pass until its index is built)."""
+    before: dict[str, TaskState] = field(default_factory=dict)
+    """Task -> its state before the first put() since the index last took the changes."""
     start: list[StartTry] = field(default_factory=list)
     ready: list[str] = field(default_factory=list)
     wake_at: datetime | None = None
-    in_flight: int = 0
-    finished: int = 0
-    failed_leaf: bool = False
-    touched: bool = False
-    """Some task is past `none` (the run is no longer queued)."""
+    queue: list[int] | None = None
+    """Ranks still to visit in an incremental pass (None in a full pass, which visits every task)."""
+
+    def put(self, name: str, status: TaskInstanceStatus) -> None:
+        if self.track:
+            before = self.before
+            if name not in before:
+                before[name] = self.tasks[name].state
+        self.tasks[name] = status
 
     def wake(self, moment: datetime) -> None:
         if self.wake_at is None or moment < self.wake_at:
@@ -501,17 +634,24 @@ class _Pass:
         for name in names:
             status = self.tasks[name]
             if status.state in _WAITING:
-                self.tasks[name] = _finish_without_running(status, TaskState.skipped, message, self.now_text)
+                self.put(name, _finish_without_running(status, TaskState.skipped, message, self.now_text))
+                if self.queue is not None:
+                    heapq.heappush(self.queue, self.plan.by_name[name].rank)
 
 
-def _apply_clear(run: RunInput, plan: _Plan, tasks: dict[str, TaskInstanceStatus]) -> list[str] | None:
+def _new_clear(run: RunInput) -> bool:
+    return run.clear is not None and run.clear[0] not in run.status.cleared
+
+
+def _apply_clear(work: _Pass) -> list[str] | None:
     """Reset the tasks of a new clear request; the new `cleared` list, or None if nothing to apply."""
-    if run.clear is None or run.clear[0] in run.status.cleared:
+    run = work.run
+    if run.clear is None or not _new_clear(run):
         return None
     request_id, names = run.clear
     for name in names:
-        if name in plan.by_name:
-            tasks[name] = _clear(tasks[name], request_id)
+        if name in work.plan.by_name:
+            work.put(name, _clear(work.tasks[name], request_id))
     return [*run.status.cleared, request_id][-_MAX_CLEARED_IDS:]
 
 
@@ -543,7 +683,7 @@ def _past_problem(task: _TaskPlan, previous: Mapping[str, TaskState] | None) -> 
 
 
 def _step(work: _Pass, task: _TaskPlan) -> None:
-    """Advance one task, its upstream tasks having been advanced already in this call."""
+    """Advance one unfinished task, its upstream tasks having been advanced already in this call."""
     tasks = work.tasks
     status = tasks[task.name]
     state = status.state
@@ -552,18 +692,12 @@ def _step(work: _Pass, task: _TaskPlan) -> None:
         deadline = _parse_time(status.start_time) + task.execution_timeout
         if now >= deadline:
             message = f"execution timeout after {task.execution_timeout_text}"
-            status = tasks[task.name] = _fail_try(task, status, message=message, end=now)
+            status = _fail_try(task, status, message=message, end=now)
+            work.put(task.name, status)
             state = status.state
         else:
             work.wake(deadline)
-    if state in IN_FLIGHT:
-        work.in_flight += 1
-        if state is TaskState.queued:
-            attempt = work.run.attempts.get(task.name)
-            if attempt is None or attempt.try_number < status.try_number:
-                work.start.append(StartTry(task.name, status.try_number))
-        return
-    if state in _FINISHED:  # a timeout just failed it for good
+    if state in IN_FLIGHT or state in _FINISHED:  # in flight: counted later; finished: a timeout, for good
         return
     if state is TaskState.up_for_retry:
         due = _parse_time(status.next_try_at) if status.next_try_at else now
@@ -577,50 +711,138 @@ def _step(work: _Pass, task: _TaskPlan) -> None:
     verdict = triggers.evaluate(task.rule, counts)
     if verdict is triggers.Verdict.wait:
         if state is TaskState.scheduled:
-            tasks[task.name] = _with(status, state=TaskState.none, message=None)
+            work.put(task.name, _with(status, state=TaskState.none, message=None))
         return
     if verdict is not triggers.Verdict.run:
         final = TaskState.skipped if verdict is triggers.Verdict.skip else TaskState.upstream_failed
-        tasks[task.name] = _finish_without_running(
-            status, final, triggers.describe(task.rule, counts), work.now_text
+        work.put(
+            task.name,
+            _finish_without_running(status, final, triggers.describe(task.rule, counts), work.now_text),
         )
         return
     problem = _past_problem(task, work.run.previous_run)
     if problem is not None:
-        tasks[task.name] = _with(status, state=TaskState.none, message=problem)
+        work.put(task.name, _with(status, state=TaskState.none, message=problem))
     elif not task.runs_process:
-        tasks[task.name] = _finish_without_running(status, TaskState.success, "empty task", work.now_text)
+        work.put(task.name, _finish_without_running(status, TaskState.success, "empty task", work.now_text))
     else:
         work.ready.append(task.name)
 
 
-def _start_ready(work: _Pass) -> None:
+def _visit(work: _Pass, task: _TaskPlan) -> None:
+    """One task's turn in the pass (topological order): step it, or re-apply its branch choice.
+
+    A waiting task none of whose upstream tasks has finished is passed over without a
+    step: no trigger rule but `always` (which is not gated) can fire then.
+    """
+    tasks = work.tasks
+    status = tasks[task.name]
+    state = status.state
+    if state not in _FINISHED:
+        if state is _NONE and task.gated:
+            for upstream in task.upstream:
+                if tasks[upstream].state in _FINISHED:
+                    break
+            else:
+                return
+        _step(work, task)
+    elif task.chooses and state is _SUCCESS:
+        _enforce_choice(work, task, status)
+
+
+def _settle_all(work: _Pass) -> None:
+    """The full pass: every task in topological order (a fresh call, or after a clear)."""
+    tasks = work.tasks
+    done, none = _FINISHED, _NONE  # locals are faster in the loop
+    for name, task in work.plan.rows:
+        state = tasks[name].state
+        if state is none and task.gated:  # the common case of a big DAG, inlined
+            for upstream in task.upstream:
+                if tasks[upstream].state in done:
+                    break
+            else:
+                continue
+        if state not in done or task.chooses:
+            _visit(work, task)
+
+
+def _settle_changed(work: _Pass, index: _Index) -> None:
+    """The incremental pass: the same visits as the full pass, but only where one can change something.
+
+    A task's visit can only change it if the task changed in this call, an upstream
+    task finished in this call (trigger rules look at finished upstream states only,
+    and those never change but by a clear, which gets a full pass), or its visit
+    depends on `now` or `previous_run` (scheduled tasks waiting for a slot, retries,
+    running tries with a timeout, waiting dependsOnPast tasks). Those are visited in
+    topological order; each task that finishes queues its downstream tasks.
+    """
+    plan, tasks = work.plan, work.tasks
+    by_state, by_name, order = index.by_state, plan.by_name, plan.order
+    before = work.before
+    visit: set[str] = set(before)
+    visit.update(by_state[TaskState.scheduled], by_state[TaskState.up_for_retry])
+    if plan.timed:
+        visit.update(plan.timed & by_state[TaskState.running])
+    if plan.past_bound:
+        visit.update(name for name in plan.past_bound if tasks[name].state in _WAITING)
+    queue = work.queue = [by_name[name].rank for name in visit]
+    heapq.heapify(queue)
+    done = _FINISHED
+    last = -1
+    while queue:
+        rank = heapq.heappop(queue)
+        if rank <= last:
+            continue  # queued twice (everything queued during the pass ranks after the task queuing it)
+        last = rank
+        task = order[rank]
+        _visit(work, task)
+        was = before.get(task.name)
+        if was is not None and was not in done and tasks[task.name].state in done:
+            for name in task.downstream:
+                heapq.heappush(queue, by_name[name].rank)
+            if len(queue) * 4 > len(order) and type(tasks) is ChainMap:
+                work.tasks = tasks = _as_dict(tasks)  # a big fan-out: many reads ahead, faster on a dict
+    work.queue = None
+
+
+def _start_ready(work: _Pass, in_flight: int) -> None:
     """Give free maxActiveTasks slots to ready tasks in topological order; the rest are scheduled."""
-    free = max(0, work.plan.max_active - work.in_flight)
+    free = max(0, work.plan.max_active - in_flight)
     for name in work.ready[:free]:
         status = work.tasks[name]
-        work.tasks[name] = _begin_try(status, status.try_number + 1)
+        work.put(name, _begin_try(status, status.try_number + 1))
         work.start.append(StartTry(name, status.try_number + 1))
     for name in work.ready[free:]:
         status = work.tasks[name]
         if status.state is TaskState.none:
-            work.tasks[name] = _with(
-                status,
-                state=TaskState.scheduled,
-                message=f"waiting for a slot (maxActiveTasks {work.plan.max_active})",
+            work.put(
+                name,
+                _with(
+                    status,
+                    state=TaskState.scheduled,
+                    message=f"waiting for a slot (maxActiveTasks {work.plan.max_active})",
+                ),
             )
 
 
-def _reconcile(run: RunInput, plan: _Plan, tasks: dict[str, TaskInstanceStatus]) -> list[str]:
+def _fold(work: _Pass, name: str, attempt: Attempt) -> None:
+    status = work.tasks[name]
+    folded = _observe(work.plan.by_name[name], status, attempt, work.run.now)
+    if folded is not status:
+        work.put(name, folded)
+
+
+def _reconcile_all(work: _Pass) -> set[str]:
     """Fold every observed attempt into its task; the tasks whose observed try is still alive.
 
     Most attempts are old news (folded in by an earlier call, their task has moved
     on): one comprehension picks out the few that are not, as the run may have
-    thousands of attempts and this runs on every call.
+    thousands of attempts.
     """
-    tasks_get, in_flight, alive_phases = tasks.get, IN_FLIGHT, _ALIVE
+    run, plan = work.run, work.plan
+    tasks_get, in_flight, alive_phases = work.tasks.get, IN_FLIGHT, _ALIVE
     news = [
-        (name, attempt, status)
+        (name, attempt)
         for name, attempt in run.attempts.items()
         if (status := tasks_get(name)) is not None
         and (
@@ -630,53 +852,48 @@ def _reconcile(run: RunInput, plan: _Plan, tasks: dict[str, TaskInstanceStatus])
         )
         and name in plan.names
     ]
-    alive: list[str] = []
-    for name, attempt, status in news:
+    alive: set[str] = set()
+    for name, attempt in news:
         if attempt.phase in _ALIVE:
-            alive.append(name)
-        tasks[name] = _observe(plan.by_name[name], status, attempt, run.now)
+            alive.add(name)
+        _fold(work, name, attempt)
     return alive
 
 
-def _settle(work: _Pass) -> None:
-    """The pass in topological order, counting what the run's state needs as it goes.
-
-    Written for speed, since it visits every task on every call: finished tasks cost a
-    lookup and a test, and a waiting task none of whose upstream tasks has finished is
-    passed over without a call (no trigger rule but `always` can fire then).
-    """
-    tasks = work.tasks
-    finished = 0
-    failed_leaf = touched = False
-    done, none, success, failing = _FINISHED, _NONE, _SUCCESS, _FAILED  # locals are faster in the loop
-    for name, task in work.plan.rows:
-        state = tasks[name].state
-        if state not in done:
-            if state is none and task.gated:
-                for upstream in task.upstream:
-                    if tasks[upstream].state in done:
-                        break
-                else:
-                    continue
-            _step(work, task)
-            state = tasks[name].state
-            if state not in done:
-                touched = touched or state is not none
-                continue
-        elif task.chooses and state is success:
-            _enforce_choice(work, task, tasks[name])
-        finished += 1
-        touched = True
-        if state in failing and task.leaf:
-            failed_leaf = True
-    work.finished, work.failed_leaf, work.touched = finished, failed_leaf, touched
+def _reconcile_changed(work: _Pass, alive: set[str], changed: Iterable[str]) -> None:
+    """Fold the attempts the shell says changed; keep `alive` up to date for them."""
+    run, plan = work.run, work.plan
+    for name in changed:
+        attempt = run.attempts.get(name)
+        if attempt is None or name not in plan.names:
+            alive.discard(name)
+            continue
+        if attempt.phase in _ALIVE:
+            alive.add(name)
+        else:
+            alive.discard(name)
+        _fold(work, name, attempt)
 
 
-def _stale_tries(work: _Pass, alive: list[str]) -> list[StopTry]:
+def _unlaunched(work: _Pass, queued: Iterable[str]) -> list[StartTry]:
+    """StartTry again for queued tries no attempt of which is observed yet (a launch may have been lost)."""
+    attempts, tasks, by_name = work.run.attempts, work.tasks, work.plan.by_name
+    waiting = [
+        name
+        for name in queued
+        if (attempt := attempts.get(name)) is None or attempt.try_number < tasks[name].try_number
+    ]
+    waiting.sort(key=lambda name: by_name[name].rank)
+    return [StartTry(name, tasks[name].try_number) for name in waiting]
+
+
+def _stale_tries(work: _Pass, alive: Iterable[str]) -> list[StopTry]:
     """Observed tries still pending or running that the engine no longer counts in flight."""
     stops: list[tuple[int, StopTry]] = []
     for name in alive:
-        attempt = work.run.attempts[name]
+        attempt = work.run.attempts.get(name)
+        if attempt is None:
+            continue
         status = work.tasks[name]
         if attempt.try_number == status.try_number:
             if status.state in IN_FLIGHT:
@@ -692,13 +909,31 @@ def _stale_tries(work: _Pass, alive: list[str]) -> list[StopTry]:
     return [stop for _, stop in sorted(stops, key=lambda item: item[0])]
 
 
-def _run_status(work: _Pass, cleared: list[str] | None) -> DAGRunStatus:
+def _as_dict(tasks: Mapping[str, TaskInstanceStatus]) -> dict[str, TaskInstanceStatus]:
+    """A plain dict of `tasks` (a TaskMap, a dict, or this call's changes over the old map)."""
+    if type(tasks) is ChainMap:
+        merged = _as_dict(tasks.maps[1])
+        merged.update(tasks.maps[0])
+        return merged
+    return tasks.to_dict() if type(tasks) is TaskMap else dict(tasks)
+
+
+def _new_tasks(work: _Pass) -> TaskMap:
+    """The task statuses of the new status: the changes over the old map, or the full pass's copy."""
+    tasks, old = work.tasks, work.run.status.tasks
+    if type(tasks) is ChainMap and type(old) is TaskMap:
+        return old.updated(tasks.maps[0])
+    return TaskMap(tasks)
+
+
+def _run_status(work: _Pass, index: _Index, cleared: list[str] | None) -> DAGRunStatus:
     """The run's new status: Airflow's run state rule over the task states just decided."""
     previous = work.run.status
     total = len(work.plan.order)
-    if work.finished == total:
-        state = RunState.failed if work.failed_leaf else RunState.success
-    elif not (work.touched or work.ready) and previous.start_time is None:
+    finished = index.count(_FINISHED)
+    if finished == total:
+        state = RunState.failed if index.failing_leaves else RunState.success
+    elif len(index.by_state[TaskState.none]) == total and previous.start_time is None:
         state = RunState.queued
     else:
         state = RunState.running
@@ -712,33 +947,75 @@ def _run_status(work: _Pass, cleared: list[str] | None) -> DAGRunStatus:
         "state": state,
         "start_time": start_time,
         "end_time": end_time,
-        "tasks": work.tasks,
-        "tasks_summary": f"{work.finished}/{total}",
+        "tasks": _new_tasks(work),
+        "tasks_summary": f"{finished}/{total}",
     }
     if cleared is not None:
         update["cleared"] = cleared
     return previous.model_copy(update=update)
 
 
-def decide(run: RunInput) -> Decision:
+def decide(run: RunInput, *, remember: bool = True) -> Decision:
     """Compute the next decision for a run. Pure: same input, same output; the input is never mutated.
 
     The returned status shares unchanged task statuses with `run.status` (copy on
-    write); treat both as immutable.
+    write); treat both as immutable. With `remember` (the default) the engine keeps
+    an index of the returned status, so that the next call given that status (and
+    `RunInput.changed`) visits only what can move; `remember=False` neither uses nor
+    keeps one (a shell that never passes back the status as returned, or a test
+    asking what a process with no memory decides).
     """
     plan = _plan_for(run.dag)
-    tasks = dict(run.status.tasks)
-    if not tasks.keys() >= plan.names:
-        for task in plan.order:
-            if task.name not in tasks:
-                tasks[task.name] = TaskInstanceStatus()
-    cleared = _apply_clear(run, plan, tasks)
+    index = _MEMORY.take(run.status, plan) if remember else None
+    if _new_clear(run):
+        index = None  # a clear moves tasks back where nothing else does: a full pass
+    tasks: MutableMapping[str, TaskInstanceStatus]
+    if index is None:
+        tasks = _as_dict(run.status.tasks)  # a full pass reads every task: a plain dict is fastest
+        if not tasks.keys() >= plan.names:
+            for task in plan.order:
+                if task.name not in tasks:
+                    tasks[task.name] = _NEVER_STARTED  # one shared object: statuses are copied on write
+    else:
+        # The status the engine returned last: it has every task. Writes go to a dict of
+        # changes over it, and the new status shares everything else (TaskMap.updated).
+        tasks = ChainMap({}, cast(MutableMapping[str, TaskInstanceStatus], run.status.tasks))  # (read only)
+    # A full pass indexes the states once it is done, so it need not track what it changes.
+    work = _Pass(plan=plan, run=run, tasks=tasks, now_text=_format_time(run.now), track=index is not None)
+    cleared = _apply_clear(work)
     if cleared is not None:
         # A cleared run is not finished any more; its previous end no longer counts.
-        run = replace(run, status=run.status.model_copy(update={"state": RunState.running, "end_time": None}))
-    alive = _reconcile(run, plan, tasks)
-    work = _Pass(plan=plan, run=run, tasks=tasks, now_text=_format_time(run.now))
-    _settle(work)
-    _start_ready(work)
-    stops = _stale_tries(work, alive)
-    return Decision(status=_run_status(work, cleared), start=work.start, stop=stops, wake_at=work.wake_at)
+        work.run = replace(
+            run, status=run.status.model_copy(update={"state": RunState.running, "end_time": None})
+        )
+    if index is None:
+        alive = _reconcile_all(work)
+        _settle_all(work)
+        index = _Index.build(plan, tasks)
+        index.alive = alive
+        work.track = True
+    else:
+        if run.changed is None or len(run.changed) * 4 > len(plan.order):
+            work.tasks = _as_dict(work.tasks)  # most tasks will be read: faster on a dict
+        if run.changed is None:
+            index.alive = _reconcile_all(work)
+        else:
+            _reconcile_changed(work, index.alive, run.changed)
+        if len(work.before) * 4 > len(plan.order):
+            # A quarter of the tasks changed: visiting all in order is cheaper, on a plain dict.
+            if type(work.tasks) is ChainMap:
+                work.tasks = _as_dict(work.tasks)
+            _settle_all(work)
+        else:
+            _settle_changed(work, index)
+        index.apply(work)
+    queued = index.by_state[TaskState.queued]
+    work.start = _unlaunched(work, queued)
+    _start_ready(work, len(queued) + len(index.by_state[TaskState.running]))
+    index.apply(work)
+    stops = _stale_tries(work, index.alive)
+    status = _run_status(work, index, cleared)
+    if remember and not status.state.finished:
+        index.status = status
+        _MEMORY.keep(index)
+    return Decision(status=status, start=work.start, stop=stops, wake_at=work.wake_at)

@@ -24,7 +24,8 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from kubeflowlite.api.dag import DAG
-from kubeflowlite.core.validation import DAG_NAME_RULE, TASK_NAME_RULE, InvalidDAGError, Issue, validate_dag
+from kubeflowlite.api.names import DAG_NAME_RULE, TASK_NAME_RULE
+from kubeflowlite.core.validation import InvalidDAGError, Issue, validate_dag
 
 __all__ = ["DAG_FILE_SUFFIXES", "load_dag_file", "load_dags", "parse_dag"]
 

@@ -12,19 +12,16 @@ CLI's tree view and other callers use to walk the DAG in a stable order.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from kubeflowlite.api import names
 from kubeflowlite.api.dag import DAG, DAGSpec, ExternalTaskSensor, Task, TaskDefaults, TaskType, TriggerDag
 from kubeflowlite.core import durations, schedule, templating
 
 __all__ = [
-    "DAG_NAME_MAX",
-    "DAG_NAME_RULE",
-    "TASK_NAME_RULE",
     "CycleError",
     "InvalidDAGError",
     "Issue",
@@ -32,19 +29,6 @@ __all__ = [
     "task_graph",
     "validate_dag",
 ]
-
-TASK_NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
-"""Task names become label values: at most 63 characters, alphanumeric at both ends."""
-DNS1123_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-DAG_NAME_MAX = 63
-TASK_NAME_RULE = (
-    "at most 63 characters of letters, digits, '_', '-' and '.', starting and ending with a letter or "
-    "digit (task names become Kubernetes label values)"
-)
-DAG_NAME_RULE = (
-    f"at most {DAG_NAME_MAX} characters of lowercase letters, digits, '-' and '.', starting and ending "
-    "with a letter or digit (a DNS-1123 name: DAG names become Kubernetes object names)"
-)
 
 
 @dataclass(frozen=True)
@@ -207,8 +191,8 @@ def validate_dag(dag: DAG) -> list[Issue]:
 
 
 def _check_name(name: str) -> list[Issue]:
-    if len(name) > DAG_NAME_MAX or not DNS1123_SUBDOMAIN_RE.match(name):
-        return [Issue("metadata.name", f"invalid DAG name {name!r}: {DAG_NAME_RULE}")]
+    if not names.is_dag_name(name):
+        return [Issue("metadata.name", f"invalid DAG name {name!r}: {names.DAG_NAME_RULE}")]
     return []
 
 
@@ -324,8 +308,8 @@ def _check_tasks(spec: DAGSpec) -> list[Issue]:
 
 def _check_task(spec: DAGSpec, index: int, task: Task, known: dict[str, int]) -> Iterator[Issue]:
     path = f"spec.tasks[{index}]"
-    if not TASK_NAME_RE.match(task.name):
-        yield Issue(f"{path}.name", f"invalid task name {task.name!r}: {TASK_NAME_RULE}")
+    if not names.is_task_name(task.name):
+        yield Issue(f"{path}.name", f"invalid task name {task.name!r}: {names.TASK_NAME_RULE}")
     seen: set[str] = set()
     for position, upstream in enumerate(task.depends_on):
         where = f"{path}.dependsOn[{position}]"

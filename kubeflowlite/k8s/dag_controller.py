@@ -33,9 +33,10 @@ from typing import Any
 from kubeflowlite.api.dag import Condition, DAGSpec
 from kubeflowlite.api.dagrun import RunType
 from kubeflowlite.core.schedule import RunInterval, Schedule, format_time, parse_time
-from kubeflowlite.k8s import kube, names, resources
+from kubeflowlite.k8s import kube, names
 from kubeflowlite.k8s import run_rules as rules
 from kubeflowlite.k8s.run_controller import RunController, run_key
+from kubeflowlite.k8s.run_manifest import dagrun_manifest
 from kubeflowlite.k8s.view import ClusterView, Obj
 
 logger = logging.getLogger(__name__)
@@ -147,30 +148,9 @@ def latest_run(runs: Iterable[Obj]) -> Obj | None:
 
 def run_manifest(*, namespace: str, dag: Obj, interval: RunInterval, run_type: RunType) -> dict[str, Any]:
     """A DAGRun of `dag` for `interval` with its deterministic name, owned by the DAG."""
-    metadata = dag.get("metadata") or {}
-    dag_name = metadata.get("name", "")
-    return {
-        "apiVersion": resources.API_VERSION_STRING,
-        "kind": resources.DAGRUN_KIND,
-        "metadata": {
-            "name": names.dagrun_name(dag_name, interval.logical_date, run_type),
-            "namespace": namespace,
-            "labels": {names.LABEL_DAG: names.label_value(dag_name)},
-            "ownerReferences": [
-                {
-                    "apiVersion": resources.API_VERSION_STRING,
-                    "kind": resources.DAG_KIND,
-                    "name": dag_name,
-                    "uid": metadata.get("uid"),
-                }
-            ],
-        },
-        "spec": {
-            "dagName": dag_name,
-            "logicalDate": format_time(interval.logical_date),
-            "runType": run_type.value,
-        },
-    }
+    return dagrun_manifest(
+        namespace=namespace, dag=dag, logical_date=interval.logical_date, run_type=run_type
+    )
 
 
 def _name(run: Obj) -> str:

@@ -37,7 +37,8 @@ from kubeflowlite.api.dagrun import RunType, TaskInstanceStatus
 from kubeflowlite.core import durations, templating
 from kubeflowlite.core.engine import NO_XCOM, Attempt, AttemptPhase
 from kubeflowlite.core.schedule import format_time, parse_time
-from kubeflowlite.k8s import kube, launch, names, resources
+from kubeflowlite.k8s import kube, launch
+from kubeflowlite.k8s.run_manifest import dagrun_manifest
 
 ANNOTATION_TRIGGERED_BY = "kubeflowlite.io/triggered-by"
 """On a DAGRun created by a triggerDag task: `<namespace>/<run>/<task>` of the task that created it."""
@@ -128,9 +129,18 @@ class TriggerPlan:
 
 
 def trigger_plan(
-    trigger: TriggerDag, *, facts: launch.RunFacts, task: Task, try_number: int, xcoms: Mapping[str, str]
+    trigger: TriggerDag,
+    *,
+    facts: launch.RunFacts,
+    task: Task,
+    try_number: int,
+    xcoms: Mapping[str, str],
+    target: Mapping[str, Any] | None = None,
 ) -> TriggerPlan:
-    """The run to create, rendered with the try's context (TemplateError if a template fails)."""
+    """The run to create, rendered with the try's context (TemplateError if a template fails).
+
+    `target` is the triggered DAG's object, when known: the run is then owned by it.
+    """
     context = launch.context_for(facts, task, try_number, xcoms)
     logical_date = facts.interval.logical_date
     if trigger.logical_date is not None:
@@ -147,23 +157,15 @@ def trigger_plan(
         else value
         for key, value in trigger.conf.items()
     }
-    name = names.dagrun_name(trigger.dag, logical_date, RunType.manual)
-    manifest = {
-        "apiVersion": resources.API_VERSION_STRING,
-        "kind": resources.DAGRUN_KIND,
-        "metadata": {
-            "name": name,
-            "namespace": facts.namespace,
-            "labels": {names.LABEL_DAG: names.label_value(trigger.dag)},
-            "annotations": {ANNOTATION_TRIGGERED_BY: f"{facts.namespace}/{facts.run_name}/{task.name}"},
-        },
-        "spec": {
-            "dagName": trigger.dag,
-            "logicalDate": format_time(logical_date),
-            "conf": conf,
-            "runType": RunType.manual.value,
-        },
-    }
+    manifest = dagrun_manifest(
+        namespace=facts.namespace,
+        dag=target or {"metadata": {"name": trigger.dag}},
+        logical_date=logical_date,
+        run_type=RunType.manual,
+        conf=conf,
+        annotations={ANNOTATION_TRIGGERED_BY: f"{facts.namespace}/{facts.run_name}/{task.name}"},
+    )
+    name = str(manifest["metadata"]["name"])
     return TriggerPlan(name=name, manifest=manifest)
 
 
@@ -209,6 +211,8 @@ class RunLookup(Protocol):
 
     def current_run(self, namespace: str, name: str) -> Mapping[str, Any] | None: ...
 
+    def dag(self, namespace: str, name: str) -> Mapping[str, Any] | None: ...
+
 
 PERMANENT_CREATE_ERRORS = frozenset({400, 403, 422})
 
@@ -240,7 +244,10 @@ async def execute(
         message = f"task {task.name!r} is neither a sensor nor a triggerDag task"
         return Outcome(launch.failed_at_once(task.name, try_number, message, now))
     try:
-        plan = trigger_plan(trigger, facts=facts, task=task, try_number=try_number, xcoms=xcoms)
+        target = lookup.dag(facts.namespace, trigger.dag)
+        plan = trigger_plan(
+            trigger, facts=facts, task=task, try_number=try_number, xcoms=xcoms, target=target
+        )
     except templating.TemplateError as error:
         return Outcome(launch.failed_at_once(task.name, try_number, f"template error: {error}", now))
     run = lookup.current_run(facts.namespace, plan.name)

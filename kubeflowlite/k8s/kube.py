@@ -30,6 +30,7 @@ from urllib.parse import quote, urlencode
 import aiohttp
 
 from kubeflowlite.k8s import resources
+from kubeflowlite.k8s.credentials import ExecPlugin, Token, TokenSource, token_source
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 DEFAULT_USER_AGENT = "kubeflowlite"
@@ -56,7 +57,14 @@ class ClusterConfig:
     key_file: str | None = None
     token: str | None = None
     token_file: str | None = None
+    exec_plugin: ExecPlugin | None = None
+    """A credential plugin (EKS, GKE, OIDC logins): its token is renewed ahead of expiry and on a 401."""
     insecure: bool = False
+
+    @property
+    def tokens(self) -> TokenSource:
+        """Where the bearer token comes from (shared by every client of this configuration)."""
+        return token_source(self.token, self.token_file, self.exec_plugin)
 
 
 def load_cluster_config(kubeconfig: str | None = None, *, context: str | None = None) -> ClusterConfig:
@@ -88,15 +96,35 @@ def load_cluster_config(kubeconfig: str | None = None, *, context: str | None = 
         "authorization"
     )
     token = header.split(" ", 1)[-1] if header else None
+    plugin = _exec_plugin(path, ((chosen or {}).get("context") or {}).get("user"))
     return ClusterConfig(
         server=configuration.host,
         namespace=namespace,
         ca_file=configuration.ssl_ca_cert,
         cert_file=configuration.cert_file,
         key_file=configuration.key_file,
-        token=token,
+        token=None if plugin is not None else token,
+        exec_plugin=plugin,
         insecure=not configuration.verify_ssl,
     )
+
+
+def _exec_plugin(path: str, user_name: str | None) -> ExecPlugin | None:
+    """The `exec` stanza of kubeconfig user `user_name`, if it has one (files merged as kubectl does)."""
+    from kubernetes.config.kube_config import KubeConfigMerger
+
+    merged = KubeConfigMerger(path).config
+    for entry in merged.value.get("users") or []:
+        # The first file's entries are plain dicts, later files' are ConfigNodes knowing their file.
+        item = getattr(entry, "value", entry)
+        if item.get("name") != user_name:
+            continue
+        stanza = (item.get("user") or {}).get("exec")
+        if not stanza:
+            return None
+        source = getattr(entry, "path", None) or merged.path
+        return ExecPlugin.from_config(stanza, cwd=os.path.dirname(source) if source else None)
+    return None
 
 
 def _in_cluster() -> bool:
@@ -196,8 +224,6 @@ class Kube:
     requests: Counter[tuple[str, str]] = field(default_factory=Counter)
     """(verb, resource) -> how many requests were sent; what the benchmark reads."""
     _session: aiohttp.ClientSession | None = field(default=None, repr=False)
-    _token: str | None = field(default=None, repr=False)
-    _token_read_at: float = field(default=0.0, repr=False)
 
     async def __aenter__(self) -> Kube:
         return self
@@ -225,14 +251,18 @@ class Kube:
             )
         return self._session
 
-    def _auth_headers(self) -> dict[str, str]:
-        token = self.config.token
-        if self.config.token_file:
-            if self._token is None or time.monotonic() - self._token_read_at > 60:
-                self._token = (_read(self.config.token_file) or "").strip() or None
-                self._token_read_at = time.monotonic()
-            token = self._token
-        return {"Authorization": f"Bearer {token}"} if token else {}
+    async def _token(self, *, refused: Token | None = None) -> Token | None:
+        """The token to send: renewed first when it is due, or when the server refused `refused`."""
+        tokens = self.config.tokens
+        if refused is not None:
+            return await asyncio.to_thread(tokens.renew, refused)
+        if tokens.due():
+            return await asyncio.to_thread(tokens.token)
+        return tokens.cached()
+
+    async def _auth_headers(self) -> dict[str, str]:
+        token = await self._token()
+        return {"Authorization": f"Bearer {token.value}"} if token else {}
 
     def _count(self, verb: str, resource: str, status: int) -> None:
         self.requests[(verb, resource)] += 1
@@ -254,17 +284,24 @@ class Kube:
         session = self._session_for_loop()
         query = {k: v for k, v in (params or {}).items() if v is not None}
         url = path.lstrip("/") + (f"?{urlencode(query)}" if query else "")
-        headers = self._auth_headers()
         data = None
         if body is not None:
-            headers["Content-Type"] = content_type
             data = body if isinstance(body, str | bytes) else json.dumps(body, separators=(",", ":"))
-        async with session.request(method, url, data=data, headers=headers) as response:
-            payload = await response.read()
-            self._count(verb, resource, response.status)
-            if response.status >= 400:
-                raise _api_error(response.status, payload, verb=verb, path=path)
-            return json.loads(payload) if payload else None
+        token = await self._token()
+        for attempt in (1, 2):
+            headers = {"Authorization": f"Bearer {token.value}"} if token else {}
+            if body is not None:
+                headers["Content-Type"] = content_type
+            async with session.request(method, url, data=data, headers=headers) as response:
+                payload = await response.read()
+                self._count(verb, resource, response.status)
+                if response.status == 401 and attempt == 1 and self.config.tokens.changes:
+                    token = await self._token(refused=token)  # expired or revoked: a new one, once
+                    continue
+                if response.status >= 400:
+                    raise _api_error(response.status, payload, verb=verb, path=path)
+                return json.loads(payload) if payload else None
+        raise AssertionError("unreachable")
 
     # -- verbs ----------------------------------------------------------------------------------
 
@@ -320,7 +357,7 @@ class Kube:
     async def list_metadata(self, resource: Resource, namespace: str | None) -> list[dict[str, Any]]:
         """The metadata of every object (a PartialObjectMetadataList): names and resourceVersions, no bodies."""
         session = self._session_for_loop()
-        headers = self._auth_headers() | {
+        headers = await self._auth_headers() | {
             "Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
         }
         items: list[dict[str, Any]] = []
@@ -465,7 +502,9 @@ class Kube:
         }
         query = urlencode({k: v for k, v in params.items() if v is not None})
         url = PODS.path(namespace, name, "log").lstrip("/") + (f"?{query}" if query else "")
-        async with session.get(url, headers=self._auth_headers()) as response:
+        token = await self._token()
+        headers = {"Authorization": f"Bearer {token.value}"} if token else {}
+        async with session.get(url, headers=headers) as response:
             self._count("get", "pods/log", response.status)
             if response.status >= 400:
                 raise _api_error(response.status, await response.read(), verb="logs", path=url)
@@ -496,7 +535,7 @@ class Kube:
         )
         url = resource.path(namespace).lstrip("/") + f"?{query}"
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout_seconds + 30)
-        async with session.get(url, headers=self._auth_headers(), timeout=timeout) as response:
+        async with session.get(url, headers=await self._auth_headers(), timeout=timeout) as response:
             self._count("watch", resource.plural, response.status)
             if response.status >= 400:
                 raise _api_error(response.status, await response.read(), verb="watch", path=url)

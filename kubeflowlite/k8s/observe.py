@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from kubeflowlite.core import xcom
+from kubeflowlite.core import durations, xcom
 from kubeflowlite.core.engine import Attempt, AttemptPhase
 from kubeflowlite.k8s import names, taskscript
 from kubeflowlite.k8s.pods import MAIN_CONTAINER
@@ -106,7 +106,7 @@ def attempt_from_pod(
     reasons = _pending_reasons(status, events)
     created = _time(metadata.get("creationTimestamp"))
     if created is not None and now - created > pending_timeout:
-        waited = f"pod still pending after {_format_timedelta(pending_timeout)}"
+        waited = f"pod still pending after {durations.format_duration(pending_timeout)}"
         message = f"{waited}: {reasons}" if reasons else waited
         return attempt(AttemptPhase.failed, end_time=created + pending_timeout, message=_bounded(message))
     return attempt(AttemptPhase.pending, message=_bounded(reasons) if reasons else None)
@@ -225,14 +225,6 @@ def _int(value: Any, *, default: int | None) -> Any:
         return int(value)
     except (TypeError, ValueError):
         return default
-
-
-def _format_timedelta(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    text = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "") + (f"{secs}s" if secs else "")
-    return text or "0s"
 
 
 def _bounded(text: str) -> str:

@@ -49,6 +49,7 @@ from kubeflowlite.k8s import (
     view,
     xcom_store,
 )
+from kubeflowlite.k8s.credentials import Token
 from kubeflowlite.k8s.dag_controller import DAGController
 from kubeflowlite.k8s.run_controller import RunController, RunSettings, dag_key, run_key
 from kubeflowlite.k8s.workqueue import WorkQueue
@@ -234,13 +235,18 @@ def _exit_lost() -> None:
     os._exit(1)
 
 
-def connection_info(cluster: kube.ClusterConfig) -> kopf.ConnectionInfo:
-    """kopf's credentials from the same ClusterConfig our own client uses."""
-    token = cluster.token
-    if cluster.token_file:
-        with open(cluster.token_file, encoding="utf-8") as handle:
-            token = handle.read().strip()
-    return kopf.ConnectionInfo(
+def connection_info(
+    cluster: kube.ClusterConfig, *, refused: Token | None = None
+) -> tuple[kopf.ConnectionInfo, Token | None]:
+    """kopf's credentials from the same ClusterConfig (and TokenSource) our own client uses.
+
+    kopf logs in again at `expiration` (our renewal time) and after a 401; it then
+    passes the token it had as `refused`, and gets a new one.
+    """
+    tokens = cluster.tokens
+    current = tokens.renew(refused) if refused is not None else tokens.token()
+    token = current.value if current else None
+    info = kopf.ConnectionInfo(
         server=cluster.server,
         ca_path=cluster.ca_file,
         insecure=cluster.insecure,
@@ -249,7 +255,9 @@ def connection_info(cluster: kube.ClusterConfig) -> kopf.ConnectionInfo:
         scheme="Bearer" if token else None,
         token=token,
         default_namespace=cluster.namespace,
+        expiration=current.renew_at if current else None,
     )
+    return info, current
 
 
 def build_registry(operator: Operator) -> kopf.OperatorRegistry:
@@ -260,9 +268,14 @@ def build_registry(operator: Operator) -> kopf.OperatorRegistry:
     pods = ("v1", "pods")
     ours = {names.LABEL_RUN: kopf.PRESENT}
 
+    given: list[Token | None] = []
+
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
-        return connection_info(operator.options.cluster)
+        # The first login takes the current token; any later one means kopf's expired or was refused.
+        info, token = connection_info(operator.options.cluster, refused=given[-1] if given else None)
+        given[:] = [token]
+        return info
 
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:

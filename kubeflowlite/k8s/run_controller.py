@@ -39,7 +39,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from kubeflowlite.api.dag import DAGSpec, Task
+from kubeflowlite.api.dag import DAGSpec, Task, effective_field
 from kubeflowlite.api.dagrun import DAGRunSpec, DAGRunStatus, RunState, RunType, TaskState
 from kubeflowlite.core import engine, loading
 from kubeflowlite.core.engine import IN_FLIGHT, Attempt, AttemptPhase, RunInput
@@ -121,6 +121,7 @@ class RunController:
         enqueue: Callable[[Hashable], None],
         settings: RunSettings | None = None,
         clock: Callable[[], datetime] = _now,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
         self.view = view
@@ -128,6 +129,8 @@ class RunController:
         self.enqueue = enqueue
         self.settings = settings or RunSettings()
         self.clock = clock
+        self.monotonic = monotonic
+        """The clock of launch grace periods (a test seam, as `clock` is for run times)."""
         self._memory: dict[tuple[str, str], RunMemory] = {}
         self._dag_specs: dict[tuple[str, int | None], tuple[DAGSpec | None, str | None]] = {}
 
@@ -317,7 +320,9 @@ class RunController:
         that fail) an attempt that exists right away and goes back to the engine.
         """
         facts, now = work.facts, work.now
-        decision = engine.decide(work.run_input())
+        # remember=False: the status passed in is the one written (decorated with Pod names and
+        # conditions), never the engine's own, so the engine's memory could not be used.
+        decision = engine.decide(work.run_input(), remember=False)
         for _ in range(len(facts.spec.tasks) + 1):
             immediate: dict[str, Attempt] = {}
             for start in decision.start:
@@ -338,7 +343,7 @@ class RunController:
                 return decision
             work.attempts.update(xcom_store.checked_attempts(immediate))
             work.values.update(xcom_store.values_to_store(work.attempts, work.values))
-            decision = engine.decide(work.run_input())
+            decision = engine.decide(work.run_input(), remember=False)
         return decision
 
     async def _act(self, work: _Pass, decision: engine.Decision) -> None:
@@ -414,17 +419,17 @@ class RunController:
 
     def _recently_launched(self, memory: RunMemory, pod: str) -> bool:
         launched = memory.launched.get(pod)
-        return launched is not None and time.monotonic() - launched < LAUNCH_GRACE
+        return launched is not None and self.monotonic() - launched < LAUNCH_GRACE
 
     async def _create_pod(self, memory: RunMemory, manifest: dict[str, Any]) -> Attempt | None:
         """Create one task Pod; AlreadyExists is success; a refused manifest is a failed try."""
         metadata = manifest["metadata"]
         try:
             await self.client.create(kube.PODS, metadata["namespace"], manifest)
-            memory.launched[metadata["name"]] = time.monotonic()
+            memory.launched[metadata["name"]] = self.monotonic()
         except kube.ApiError as error:
             if error.conflict:
-                memory.launched[metadata["name"]] = time.monotonic()
+                memory.launched[metadata["name"]] = self.monotonic()
                 return None
             if error.status in _PERMANENT_CREATE_ERRORS and "exceeded quota" not in error.message:
                 labels = metadata.get("labels") or {}
@@ -577,6 +582,10 @@ class RunController:
             client=self.client,
         )
 
+    def dag(self, namespace: str, name: str) -> Obj | None:
+        """A DAG from the view (a triggerDag task's run is owned by the DAG it triggers)."""
+        return self.view.dag(namespace, name)
+
     def current_run(self, namespace: str, name: str) -> Obj | None:
         """A DAGRun from the view, with the status this controller last wrote."""
         run = self.view.run(namespace, name)
@@ -663,5 +672,4 @@ def _without_duration(wire: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _depends_on_past(spec: DAGSpec, task: Task) -> bool:
-    value = task.depends_on_past if task.depends_on_past is not None else spec.defaults.depends_on_past
-    return bool(value)
+    return bool(effective_field(spec, task, "depends_on_past"))

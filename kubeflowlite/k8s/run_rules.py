@@ -22,9 +22,9 @@ from typing import Any
 
 from kubeflowlite.api.dag import Condition, DAGSpec, TaskType
 from kubeflowlite.api.dagrun import DAGRunStatus, RunState, TaskState
-from kubeflowlite.core import durations
 from kubeflowlite.core.engine import Attempt, AttemptPhase
-from kubeflowlite.core.schedule import RunInterval, format_time, parse_time
+from kubeflowlite.core.runstatus import with_run_facts as with_run_facts
+from kubeflowlite.core.schedule import format_time, parse_time
 from kubeflowlite.k8s import names, observe
 
 Obj = Mapping[str, Any]
@@ -261,28 +261,6 @@ def with_pod_names(status: DAGRunStatus, *, run_name: str, pod_tasks: frozenset[
             tasks[task] = instance.model_copy(update={"pod_name": wanted})
             changed = True
     return status.model_copy(update={"tasks": tasks}) if changed else status
-
-
-def format_elapsed(seconds: float) -> str:
-    """A DURATION column value: whole seconds (ms below one second), e.g. 1m23s."""
-    if seconds < 1:
-        return durations.format_duration(timedelta(milliseconds=round(max(seconds, 0) * 1000)))
-    return durations.format_duration(timedelta(seconds=int(seconds)))
-
-
-def with_run_facts(
-    status: DAGRunStatus, *, spec: DAGSpec, interval: RunInterval, now: datetime
-) -> DAGRunStatus:
-    """The snapshot, data interval and duration that the shell adds to the engine's status."""
-    update: dict[str, Any] = {
-        "dag_spec": spec,
-        "data_interval_start": format_time(interval.data_interval_start),
-        "data_interval_end": format_time(interval.data_interval_end),
-    }
-    if status.start_time:
-        end = parse_time(status.end_time) if status.end_time else now
-        update["duration"] = format_elapsed((end - parse_time(status.start_time)).total_seconds())
-    return status.model_copy(update=update)
 
 
 def set_condition(conditions: list[Condition], condition: Condition, *, now: datetime) -> list[Condition]:

@@ -30,6 +30,12 @@ BACKOFF_BASE = 0.25
 BACKOFF_MAX = 60.0
 
 
+async def wait_or_timeout(event: asyncio.Event, timeout: float | None) -> None:
+    """Until `event` is set or `timeout` seconds (None: no limit) have passed on the loop's clock."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout)
+
+
 @dataclass
 class WorkQueue:
     """Deduplicating queue with `workers` concurrent handlers, timers and error backoff."""
@@ -37,6 +43,8 @@ class WorkQueue:
     handler: Handler
     workers: int = 4
     clock: Callable[[], float] = time.monotonic
+    wait: Callable[[asyncio.Event, float | None], Awaitable[None]] = wait_or_timeout
+    """How the timer loop waits for the next timer (a test passes a fake clock's, with `clock`)."""
     on_error: Callable[[Hashable, BaseException], None] | None = None
     _queue: asyncio.Queue[Hashable] = field(default_factory=asyncio.Queue)
     _dirty: set[Hashable] = field(default_factory=set)
@@ -140,5 +148,4 @@ class WorkQueue:
                     self.add(key)
             timeout = (self._heap[0][0] - now) if self._heap else None
             self._timer_changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._timer_changed.wait(), timeout)
+            await self.wait(self._timer_changed, timeout)

@@ -24,7 +24,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -150,17 +150,9 @@ def task_env(
     }
 
 
-def signed_duration(text: str) -> timedelta:
-    """A duration that may start with '-' (sensor offsets such as -1d)."""
-    stripped = text.strip()
-    if stripped.startswith("-"):
-        return -durations.parse_duration(stripped[1:].strip())
-    return durations.parse_duration(stripped)
-
-
 def sensor_argv(sensor: ExternalTaskSensor, *, runs_dir: Path, logical_date: datetime) -> list[str]:
     """The command of an external-task sensor try (see kubeflowlite.local.sensor)."""
-    target = logical_date + signed_duration(sensor.offset)
+    target = logical_date + durations.parse_signed_duration(sensor.offset)
     argv = [
         sys.executable,
         "-m",

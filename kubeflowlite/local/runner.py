@@ -43,8 +43,9 @@ from kubeflowlite.api.dagrun import (
 )
 from kubeflowlite.core import engine, templating
 from kubeflowlite.core.engine import NO_XCOM, Attempt, AttemptPhase, RunInput
+from kubeflowlite.core.runstatus import with_run_facts
 from kubeflowlite.core.schedule import RunInterval, Schedule, format_time
-from kubeflowlite.local.display import RunInfo, RunObserver, SilentObserver, format_seconds
+from kubeflowlite.local.display import RunInfo, RunObserver, SilentObserver
 from kubeflowlite.local.launcher import DEFAULT_GRACE_PERIOD, SubprocessLauncher
 from kubeflowlite.local.prepare import RunContext, prepare_try
 from kubeflowlite.local.rundir import DEFAULT_RUNS_DIR, RunDir, previous_run_states
@@ -171,6 +172,7 @@ class LocalRunner:
     def _loop(self, status: DAGRunStatus) -> DAGRunStatus:
         launched: set[tuple[str, int]] = set()
         idle_passes = 0
+        seen: dict[str, Attempt] = {}
         while True:
             if self._stop_requests:
                 return self._stop(status)
@@ -183,8 +185,10 @@ class LocalRunner:
                     attempts=attempts,
                     now=now,
                     previous_run=self._previous,
+                    changed=_changed(seen, attempts),
                 )
             )
+            seen = attempts
             status = decision.status
             for stop in decision.stop:
                 self.launcher.terminate(stop.task, stop.try_number, reason=stop.reason)
@@ -268,19 +272,10 @@ class LocalRunner:
 
     def _dagrun(self, status: DAGRunStatus, *, final: bool) -> DAGRun:
         now = datetime.now(UTC)
-        updates: dict[str, Any] = {
-            "dag_spec": self.request.dag.spec,
-            "data_interval_start": format_time(self.interval.data_interval_start),
-            "data_interval_end": format_time(self.interval.data_interval_end),
-        }
-        start = status.start_time
         if final and status.end_time is None and status.state.finished:
-            updates["end_time"] = format_time(now)
-        if start is not None:
-            end = updates.get("end_time") or status.end_time
-            until = datetime.fromisoformat(end.replace("Z", "+00:00")) if end else now
-            since = datetime.fromisoformat(start.replace("Z", "+00:00"))
-            updates["duration"] = format_seconds((until - since).total_seconds())
+            status = status.model_copy(update={"end_time": format_time(now)})
+        status = with_run_facts(status, spec=self.request.dag.spec, interval=self.interval, now=now)
+        updates: dict[str, Any] = {}
         finished = sum(1 for t in status.tasks.values() if t.state.finished)
         updates["tasks_summary"] = f"{finished}/{len(self.request.dag.spec.tasks)}"
         return DAGRun(
@@ -362,3 +357,9 @@ def stop_on_signals(runner: LocalRunner) -> Iterator[None]:
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
+
+
+def _changed(seen: Mapping[str, Attempt], attempts: Mapping[str, Attempt]) -> list[str]:
+    """The tasks whose attempt differs from the last pass's (what the engine needs to look at)."""
+    gone = [task for task in seen if task not in attempts]
+    return [task for task, attempt in attempts.items() if seen.get(task) != attempt] + gone

@@ -12,7 +12,7 @@ from typing import Any
 
 from kubeflowlite.api.dag import DAGSpec
 from kubeflowlite.cli.cluster_plans import PlanError, clear_selection
-from kubeflowlite.cli.options import parse_conf
+from kubeflowlite.cli.options import parse_conf_json
 from kubeflowlite.core.schedule import parse_time
 from kubeflowlite.ui.models import Obj
 
@@ -26,7 +26,7 @@ def parse_trigger(
 ) -> tuple[datetime, dict[str, Any]]:
     """The trigger form: (logical date, conf). Empty date = now (to the second), empty conf = {}."""
     try:
-        conf = parse_conf(conf_text.strip() or None, ())
+        conf = parse_conf_json(conf_text) if conf_text.strip() else {}
     except ValueError as error:
         raise FormError(str(error).replace("--conf", "conf")) from None
     if not date_text.strip():

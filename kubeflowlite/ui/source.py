@@ -19,7 +19,7 @@ from typing import Any
 
 from kubeflowlite.api.dagrun import RunType
 from kubeflowlite.cli import cluster_plans
-from kubeflowlite.k8s import kube, names, pods
+from kubeflowlite.k8s import kube, names, pods, run_manifest
 
 Obj = dict[str, Any]
 
@@ -112,8 +112,12 @@ class Source:
     # --- writes: exactly the CLI's -----------------------------------------------------------------
 
     async def trigger(self, namespace: str, dag: str, *, logical_date: datetime, conf: dict[str, Any]) -> str:
-        manifest = cluster_plans.dagrun_manifest(
-            namespace=namespace, dag=dag, logical_date=logical_date, run_type=RunType.manual, conf=conf
+        # As `kubeflowlite trigger`: the DAG must exist, and owns its run.
+        dag_obj = await self.client.get_or_none(kube.DAGS, namespace, dag)
+        if dag_obj is None:
+            raise kube.ApiError(404, "NotFound", f"DAG {dag!r} not found in namespace {namespace!r}")
+        manifest = run_manifest.dagrun_manifest(
+            namespace=namespace, dag=dag_obj, logical_date=logical_date, run_type=RunType.manual, conf=conf
         )
         await self.client.create(kube.DAGRUNS, namespace, manifest)
         return str(manifest["metadata"]["name"])

@@ -72,14 +72,18 @@ def test_trigger_get_logs_runs_and_dags(
     ]
     (tmp_path / "xcom.yaml").write_text(yaml.safe_dump(dag_manifest("xcom", tasks)))
     cli(cluster, namespace, "apply", str(tmp_path / "xcom.yaml"))
-    created = cli(cluster, namespace, "trigger", "xcom", "--date", "2024-03-01", "--conf", '{"k": 1}')
+    created = cli(
+        cluster, namespace, "trigger", "xcom", "--date", "2024-03-01", "--conf", '{"k": 1}', "-p", "day=mon"
+    )
     run = created.stdout.split("/")[1].split()[0]
     assert run == "xcom-manual-20240301t000000"
     cli(cluster, namespace, "trigger", "xcom", "--date", "2024-03-01", code=1)  # the same run twice: refused
 
     finished = api.wait_run(run)
     assert finished["status"]["state"] == "success"
-    assert finished["spec"]["conf"] == {"k": 1}
+    assert finished["spec"]["conf"] == {"k": 1, "day": "mon"}
+    owner = finished["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner["uid"]) == ("DAG", "xcom", api.dag("xcom")["metadata"]["uid"])
     tree = cli(cluster, namespace, "get", run).stdout
     assert "xcom-manual-20240301t000000" in tree and "pull" in tree and "try 1" in tree and "success" in tree
     assert "runType: manual" in cli(cluster, namespace, "get", run, "-o", "yaml").stdout

@@ -23,6 +23,8 @@ from operator_harness import (
     task_states,
 )
 
+from kubeflowlite.core import durations
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -118,3 +120,32 @@ def test_short_circuit_skips_everything_downstream_as_locally(
         "load": "skipped",
         "report": "skipped",
     }
+
+
+def test_both_shells_write_the_same_dagrun_field_by_field(
+    api: Api, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    """Apart from what only one shell can know (times, Pod names, the operator's conditions)."""
+    tasks = [
+        {"name": "extract", "bash": "true"},
+        {"name": "transform", "bash": "true", "dependsOn": ["extract"], "retries": 2, "retryDelay": "1s"},
+        {"name": "report", "type": "empty", "dependsOn": ["transform"]},
+    ]
+    manifest = dag_manifest("same-run", tasks, params={"x": 1})
+    local = run_locally(manifest, tmp_path)
+    cluster_run = run_on_cluster(api, manifest)
+
+    def comparable(run: dict[str, Any]) -> dict[str, Any]:
+        status = dict(run["status"])
+        for key in ("startTime", "endTime", "duration", "conditions"):
+            status.pop(key, None)
+        status["tasks"] = {
+            name: {k: v for k, v in task.items() if k not in ("startTime", "endTime", "podName")}
+            for name, task in status["tasks"].items()
+        }
+        spec = {k: v for k, v in run["spec"].items() if k != "conf" or v}
+        return {"apiVersion": run["apiVersion"], "kind": run["kind"], "spec": spec, "status": status}
+
+    assert comparable(cluster_run) == comparable(local)
+    for run in (local, cluster_run):  # one duration format (it was 1h02m locally, 1h2m5s on a cluster)
+        durations.parse_duration(run["status"]["duration"])

@@ -55,7 +55,9 @@ def test_apply_reports_every_problem_before_touching_a_cluster(tmp_path: Path) -
     [
         (("trigger", "etl", "--conf", "{nope"), "not valid JSON"),
         (("trigger", "etl", "--conf", "[1]"), "JSON object"),
-        (("trigger", "etl", "--date", "yesterday"), "invalid --date"),
+        (("trigger", "etl", "--date", "yesterday"), "Invalid value for '--date': invalid date 'yesterday'"),
+        (("trigger", "etl", "-p", "novalue"), "-p expects key=value"),
+        (("backfill", "etl", "-s", "soon", "-e", "2024-01-01"), "Invalid value for '-s' / '--start-date'"),
         (("backfill", "etl", "-s", "2024-01-02", "-e", "2024-01-01"), "before --start-date"),
     ],
 )

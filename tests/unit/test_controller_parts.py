@@ -13,7 +13,7 @@ from kubeflowlite.api.dag import DAGSpec, ExternalTaskSensor, TriggerDag
 from kubeflowlite.core.engine import NO_XCOM, Attempt, AttemptPhase
 from kubeflowlite.core.schedule import RunInterval
 from kubeflowlite.k8s import dag_controller, inline_tasks, launch, names, taskscript, xcom_store
-from kubeflowlite.k8s.workqueue import WorkQueue
+from kubeflowlite.k8s.workqueue import BACKOFF_BASE, WorkQueue
 
 DAY = datetime(2020, 1, 1, tzinfo=UTC)
 
@@ -204,6 +204,22 @@ class TestTriggerDag:
             plan.manifest["metadata"]["annotations"][inline_tasks.ANNOTATION_TRIGGERED_BY]
             == "ns/etl-manual-20200101t000000/push"
         )
+        assert "ownerReferences" not in plan.manifest["metadata"]  # the target DAG is not known
+
+    def test_the_run_is_owned_by_the_dag_it_triggers(self) -> None:
+        """Every creator of runs (scheduler, CLI, triggerDag) builds them with run_manifest."""
+        target = {"metadata": {"name": "target", "uid": "u-target"}}
+        plan = inline_tasks.trigger_plan(
+            TriggerDag(dag="target"),
+            facts=facts(),
+            task=facts().task("push"),
+            try_number=1,
+            xcoms={},
+            target=target,
+        )
+        assert plan.manifest["metadata"]["ownerReferences"] == [
+            {"apiVersion": "kubeflowlite.io/v1alpha1", "kind": "DAG", "name": "target", "uid": "u-target"}
+        ]
 
     def test_outcome_without_waiting_is_success_with_the_run_name_as_xcom(self) -> None:
         outcome = inline_tasks.trigger_outcome(
@@ -265,57 +281,134 @@ class TestXComRules:
         assert manifest["metadata"]["ownerReferences"][0]["uid"] == "u"
 
 
+class FakeClock:
+    """Time that moves only when the test advances it: the work queue's clock and its timer wait."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._moved = asyncio.Event()
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def wait(self, event: asyncio.Event, timeout: float | None) -> None:
+        deadline = None if timeout is None else self.now + timeout
+        while not event.is_set() and (deadline is None or self.now < deadline):
+            self._moved = moved = asyncio.Event()
+            waiters = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(moved.wait())]
+            _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in pending:
+                waiter.cancel()
+
+    async def advance(self, seconds: float) -> None:
+        self.now += seconds
+        self._moved.set()
+        await settle()
+
+
+async def settle() -> None:
+    """Let every ready task run until nothing is left to do (no wall-clock time passes)."""
+    for _ in range(100):
+        await asyncio.sleep(0)
+
+
 class TestWorkQueue:
+    """The queue on a fake clock: no test here waits for wall-clock time."""
+
     def test_keys_are_deduplicated_and_never_reconciled_twice_at_once(self) -> None:
         seen: list[Hashable] = []
         running: set[Hashable] = set()
         overlaps: list[Hashable] = []
+        gate = asyncio.Event()
 
         async def handler(key: Hashable) -> float | None:
             if key in running:
                 overlaps.append(key)
             running.add(key)
             seen.append(key)
-            await asyncio.sleep(0.01)
+            await gate.wait()
             running.discard(key)
             return None
 
         async def scenario() -> None:
-            queue = WorkQueue(handler, workers=4)
+            clock = FakeClock()
+            queue = WorkQueue(handler, workers=4, clock=clock, wait=clock.wait)
             queue.start()
             for _ in range(5):
                 queue.add("a")
             queue.add("b")
-            await asyncio.sleep(0.005)
-            queue.add("a")  # while "a" is being reconciled: once more afterwards
-            await asyncio.sleep(0.1)
+            await settle()
+            assert sorted(seen) == ["a", "b"]  # five adds of "a": one reconcile
+            queue.add("a")  # while "a" is being reconciled: once more afterwards, not now
+            await settle()
+            assert sorted(seen) == ["a", "b"] and queue.busy
+            gate.set()
+            await settle()
+            assert sorted(seen) == ["a", "a", "b"] and not queue.busy
             await queue.stop()
 
         asyncio.run(scenario())
-        assert sorted(seen) == ["a", "a", "b"] and overlaps == []
+        assert overlaps == []
 
-    def test_timers_and_error_backoff(self) -> None:
+    def test_a_requested_delay_is_a_timer_and_the_earliest_timer_wins(self) -> None:
         calls: list[tuple[str, float]] = []
 
         async def scenario() -> None:
-            loop = asyncio.get_running_loop()
-            start = loop.time()
+            clock = FakeClock()
 
             async def handler(key: Hashable) -> float | None:
-                calls.append((str(key), loop.time() - start))
-                if key == "boom" and len([c for c in calls if c[0] == "boom"]) < 3:
-                    raise RuntimeError("transient")
-                return 0.05 if key == "timer" and len([c for c in calls if c[0] == "timer"]) < 2 else None
+                calls.append((str(key), clock.now))
+                return 5.0 if key == "timer" and len(calls) == 1 else None
 
-            queue = WorkQueue(handler, workers=2, on_error=lambda key, error: None)
+            queue = WorkQueue(handler, workers=2, clock=clock, wait=clock.wait)
             queue.start()
             queue.add("timer")
-            queue.add("boom")
-            await asyncio.sleep(1.2)
+            await settle()
+            await clock.advance(4.9)
+            assert calls == [("timer", 0.0)]
+            await clock.advance(0.1)
+            assert calls == [("timer", 0.0), ("timer", 5.0)]
+            queue.add_after("k", 10)
+            queue.add_after("k", 3)  # earlier: replaces the 10 s timer
+            queue.add_after("k", 7)  # later than the one set: ignored
+            await clock.advance(3)
+            await clock.advance(20)
+            assert calls[2:] == [("k", 8.0)] and queue.timer("k") is None
             await queue.stop()
 
         asyncio.run(scenario())
-        timer = [t for k, t in calls if k == "timer"]
-        boom = [t for k, t in calls if k == "boom"]
-        assert len(timer) == 2 and timer[1] - timer[0] >= 0.045
-        assert len(boom) == 3 and boom[1] - boom[0] >= 0.2 and boom[2] - boom[1] >= 0.45
+
+    def test_a_failing_reconcile_is_retried_with_exponential_backoff(self) -> None:
+        calls: list[float] = []
+        errors: list[str] = []
+
+        async def scenario() -> None:
+            clock = FakeClock()
+
+            async def handler(key: Hashable) -> float | None:
+                calls.append(clock.now)
+                if len(calls) < 3:
+                    raise RuntimeError("transient")
+                return None
+
+            queue = WorkQueue(
+                handler,
+                workers=1,
+                clock=clock,
+                wait=clock.wait,
+                on_error=lambda key, error: errors.append(str(error)),
+            )
+            queue.start()
+            queue.add("boom")
+            await settle()
+            await clock.advance(BACKOFF_BASE - 0.01)
+            assert calls == [0.0]
+            await clock.advance(0.01)  # first retry after BACKOFF_BASE
+            await clock.advance(2 * BACKOFF_BASE - 0.01)
+            assert len(calls) == 2
+            await clock.advance(0.01)  # then twice as long
+            await clock.advance(100)
+            assert len(calls) == 3 and errors == ["transient", "transient"]  # success: no more retries
+            await queue.stop()
+
+        asyncio.run(scenario())

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
-from hypothesis import given
+import re2
+import yaml
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from kubeflowlite.core.durations import format_duration, parse_duration, parse_signed_duration
+from kubeflowlite.core.durations import format_duration, format_elapsed, parse_duration, parse_signed_duration
 
 
 @pytest.mark.parametrize(
@@ -88,3 +92,41 @@ def test_a_sum_of_parts_is_the_sum_of_their_values(parts: list[tuple[int, str]])
     }
     text = "".join(f"{n}{u}" for n, u in parts)
     assert parse_duration(text) == sum((n * unit[u] for n, u in parts), timedelta(0))
+
+
+# The CRD (and the pydantic models) check duration fields with DURATION_PATTERN, the
+# apiserver with Go's regexp: RE2 here, on the pattern as the committed CRD has it.
+_CRD = yaml.safe_load((Path(__file__).parents[2] / "crds" / "kubeflowlite.io_dags.yaml").read_text())
+_TASK = _CRD["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["tasks"]
+CRD_DURATION = _TASK["items"]["properties"]["retryDelay"]["pattern"]
+CRD_SIGNED_DURATION = _TASK["items"]["properties"]["sensor"]["properties"]["offset"]["pattern"]
+
+duration_like = st.text(alphabet="0123456789.msdhw -+ x\n", max_size=14)
+
+
+def _accepts(parse: Callable[[str], timedelta], text: str) -> bool:
+    try:
+        parse(text)
+    except ValueError as error:
+        return "out of range" in str(error)  # well-formed, only too big for a timedelta
+    return True
+
+
+@settings(max_examples=500)
+@given(duration_like)
+@example("5 m")
+@example("1h\n")
+@example("+5m")
+@example("1.h")
+def test_the_crd_accepts_a_duration_exactly_when_the_parser_does(text: str) -> None:
+    assert (re2.search(CRD_DURATION, text) is not None) == _accepts(parse_duration, text), text
+    assert (re2.search(CRD_SIGNED_DURATION, text) is not None) == _accepts(parse_signed_duration, text), text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0.25, "250ms"), (0.4204, "420ms"), (5.9, "5s"), (83.2, "1m23s"), (3725.9, "1h2m5s"), (-1, "0s")],
+)
+def test_elapsed_time_is_whole_seconds_in_the_duration_syntax(seconds: float, text: str) -> None:
+    """status.duration (both shells) and every table: one format."""
+    assert format_elapsed(seconds) == text

@@ -440,6 +440,15 @@ def test_depends_on_past(previous: dict[str, TaskState] | None, starts: bool) ->
         assert "dependsOnPast" in (run.status.tasks["a"].message or "")
 
 
+def test_a_task_held_by_depends_on_past_starts_once_the_previous_run_succeeds() -> None:
+    """previous_run changes between calls with nothing observed: the held task is looked at again."""
+    run = Driver([bash("a", dependsOnPast=True), bash("b", "a")], previous_run={"a": TaskState.running})
+    assert run.step().start == []
+    assert run.step().start == []  # a remembered call: still held
+    run.previous_run = {"a": TaskState.success}
+    assert run.step().start == [StartTry("a", 1)]
+
+
 def test_depends_on_past_is_off_by_default() -> None:
     run = Driver([bash("a")], previous_run={"a": TaskState.failed})
     assert run.step().start == [StartTry("a", 1)]

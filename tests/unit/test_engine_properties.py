@@ -7,6 +7,12 @@ what a short-circuit returns). `simulate` plays the shell: it launches what the
 engine starts, lets tries run for a few steps, kills what it stops, advances a fake
 clock, and sometimes loses a status write (a crash between launching and
 persisting). After every call it checks the invariants below.
+
+The shell passes the status the engine returned and names the tasks whose attempt
+changed since (or, in some scenarios, names none, so the engine looks at every
+attempt): the engine answers from its memory of that status. Every decision is
+compared with the one a process with no memory (`remember=False`) makes from the
+same input: the incremental engine must decide exactly as the full pass does.
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ class Scenario:
     spec: DAGSpec
     tries: dict[str, tuple[TryPlan, ...]]
     lost_writes: frozenset[int]
+    hints: bool = True
+    """The shell names the tasks whose attempt changed (else it passes every attempt, unnamed)."""
 
     @property
     def names(self) -> list[str]:
@@ -135,7 +143,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         {"tasks": tasks, "maxActiveTasks": draw(st.integers(min_value=1, max_value=4))}
     )
     lost = draw(st.sets(st.integers(min_value=0, max_value=40), max_size=4))
-    return Scenario(spec=spec, tries=tries, lost_writes=frozenset(lost))
+    return Scenario(spec=spec, tries=tries, lost_writes=frozenset(lost), hints=draw(st.booleans()))
 
 
 @dataclass
@@ -156,11 +164,23 @@ class Shell:
     attempts: dict[str, Attempt] = field(default_factory=dict)
     live: dict[str, Live] = field(default_factory=dict)
     launched: dict[str, list[int]] = field(default_factory=dict)
+    changed: set[str] = field(default_factory=set)
+    """Tasks whose attempt changed since the last call."""
 
     def input(self) -> RunInput:
+        changed = frozenset(self.changed) if self.scenario.hints else None
+        self.changed = set()
         return RunInput(
-            dag=self.scenario.spec, status=self.status, attempts=dict(self.attempts), now=self.now
+            dag=self.scenario.spec,
+            status=self.status,
+            attempts=dict(self.attempts),
+            now=self.now,
+            changed=changed,
         )
+
+    def observe(self, attempt: Attempt) -> None:
+        self.attempts[attempt.task] = attempt
+        self.changed.add(attempt.task)
 
     def launch(self, task: str, try_number: int) -> None:
         known = self.attempts.get(task)
@@ -169,29 +189,29 @@ class Shell:
         self.launched.setdefault(task, []).append(try_number)
         plan = self.scenario.tries[task][min(try_number, MAX_TRIES) - 1]
         self.live[task] = Live(try_number=try_number, plan=plan, steps_left=plan.steps)
-        self.attempts[task] = Attempt(task, try_number, AttemptPhase.pending)
+        self.observe(Attempt(task, try_number, AttemptPhase.pending))
 
     def kill(self, task: str, try_number: int) -> None:
         live = self.live.get(task)
         if live is not None and live.try_number == try_number:
             del self.live[task]
-            self.attempts[task] = Attempt(
-                task,
-                try_number,
-                AttemptPhase.failed,
-                live.started,
-                self.now,
-                exit_code=-15,
-                message="terminated",
+            self.observe(
+                Attempt(
+                    task,
+                    try_number,
+                    AttemptPhase.failed,
+                    live.started,
+                    self.now,
+                    exit_code=-15,
+                    message="terminated",
+                )
             )
 
     def progress(self) -> None:
         for task, live in list(self.live.items()):
             if live.started is None:
                 live.started = self.now
-                self.attempts[task] = Attempt(
-                    task, live.try_number, AttemptPhase.running, start_time=self.now
-                )
+                self.observe(Attempt(task, live.try_number, AttemptPhase.running, start_time=self.now))
             elif live.plan.outcome == HANG:
                 continue
             elif live.steps_left > 0:
@@ -199,14 +219,16 @@ class Shell:
             else:
                 del self.live[task]
                 phase = AttemptPhase(live.plan.outcome)
-                self.attempts[task] = Attempt(
-                    task,
-                    live.try_number,
-                    phase,
-                    start_time=live.started,
-                    end_time=self.now,
-                    exit_code=0 if phase is AttemptPhase.succeeded else 1,
-                    xcom=live.plan.xcom if phase is AttemptPhase.succeeded else NO_XCOM,
+                self.observe(
+                    Attempt(
+                        task,
+                        live.try_number,
+                        phase,
+                        start_time=live.started,
+                        end_time=self.now,
+                        exit_code=0 if phase is AttemptPhase.succeeded else 1,
+                        xcom=live.plan.xcom if phase is AttemptPhase.succeeded else NO_XCOM,
+                    )
                 )
 
 
@@ -253,15 +275,18 @@ def same(one: Decision, other: Decision) -> bool:
 
 def check_decision(scenario: Scenario, given: RunInput, decision: Decision) -> None:
     before, after = given.status.tasks, decision.status.tasks
-    # Deterministic, and a fixpoint when nothing new is observed (level-triggered).
-    assert same(decision, decide(given))
-    assert same(decision, decide(replace(given, status=decision.status)))
+    # What a process with no memory decides from the same input (level-triggered), and
+    # a fixpoint when nothing new is observed.
+    assert same(decision, decide(given, remember=False))
+    assert same(decision, decide(replace(given, status=decision.status, changed=None), remember=False))
 
     in_flight = sum(1 for status in after.values() if status.state in (TaskState.queued, TaskState.running))
     assert in_flight <= scenario.spec.max_active_tasks
 
     for start in decision.start:
         assert (after[start.task].state, after[start.task].try_number) == (TaskState.queued, start.try_number)
+        seen = given.attempts.get(start.task)
+        assert seen is None or seen.try_number < start.try_number, f"StartTry of observed try {start}"
 
     for name in scenario.names:
         old = before[name].state if name in before else TaskState.none
@@ -284,6 +309,11 @@ def check_decision(scenario: Scenario, given: RunInput, decision: Decision) -> N
                 f"{name} {new.value} too early: {scenario.rule(name).value} over {[s.value for s in upstream]}"
             )
 
+    def waiting(name: str) -> bool:
+        """Waiting before the call, and not launched by a decision whose status write was lost."""
+        seen = given.attempts.get(name)
+        return before[name].state in WAITING and (seen is None or seen.try_number <= before[name].try_number)
+
     # A branch or short-circuit task that just succeeded skips what it did not choose.
     for name in scenario.names:
         attempt = given.attempts.get(name)
@@ -298,12 +328,12 @@ def check_decision(scenario: Scenario, given: RunInput, decision: Decision) -> N
         assert attempt is not None
         if scenario.short_circuit(name) and is_falsy(attempt.xcom):
             for descendant in scenario.descendants(name):
-                if before[descendant].state in WAITING:
+                if waiting(descendant):
                     assert after[descendant].state is TaskState.skipped
         if scenario.branch(name):
             chosen = branch_targets(attempt.xcom)
             for child in scenario.downstream(name):
-                if child not in chosen and before[child].state in WAITING:
+                if child not in chosen and waiting(child):
                     assert after[child].state is TaskState.skipped
 
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kubeflowlite.api.dag import TASK_NAME_PATTERN
 from kubeflowlite.api.dagrun import RunType
+from kubeflowlite.api.names import TASK_NAME_PATTERN
 from kubeflowlite.k8s import names
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

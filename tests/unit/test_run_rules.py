@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
-
 from kubeflowlite.api.dag import DAGSpec
 from kubeflowlite.api.dagrun import DAGRunStatus, RunState, TaskInstanceStatus, TaskState
 from kubeflowlite.core.engine import AttemptPhase
@@ -214,13 +212,6 @@ def test_pod_names_follow_the_current_try_of_pod_tasks() -> None:
     assert named.tasks["b"].pod_name is None  # cleared, waiting: no Pod of the current try yet
     assert named.tasks["s"].pod_name is None  # a sensor has no Pod
     assert rules.with_pod_names(named, run_name=RUN, pod_tasks=frozenset({"a", "b"})) is named
-
-
-@pytest.mark.parametrize(
-    ("seconds", "text"), [(0.25, "250ms"), (5.9, "5s"), (83.2, "1m23s"), (3700, "1h1m40s")]
-)
-def test_elapsed_time_for_the_duration_column(seconds: float, text: str) -> None:
-    assert rules.format_elapsed(seconds) == text
 
 
 def test_conditions_keep_their_transition_time_while_the_status_holds() -> None:

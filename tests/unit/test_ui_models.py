@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from kubeflowlite.api.dagrun import RunType
 from kubeflowlite.cli import cluster_plans
-from kubeflowlite.k8s import names
+from kubeflowlite.k8s import names, run_manifest
 from kubeflowlite.ui import forms, graph, models, render, runview
 from kubeflowlite.ui.app import grid_cells, template_environment
 from kubeflowlite.ui.command import is_loopback
@@ -135,7 +135,7 @@ class TestRunViews:
         }
         tries = runview.tries(r, "sleep", now=NOW)
         assert [(t.number, t.state, t.exit_code) for t in tries] == [(1, "failed", "1"), (2, "running", "-")]
-        assert tries[0].duration == "1m00s" and tries[1].duration == "1m00s"
+        assert tries[0].duration == "1m" and tries[1].duration == "1m"
         assert tries[1].pod == names.pod_name("r1", "sleep", 2)
 
     def test_gantt_shows_queued_time_from_the_pod_and_running_time_from_the_try(self) -> None:
@@ -259,8 +259,12 @@ class TestForms:
         assert forms.more_log(None) is None
 
     def test_cli_and_ui_write_the_same_objects(self) -> None:
-        manifest = cluster_plans.dagrun_manifest(
-            namespace="ns", dag="tutorial", logical_date=NOW, run_type=RunType.manual, conf={"a": 1}
+        manifest = run_manifest.dagrun_manifest(
+            namespace="ns",
+            dag={"metadata": {"name": "tutorial"}},
+            logical_date=NOW,
+            run_type=RunType.manual,
+            conf={"a": 1},
         )
         assert manifest["spec"] == {
             "dagName": "tutorial",

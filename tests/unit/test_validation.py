@@ -193,7 +193,12 @@ def test_type_inconsistent_with_fields(task: dict[str, Any], expected: str) -> N
 
 @pytest.mark.parametrize("name", ["a" * 64, "ends-with-dash-", "under_score_", "dot."])
 def test_task_names_must_be_label_values(name: str) -> None:
-    assert one([{"name": name, "bash": "x"}]).startswith(f"spec.tasks[0].name: invalid task name {name!r}")
+    # The model rejects these already (the loader reports it: test_names_rule); validate_dag
+    # also checks a DAG built without validation (model_copy / model_construct).
+    built = dag([{"name": "x", "bash": "x"}])
+    task = built.spec.tasks[0].model_copy(update={"name": name})
+    found = validate_dag(built.model_copy(update={"spec": built.spec.model_copy(update={"tasks": [task]})}))
+    assert str(found[0]).startswith(f"spec.tasks[0].name: invalid task name {name!r}")
 
 
 @pytest.mark.parametrize("name", ["a" * 63, "x", "A.b-c_d", "0"])

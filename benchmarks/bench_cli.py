@@ -1,0 +1,174 @@
+"""What the CLI costs a user: start-up of each local command, and a 100-task run next to Airflow's.
+
+1. Start-up: wall time of `kubeflowlite --help`, `validate`, `tasks`, `render` (on
+   examples/tutorial.yaml) and `run` of a one-task DAG (`true`), each a fresh process,
+   best and median of --repeat runs. Goal: under 0.3 s each.
+2. Side by side: a DAG of 100 trivial bash tasks (a chain of 20, then a fan-out of
+   80 from its last task), run with `kubeflowlite run` and with `airflow dags test`
+   (Airflow's own way to run one DAG run in one process, no scheduler). Airflow is
+   installed into a throwaway venv by this benchmark (apache-airflow==AIRFLOW_VERSION
+   from PyPI; Airflow's constraint files live on GitHub, which this network cannot
+   reach, so the version is pinned instead), with a fresh AIRFLOW_HOME and its
+   SQLite database migrated before timing. Goal: kubeflowlite at least 25 times faster.
+
+    .venv/bin/python -m benchmarks.bench_cli [--repeat 5] [--airflow-venv DIR] [--no-airflow]
+
+--airflow-venv DIR reuses (or creates) that venv instead of a temporary one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TUTORIAL = ROOT / "examples" / "tutorial.yaml"
+KFL = Path(sys.executable).parent / "kubeflowlite"
+AIRFLOW_VERSION = "2.10.5"
+STARTUP_GOAL = 0.3
+SPEEDUP_GOAL = 25.0
+CHAIN, FAN_OUT = 20, 80
+
+
+def timed(argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None) -> float:
+    began = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=cwd)
+    spent = time.perf_counter() - began
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(argv)} exited {done.returncode}:\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
+        )
+    return spent
+
+
+def kfl_dag(path: Path) -> Path:
+    lines = ["apiVersion: kubeflowlite.io/v1alpha1", "kind: DAG", "metadata: {name: bench100}", "spec:"]
+    lines += ["  maxActiveTasks: 16", "  tasks:"]
+    for i in range(CHAIN):
+        upstream = f", dependsOn: [c{i - 1:02d}]" if i else ""
+        lines.append(f"  - {{name: c{i:02d}, bash: 'true'{upstream}}}")
+    for i in range(FAN_OUT):
+        lines.append(f"  - {{name: f{i:02d}, bash: 'true', dependsOn: [c{CHAIN - 1:02d}]}}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def airflow_dag(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "bench100.py"
+    path.write_text(
+        f"""
+from datetime import datetime
+from airflow import DAG
+from airflow.operators.bash import BashOperator
+
+with DAG("bench100", start_date=datetime(2020, 1, 1), schedule=None, catchup=False, max_active_tasks=16):
+    chain = [BashOperator(task_id=f"c{{i:02d}}", bash_command="true") for i in range({CHAIN})]
+    for up, down in zip(chain, chain[1:]):
+        up >> down
+    for i in range({FAN_OUT}):
+        chain[-1] >> BashOperator(task_id=f"f{{i:02d}}", bash_command="true")
+"""
+    )
+    return path
+
+
+def startup(repeat: int, work: Path) -> list[tuple[str, float, float]]:
+    one = work / "one.yaml"
+    one.write_text(
+        "apiVersion: kubeflowlite.io/v1alpha1\nkind: DAG\nmetadata: {name: one}\n"
+        "spec: {tasks: [{name: t, bash: 'true'}]}\n"
+    )
+    commands = {
+        "--help": [str(KFL), "--help"],
+        "validate": [str(KFL), "validate", str(TUTORIAL)],
+        "tasks": [str(KFL), "tasks", str(TUTORIAL)],
+        "render": [str(KFL), "render", str(TUTORIAL), "print_date", "--date", "2020-02-09"],
+        "run (1 task)": [str(KFL), "run", str(one), "--runs-dir", str(work / "runs"), "--date", "2020-02-09"],
+    }
+    rows = []
+    for name, argv in commands.items():
+        times = sorted(timed(argv) for _ in range(repeat))
+        rows.append((name, times[0], statistics.median(times)))
+    return rows
+
+
+def ensure_airflow(venv: Path) -> Path:
+    airflow = venv / "bin" / "airflow"
+    if not airflow.exists():
+        print(f"installing apache-airflow=={AIRFLOW_VERSION} into {venv} (a few minutes) ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run(
+            [str(venv / "bin" / "pip"), "install", "-q", f"apache-airflow=={AIRFLOW_VERSION}"], check=True
+        )
+    return airflow
+
+
+def side_by_side(repeat: int, work: Path, venv: Path) -> tuple[float, float]:
+    dag = kfl_dag(work / "bench100.yaml")
+    kfl = min(
+        timed([str(KFL), "run", str(dag), "--runs-dir", str(work / "kfl-runs"), "--date", "2020-01-01"])
+        for _ in range(repeat)
+    )
+    airflow = ensure_airflow(venv)
+    home = work / "airflow-home"
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(airflow_dag(home / "dags")),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+    }
+    env["AIRFLOW__CORE__DAGS_FOLDER"] = str(home / "dags")
+    subprocess.run([str(airflow), "db", "migrate"], env=env, check=True, capture_output=True)
+    runs = []
+    for attempt in range(repeat):
+        # A new logical date each time: `dags test` refuses to re-run an existing run.
+        runs.append(timed([str(airflow), "dags", "test", "bench100", f"2020-01-{attempt + 1:02d}"], env=env))
+    return kfl, min(runs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--airflow-venv", type=Path, help="reuse (or create) this venv for Airflow")
+    parser.add_argument("--no-airflow", action="store_true", help="only the start-up part")
+    args = parser.parse_args(argv)
+
+    missed: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="kfl-bench-cli-") as tmp:
+        work = Path(tmp)
+        print(f"start-up: wall time of a fresh process, best / median of {args.repeat}")
+        for name, best, median in startup(args.repeat, work):
+            print(f"  {name:<14}{best:>8.3f} s {median:>8.3f} s")
+            if best >= STARTUP_GOAL:
+                missed.append(name)
+        print(
+            f"goal: under {STARTUP_GOAL} s -> " + ("met" if not missed else f"MISSED by {', '.join(missed)}")
+        )
+        if not args.no_airflow:
+            venv = args.airflow_venv or work / "airflow-venv"
+            repeat = max(1, min(args.repeat, 3))
+            kfl, airflow = side_by_side(repeat, work, venv)
+            ratio = airflow / kfl
+            print(f"\n100 bash tasks (chain of {CHAIN}, fan-out of {FAN_OUT}), best of {repeat}:")
+            print(f"  kubeflowlite run        {kfl:>8.2f} s")
+            print(f"  airflow dags test       {airflow:>8.2f} s   (apache-airflow {AIRFLOW_VERSION})")
+            print(f"  ratio                   {ratio:>8.1f}x")
+            met = ratio >= SPEEDUP_GOAL
+            print(f"goal: at least {SPEEDUP_GOAL:.0f}x -> " + ("met" if met else "MISSED"))
+            if not met:
+                missed.append("airflow ratio")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,189 @@
+"""The run controller's stateful parts, without an apiserver: launch grace, refused creates, memory.
+
+Boundary: the real RunController and its real Kube client, whose one HTTP method
+(`request`) is answered by an in-memory object store (FakeApi: create, get, merge
+patch, delete, by path, as the apiserver's REST paths are laid out); a FakeView
+plays the watch caches, so a test decides when a created Pod becomes visible; the
+clocks are injected. The same behaviour is proved against a real apiserver in
+tests/cluster; these tests pin down the timing rules exactly and run in milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from kubeflowlite.k8s import kube, names, patches, xcom_store
+from kubeflowlite.k8s.run_controller import LAUNCH_GRACE, RunController
+from kubeflowlite.k8s.view import Obj
+
+NS = "ns"
+NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+RUN = "etl-manual-20240501t000000"
+
+
+@dataclass
+class FakeApi(kube.Kube):
+    """Kube whose requests are served from memory: objects by path, merge patches, AlreadyExists, 404."""
+
+    objects: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sent: list[tuple[str, str]] = field(default_factory=list)
+    refuse_pods: str | None = None
+    """A message to refuse every Pod create with (422), as an admission webhook or quota would."""
+    version: int = 0
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        verb: str,
+        resource: str,
+        body: Any = None,
+        params: Mapping[str, Any] | None = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        self.sent.append((verb, resource))
+        self.version += 1
+        if method == "POST":
+            if resource == "pods" and self.refuse_pods:
+                raise kube.ApiError(422, "Invalid", self.refuse_pods, verb=verb, path=path)
+            metadata = body["metadata"]
+            target = f"{path}/{metadata.get('name') or metadata.get('generateName', '') + str(self.version)}"
+            if target in self.objects:
+                raise kube.ApiError(409, "AlreadyExists", f"{target} already exists", verb=verb, path=path)
+            stored = {**body, "metadata": {**body["metadata"], "resourceVersion": str(self.version)}}
+            self.objects[target] = stored
+            return stored
+        target = path.removesuffix("/status")
+        if method == "GET":
+            if target not in self.objects:
+                raise kube.ApiError(404, "NotFound", f"{target} not found", verb=verb, path=path)
+            return self.objects[target]
+        if method == "PATCH":
+            merged = patches.apply_merge_patch(self.objects.get(target, {}), body)
+            merged.setdefault("metadata", {})["resourceVersion"] = str(self.version)
+            self.objects[target] = merged
+            return merged
+        if method == "DELETE":
+            self.objects.pop(target, None)
+            return {}
+        raise AssertionError(f"unexpected {method} {path}")
+
+    def count(self, verb: str, resource: str) -> int:
+        return self.sent.count((verb, resource))
+
+
+@dataclass
+class FakeView:
+    """The watch caches: what the controller has 'seen' of DAGs, runs and Pods."""
+
+    dag_objects: dict[str, Obj] = field(default_factory=dict)
+    runs: dict[str, Obj] = field(default_factory=dict)
+    pods: dict[str, list[Obj]] = field(default_factory=dict)
+
+    def dag(self, namespace: str, name: str) -> Obj | None:
+        return self.dag_objects.get(name)
+
+    def dags(self) -> list[Obj]:
+        return list(self.dag_objects.values())
+
+    def run(self, namespace: str, name: str) -> Obj | None:
+        return self.runs.get(name)
+
+    def runs_of_dag(self, namespace: str, dag: str) -> list[Obj]:
+        return [run for run in self.runs.values() if run["spec"]["dagName"] == dag]
+
+    def pods_of_run(self, namespace: str, run_name: str) -> list[Obj]:
+        return self.pods.get(run_name, [])
+
+
+@dataclass
+class Harness:
+    api: FakeApi
+    view: FakeView
+    controller: RunController
+    monotonic: list[float]
+    enqueued: list[Hashable]
+
+    def reconcile(self) -> float | None:
+        return asyncio.run(self.controller.reconcile(NS, RUN))
+
+    def status(self) -> dict[str, Any]:
+        return dict(self.api.objects.get(kube.DAGRUNS.path(NS, RUN), {}).get("status") or {})
+
+
+def harness(tasks: list[dict[str, Any]]) -> Harness:
+    dag = {
+        "apiVersion": "kubeflowlite.io/v1alpha1",
+        "kind": "DAG",
+        "metadata": {"name": "etl", "namespace": NS, "uid": "dag-uid", "generation": 1},
+        "spec": {"tasks": tasks},
+    }
+    run = {
+        "apiVersion": "kubeflowlite.io/v1alpha1",
+        "kind": "DAGRun",
+        "metadata": {"name": RUN, "namespace": NS, "uid": "run-uid", "resourceVersion": "1"},
+        "spec": {"dagName": "etl", "logicalDate": "2024-05-01T00:00:00Z", "runType": "manual"},
+    }
+    api = FakeApi(kube.ClusterConfig(server="http://fake"))
+    api.objects[kube.DAGRUNS.path(NS, RUN)] = dict(run)
+    view = FakeView(dag_objects={"etl": dag}, runs={RUN: run})
+    monotonic = [1000.0]
+    enqueued: list[Hashable] = []
+    controller = RunController(
+        client=api,
+        view=view,
+        xcoms=xcom_store.RunStore(api),
+        enqueue=enqueued.append,
+        clock=lambda: NOW,
+        monotonic=lambda: monotonic[0],
+    )
+    return Harness(api, view, controller, monotonic, enqueued)
+
+
+def test_a_pod_is_created_once_while_the_watch_catches_up_then_again_after_the_grace() -> None:
+    h = harness([{"name": "t", "bash": "true"}])
+    h.reconcile()
+    assert h.api.count("create", "pods") == 1
+    assert h.status()["tasks"]["t"]["state"] == "queued"
+    # The watch has not delivered the Pod yet: within the grace period it is not created again.
+    h.monotonic[0] += LAUNCH_GRACE - 1
+    h.reconcile()
+    assert h.api.count("create", "pods") == 1
+    # Past the grace the create is repeated (deterministic name: AlreadyExists, not a duplicate).
+    h.monotonic[0] += 2
+    h.reconcile()
+    assert h.api.count("create", "pods") == 2
+    assert len([path for path in h.api.objects if "/pods/" in path]) == 1
+    assert h.status()["tasks"]["t"]["state"] == "queued"
+
+
+def test_a_refused_pod_is_a_failed_try_with_the_servers_reason() -> None:
+    h = harness([{"name": "t", "bash": "true", "retries": 0}])
+    h.api.refuse_pods = 'pods "x" is forbidden: exceeded nothing, denied by policy'
+    h.reconcile()
+    assert h.enqueued  # the failure is reported on the next pass, which is asked for at once
+    h.reconcile()
+    task = h.status()["tasks"]["t"]
+    assert task["state"] == "failed"
+    assert "could not be created" in task["message"] and "denied by policy" in task["message"]
+    assert h.status()["state"] == "failed"
+
+
+def test_memory_of_a_deleted_run_is_released() -> None:
+    h = harness([{"name": "t", "bash": "true"}])
+    h.reconcile()
+    assert (NS, RUN) in h.controller._memory
+    del h.view.runs[RUN]
+    assert h.reconcile() is None
+    assert (NS, RUN) not in h.controller._memory
+
+
+def test_the_pod_the_controller_creates_is_named_for_its_try() -> None:
+    h = harness([{"name": "t", "bash": "true"}])
+    h.reconcile()
+    assert kube.PODS.path(NS, names.pod_name(RUN, "t", 1)) in h.api.objects
