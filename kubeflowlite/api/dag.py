@@ -56,6 +56,7 @@ class TaskType(str, Enum):
     empty = "empty"
     sensor = "sensor"
     trigger_dag = "triggerDag"
+    python = "python"
 
 
 class EnvVar(ApiModel):
@@ -106,6 +107,46 @@ class TriggerDag(ApiModel):
     poke_interval: str = Field(
         default="10s", description="How often to check while waiting.", pattern=DURATION_PATTERN
     )
+
+
+XCOM_REF_KEY = "__kfl_xcom__"
+"""In `python.args`/`python.kwargs`, {"__kfl_xcom__": {"task": T, "key": K}} stands for task T's XCom K."""
+
+
+class PythonCall(ApiModel):
+    """A Python function of the DAG's `pythonSource`, called with JSON arguments (Airflow's PythonOperator)."""
+
+    callable: str = Field(
+        description="The function's name in the source (informational for lambdas and nested functions: "
+        "the task is found by DAG and task id when the source defines this DAG).",
+        min_length=1,
+    )
+    args: list[Any] = Field(
+        default_factory=list,
+        description='Positional arguments (JSON). An object {"__kfl_xcom__": {"task": T, "key": K}} '
+        "is replaced by task T's XCom K at run time.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Keyword arguments (JSON), XCom references as in args.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    templates_dict: dict[str, str] | None = Field(
+        default=None,
+        description="Jinja-templated strings rendered per try and passed as `templates_dict` in the context.",
+    )
+    multiple_outputs: bool = Field(
+        default=False,
+        description="The function returns a dict whose keys are pulled as separate XCom keys.",
+    )
+
+
+class PythonSource(ApiModel):
+    """The Python DAG file a DAG was compiled from: shipped to every Python task's process or Pod."""
+
+    filename: str = Field(description="The file's name (for tracebacks), e.g. tutorial.py.", min_length=1)
+    code: str = Field(description="The file's source text.")
 
 
 class TaskDefaults(ApiModel):
@@ -195,6 +236,9 @@ class Task(TaskDefaults):
     trigger_dag: TriggerDag | None = Field(
         default=None, description="Makes this task trigger another DAG's run."
     )
+    python: PythonCall | None = Field(
+        default=None, description="Makes this task call a Python function of spec.pythonSource."
+    )
 
     def effective_type(self) -> TaskType | None:
         """The task type, inferred when not given explicitly; None if nothing says what to run."""
@@ -204,6 +248,8 @@ class Task(TaskDefaults):
             return TaskType.sensor
         if self.trigger_dag is not None:
             return TaskType.trigger_dag
+        if self.python is not None:
+            return TaskType.python
         if self.bash is not None:
             return TaskType.bash
         if self.command is not None or self.args is not None:
@@ -268,6 +314,11 @@ class DAGSpec(ApiModel):
         default=None,
         ge=0,
         description="Finished failed DAGRuns kept; older ones are deleted. Unset: keep all.",
+    )
+    python_source: PythonSource | None = Field(
+        default=None,
+        description="The Python DAG file this DAG was compiled from (`kubeflowlite compile`); "
+        "its Python tasks run functions of it.",
     )
 
 

@@ -20,13 +20,14 @@ from typing import Any, NoReturn
 
 import click
 
+from kubeflowlite import dagfiles
 from kubeflowlite.api.dag import DAG, effective_task
 from kubeflowlite.cli import options
-from kubeflowlite.core import loading, templating
+from kubeflowlite.core import templating
 from kubeflowlite.core.schedule import RunInterval, Schedule, parse_time
 from kubeflowlite.core.validation import InvalidDAGError
 
-__all__ = ["render_cmd", "schedule_cmd", "validate_cmd"]
+__all__ = ["load_one", "render_cmd", "schedule_cmd", "validate_cmd"]
 
 EXIT_PROBLEMS = 1
 EXIT_INVALID = 2
@@ -37,9 +38,10 @@ def _fail(message: str) -> NoReturn:
     sys.exit(EXIT_INVALID)
 
 
-def _load_one(path: Path, dag_name: str | None) -> DAG:
+def load_one(path: Path, dag_name: str | None) -> DAG:
+    """The DAG to act on: the only one in `path` (a file or a folder), or the one named with --dag; exit 2 if none."""
     try:
-        dags = loading.load_dag_file(path)
+        dags = dagfiles.load_dags(path)
     except InvalidDAGError as error:
         _fail(f"{path}: invalid DAG file\n{error}")
     except (OSError, UnicodeDecodeError) as error:
@@ -72,7 +74,7 @@ def validate_cmd(files: Sequence[Path]) -> None:
     failed = False
     for file in files:
         try:
-            dags = loading.load_dags(file)
+            dags = dagfiles.load_dags(file)
         except InvalidDAGError as error:
             failed = True
             click.echo(str(error))
@@ -98,13 +100,13 @@ def _interval_line(interval: RunInterval) -> str:
 
 
 @click.command("schedule")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(exists=True, path_type=Path))
 @click.option("--from", "from_text", required=True, help="First logical date (YYYY-MM-DD or RFC 3339).")
 @click.option("--to", "to_text", required=True, help="Last logical date, inclusive.")
 @click.option("--dag", "dag_name", help="The DAG, when FILE defines several.")
 def schedule_cmd(file: Path, from_text: str, to_text: str, dag_name: str | None) -> None:
     """List the logical dates (and data intervals) of the scheduled runs between two dates."""
-    dag = _load_one(file, dag_name)
+    dag = load_one(file, dag_name)
     start, end = _date("--from", from_text), _date("--to", to_text)
     if end < start:
         _fail("--to is before --from")
@@ -124,7 +126,7 @@ def _conf(conf_text: str | None, params: Sequence[str]) -> dict[str, Any]:
 
 
 @click.command("render")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(exists=True, path_type=Path))
 @click.argument("task_name", metavar="TASK")
 @click.option("--date", "date_text", required=True, help="Logical date (YYYY-MM-DD or RFC 3339).")
 @click.option("--conf", "conf_text", help="Run conf as a JSON object (overrides params).")
@@ -141,7 +143,7 @@ def render_cmd(
     dag_name: str | None,
 ) -> None:
     """Print TASK's command as it would run at --date, templates rendered (XComs render as None)."""
-    dag = _load_one(file, dag_name)
+    dag = load_one(file, dag_name)
     logical_date = _date("--date", date_text)
     conf = _conf(conf_text, params)
     task = next((t for t in dag.spec.tasks if t.name == task_name), None)

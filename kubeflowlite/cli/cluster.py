@@ -27,6 +27,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 from rich.console import Console
 
+from kubeflowlite import dagfiles
 from kubeflowlite.api.dag import DAGSpec
 from kubeflowlite.api.dagrun import RunType
 from kubeflowlite.cli import cluster_plans
@@ -224,7 +225,7 @@ def crds_cmd(output: Path | None) -> None:
 def apply_cmd(config: Target, path: Path) -> None:
     """Validate DAG file(s) locally (every problem printed), then server-side apply them."""
     try:
-        dags = loading.load_dags(path)
+        dags = dagfiles.load_dags(path)
     except InvalidDAGError as error:
         _fail(f"{error}\nnothing applied: fix the problems above", EXIT_INVALID)
     if not dags:

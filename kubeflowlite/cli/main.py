@@ -22,10 +22,8 @@ from rich.console import Console
 
 from kubeflowlite.api.dag import DAG, Task
 from kubeflowlite.api.dagrun import RunType
-from kubeflowlite.cli import authoring, cluster, options
-from kubeflowlite.core import loading
+from kubeflowlite.cli import authoring, cluster, compiling, options
 from kubeflowlite.core.schedule import parse_time
-from kubeflowlite.core.validation import InvalidDAGError
 from kubeflowlite.k8s import names
 from kubeflowlite.local import tasktest
 from kubeflowlite.local.display import make_display
@@ -58,22 +56,8 @@ def fail_invalid(message: str) -> NoReturn:
 
 
 def load_dag(path: Path, dag_name: str | None) -> DAG:
-    """The DAG to act on: the only one in `path`, or the one named with --dag. Exit 2 if invalid."""
-    try:
-        dags = loading.load_dag_file(path)
-    except InvalidDAGError as error:
-        fail_invalid(f"{path}: invalid DAG file\n{error}")
-    if dag_name is not None:
-        for dag in dags:
-            if dag.dag_id == dag_name:
-                return dag
-        fail_invalid(
-            f"{path}: no DAG named {dag_name!r} (found: {', '.join(d.dag_id for d in dags) or 'none'})"
-        )
-    if len(dags) != 1:
-        found = ", ".join(d.dag_id for d in dags) or "none"
-        fail_invalid(f"{path} defines {len(dags)} DAGs ({found}): choose one with --dag")
-    return dags[0]
+    """The DAG to act on: the only one in `path` (YAML, Python or a folder), or the one named with --dag."""
+    return authoring.load_one(path, dag_name)
 
 
 def parse_date(text: str | None) -> datetime:
@@ -104,7 +88,7 @@ def dump(document: dict[str, Any], fmt: str) -> str:
 
 
 @main.command("run")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(exists=True, path_type=Path))
 @click.option("--dag", "dag_name", help="The DAG to run, when FILE defines several.")
 @click.option("--date", "date_text", help="Logical date: YYYY-MM-DD or RFC 3339. Default: now.")
 @click.option("--conf", "conf_text", help="Run conf as a JSON object (overrides params).")
@@ -168,7 +152,7 @@ def run_cmd(
 
 
 @main.command("test")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(exists=True, path_type=Path))
 @click.argument("task")
 @click.argument("date")
 @click.option("--dag", "dag_name", help="The DAG, when FILE defines several.")
@@ -219,7 +203,7 @@ def test_cmd(
 
 
 @main.command("tasks")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(exists=True, path_type=Path))
 @click.option("--dag", "dag_name", help="The DAG, when FILE defines several.")
 @click.option("--tree", is_flag=True, help="Show each root task with its downstream tasks indented under it.")
 def tasks_cmd(file: Path, dag_name: str | None, tree: bool) -> None:
@@ -259,6 +243,7 @@ def tree_lines(tasks: Sequence[Task]) -> list[str]:
 main.add_command(authoring.validate_cmd, "validate")
 main.add_command(authoring.schedule_cmd, "schedule")
 main.add_command(authoring.render_cmd, "render")
+main.add_command(compiling.compile_cmd, "compile")
 
 # Cluster commands (the operator, CRDs, DAGs and DAGRuns on Kubernetes): cli/cluster.py.
 for _command in cluster.CLUSTER_COMMANDS:

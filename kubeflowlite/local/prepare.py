@@ -28,8 +28,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from kubeflowlite import dagfiles
 from kubeflowlite.api.dag import DAG, ExternalTaskSensor, Task, TaskType, TriggerDag, effective_task
-from kubeflowlite.core import durations, loading, templating
+from kubeflowlite.core import durations, templating
 from kubeflowlite.core.engine import AttemptPhase
 from kubeflowlite.core.schedule import RunInterval, format_time, parse_time
 from kubeflowlite.core.taskenv import (
@@ -43,8 +44,6 @@ from kubeflowlite.core.taskenv import (
 from kubeflowlite.core.validation import InvalidDAGError
 from kubeflowlite.local.launcher import ImmediateResult, ProcessRequest
 from kubeflowlite.local.rundir import RunDir
-
-DAG_FILE_SUFFIXES = (".yaml", ".yml", ".json")
 
 XComPull = Callable[..., Any]
 
@@ -236,12 +235,14 @@ def find_dag_file(name: str, *, near: Path | None) -> Path | None:
         *sorted(
             path
             for path in near.parent.iterdir()
-            if path.suffix in DAG_FILE_SUFFIXES and path.is_file() and path.resolve() != near.resolve()
+            if path.suffix in dagfiles.DAG_FILE_SUFFIXES
+            and path.is_file()
+            and path.resolve() != near.resolve()
         ),
     ]
     for path in candidates:
         try:
-            dags = loading.load_dag_file(path)
+            dags = dagfiles.load_dag_file(path)
         except (InvalidDAGError, OSError, ValueError):
             continue
         if any(dag.dag_id == name for dag in dags):
