@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from kubeflowlite.api.base import ApiModel
+from kubeflowlite.core.xcom import XCOM_REF_KEY as XCOM_REF_KEY  # the reference form in python.args
 
 API_GROUP = "kubeflowlite.io"
 API_VERSION = "v1alpha1"
@@ -107,10 +108,6 @@ class TriggerDag(ApiModel):
     poke_interval: str = Field(
         default="10s", description="How often to check while waiting.", pattern=DURATION_PATTERN
     )
-
-
-XCOM_REF_KEY = "__kfl_xcom__"
-"""In `python.args`/`python.kwargs`, {"__kfl_xcom__": {"task": T, "key": K}} stands for task T's XCom K."""
 
 
 class PythonCall(ApiModel):

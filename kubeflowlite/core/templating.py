@@ -224,6 +224,10 @@ _MACROS = _Macros(
 )
 
 
+MACROS = _MACROS
+"""`macros` of the template context (also given to Python tasks)."""
+
+
 def _ds(moment: datetime | None) -> str | None:
     return None if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d")
 

@@ -64,9 +64,7 @@ def context_for(facts: RunFacts, task: Task, try_number: int, xcoms: Mapping[str
     """The Jinja context of one try; `ti.xcom_pull` reads `xcoms` (task id -> stored JSON text)."""
 
     def xcom_pull(task_ids: Any = None, key: str | None = "return_value", **_: Any) -> Any:
-        if key not in (None, "return_value"):
-            return None
-        return xcom_store.decode(xcoms, task_ids)
+        return xcom_store.decode(xcoms, task_ids, key=key)
 
     return templating.template_context(
         dag=facts.dag(),

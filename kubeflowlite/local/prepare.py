@@ -9,6 +9,8 @@ and the task type decides what runs locally:
 - empty: nothing runs, the try succeeds at once;
 - sensor: `python -m kubeflowlite.local.sensor`, which pokes the watched DAG's
   run record in the runs directory;
+- python: `python -m kubeflowlite.pytask`, given the DAG file's source and the
+  try's context (core.pytask) in files of the run directory;
 - triggerDag: `python -m kubeflowlite run` on the target DAG, which must be in
   the same file or another DAG file in the same directory (the local runner has
   no registry of DAGs; the operator has the cluster's).
@@ -23,23 +25,26 @@ import json
 import os
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from kubeflowlite import dagfiles
 from kubeflowlite.api.dag import DAG, ExternalTaskSensor, Task, TaskType, TriggerDag, effective_task
-from kubeflowlite.core import durations, templating
+from kubeflowlite.core import durations, pytask, templating
 from kubeflowlite.core.engine import AttemptPhase
 from kubeflowlite.core.schedule import RunInterval, format_time, parse_time
 from kubeflowlite.core.taskenv import (
     ENV_DAG_ID,
     ENV_LOGICAL_DATE,
+    ENV_PYTASK_CONTEXT_FILE,
+    ENV_PYTASK_SOURCE,
     ENV_RUN_ID,
     ENV_TASK_ID,
     ENV_TRY_NUMBER,
     ENV_XCOM_FILE,
+    PYTASK_MODULE,
 )
 from kubeflowlite.core.validation import InvalidDAGError
 from kubeflowlite.local.launcher import ImmediateResult, ProcessRequest
@@ -65,6 +70,8 @@ class RunContext:
     base_env: Mapping[str, str]
     """The environment every task process starts from (normally os.environ)."""
     cwd: Path | None = None
+    xcom_values: Mapping[str, Any] = field(default_factory=dict)
+    """The run's XCom values so far (task id -> value), the live mapping: given to Python tasks."""
 
 
 def find_task(dag: DAG, name: str) -> Task:
@@ -111,6 +118,8 @@ def prepare_try(ctx: RunContext, task_name: str, try_number: int) -> ProcessRequ
             return ProcessRequest(
                 task.name, try_number, argv, env, log_path, xcom_path, cwd=ctx.cwd, ok_exit_codes=ok_codes
             )
+        elif kind is TaskType.python and task.python is not None:
+            argv = python_argv(ctx, task, context, try_number, env, log_path)
         elif rendered.bash is not None:
             argv = ["sh", "-c", rendered.bash]
         elif rendered.command or rendered.args:
@@ -131,6 +140,37 @@ def prepare_try(ctx: RunContext, task_name: str, try_number: int) -> ProcessRequ
         last_line_xcom=kind is TaskType.bash,
         cwd=ctx.cwd,
     )
+
+
+def python_argv(
+    ctx: RunContext,
+    task: Task,
+    context: Mapping[str, Any],
+    try_number: int,
+    env: dict[str, str],
+    log_path: Path,
+) -> list[str]:
+    """A Python task's try: `python -m kubeflowlite.pytask`, the DAG source and the try's context in files.
+
+    The source is written once per run under `source/`, the context next to the
+    try's log; `env` gains the variables naming them (core.taskenv).
+    """
+    source = ctx.dag.spec.python_source
+    if source is None:
+        raise templating.TemplateError(f"tasks[{task.name}].python", "the DAG has no pythonSource")
+    source_path = ctx.run_dir.path / "source" / Path(source.filename).name
+    if not source_path.exists():
+        source_path.parent.mkdir(parents=True, exist_ok=True)
+        source_path.write_text(source.code, encoding="utf-8")
+    facts = pytask.payload(
+        dag=ctx.dag, task=task, context=context, try_number=try_number, xcoms=dict(ctx.xcom_values)
+    )
+    context_path = log_path.with_name(f"{log_path.stem}.context.json")
+    context_path.parent.mkdir(parents=True, exist_ok=True)
+    context_path.write_text(json.dumps(facts), encoding="utf-8")
+    env[ENV_PYTASK_SOURCE] = str(source_path.resolve())
+    env[ENV_PYTASK_CONTEXT_FILE] = str(context_path.resolve())
+    return [sys.executable, "-m", PYTASK_MODULE]
 
 
 def task_env(
