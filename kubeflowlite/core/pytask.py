@@ -47,14 +47,27 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if isinstance(value, datetime) else None
 
 
+def _render_strings(value: Any, context: Mapping[str, Any], *, field: str) -> Any:
+    """Every string in `value` rendered as a template (Airflow templates op_args and op_kwargs)."""
+    if isinstance(value, str):
+        return (
+            templating.render_string(value, context, field=field) if templating.has_markup(value) else value
+        )
+    if isinstance(value, list):
+        return [_render_strings(item, context, field=f"{field}[{index}]") for index, item in enumerate(value)]
+    if isinstance(value, dict):
+        return {key: _render_strings(item, context, field=f"{field}[{key}]") for key, item in value.items()}
+    return value
+
+
 def payload(
     *, dag: DAG, task: Task, context: Mapping[str, Any], try_number: int, xcoms: Mapping[str, Any]
 ) -> dict[str, Any]:
     """The JSON document for one try of Python task `task` (DAG defaults merged in).
 
     `context` is the try's template context (core.templating.template_context);
-    `xcoms` the run's stored values so far (task id -> value). TemplateError if a
-    `templates_dict` value does not render.
+    `xcoms` the run's stored values so far (task id -> value). Strings in the
+    arguments and `templates_dict` are rendered (TemplateError if one does not).
     """
     call = task.python
     if call is None:
@@ -64,14 +77,15 @@ def payload(
         for key, value in (call.templates_dict or {}).items()
     }
     dag_run = context["dag_run"]
+    field = f"tasks[{task.name}].python"
     return {
         "version": PAYLOAD_VERSION,
         "dag_id": dag.dag_id,
         "task_id": task.name,
         "try_number": try_number,
         "callable": call.callable,
-        "args": call.args,
-        "kwargs": call.kwargs,
+        "args": _render_strings(call.args, context, field=f"{field}.args"),
+        "kwargs": _render_strings(call.kwargs, context, field=f"{field}.kwargs"),
         "templates_dict": templates if call.templates_dict is not None else None,
         "multiple_outputs": call.multiple_outputs,
         "params": dict(context["params"]),

@@ -346,6 +346,11 @@ class TemplateSyntaxIssue:
 _MARKUP = ("{{", "{%", "{#")
 
 
+def has_markup(text: str) -> bool:
+    """Does `text` contain Jinja markup at all? (Text without it renders as itself.)"""
+    return any(marker in text for marker in _MARKUP)
+
+
 @functools.lru_cache(maxsize=4096)
 def check_syntax(text: str) -> TemplateSyntaxIssue | None:
     """None if `text` compiles as a Jinja template, else what is wrong and on which line.
@@ -353,7 +358,7 @@ def check_syntax(text: str) -> TemplateSyntaxIssue | None:
     Cached, and text without Jinja markup is not parsed at all: validating a DAG of
     10,000 tasks that share a few command shapes stays fast.
     """
-    if not any(marker in text for marker in _MARKUP):
+    if not has_markup(text):
         return None
     try:
         _ENV.parse(text)
