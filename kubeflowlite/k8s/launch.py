@@ -14,16 +14,17 @@ test (or a user) can vary them per try, e.g.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from kubeflowlite.api.dag import DAG, DAGSpec, ObjectMeta, Task, effective_task
-from kubeflowlite.core import templating
+from kubeflowlite.core import pytask, templating
 from kubeflowlite.core.engine import Attempt, AttemptPhase
 from kubeflowlite.core.schedule import RunInterval, format_time
-from kubeflowlite.k8s import pods, xcom_store
+from kubeflowlite.k8s import pods, pysource, xcom_store
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ def pod_for_try(
         task = with_rendered_annotations(task, context)
     except templating.TemplateError as error:
         return failed_at_once(task_name, try_number, f"template error: {error}", now)
-    return pods.build_pod(
+    pod = pods.build_pod(
         run_name=facts.run_name,
         run_uid=facts.run_uid,
         namespace=facts.namespace,
@@ -110,6 +111,21 @@ def pod_for_try(
         rendered=rendered,
         try_number=try_number,
         logical_date=facts.logical_date_text,
+    )
+    if task.python is None or facts.spec.python_source is None:
+        return pod
+    try:
+        python_facts = pytask.payload(
+            dag=facts.dag(),
+            task=task,
+            context=context,
+            try_number=try_number,
+            xcoms={name: json.loads(text) for name, text in xcoms.items() if text},
+        )
+    except templating.TemplateError as error:
+        return failed_at_once(task_name, try_number, f"template error: {error}", now)
+    return pysource.python_pod(
+        pod, run_name=facts.run_name, source=facts.spec.python_source, facts=python_facts
     )
 
 

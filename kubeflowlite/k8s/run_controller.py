@@ -45,7 +45,17 @@ from kubeflowlite.core import engine, loading
 from kubeflowlite.core.engine import IN_FLIGHT, Attempt, AttemptPhase, RunInput
 from kubeflowlite.core.schedule import Schedule, parse_time
 from kubeflowlite.core.validation import InvalidDAGError
-from kubeflowlite.k8s import inline_tasks, kube, launch, metrics, names, observe, patches, xcom_store
+from kubeflowlite.k8s import (
+    inline_tasks,
+    kube,
+    launch,
+    metrics,
+    names,
+    observe,
+    patches,
+    pysource,
+    xcom_store,
+)
 from kubeflowlite.k8s import run_rules as rules
 from kubeflowlite.k8s.view import ClusterView, Obj
 
@@ -344,6 +354,18 @@ class RunController:
             if isinstance(item := work.prepared.get((start.task, start.try_number)), dict)
             and not self._recently_launched(memory, item["metadata"]["name"])
         ]
+        source = facts.spec.python_source
+        if source is not None and any(pysource.is_python_pod(manifest) for manifest in creates):
+            await pysource.ensure_configmap(
+                self.client,
+                pysource.configmap_manifest(
+                    run_name=name,
+                    run_uid=memory.uid,
+                    namespace=namespace,
+                    dag_name=facts.dag_name,
+                    source=source,
+                ),
+            )
         stops = [
             names.pod_name(name, stop.task, stop.try_number)
             for stop in decision.stop

@@ -1,0 +1,73 @@
+"""Python function tasks on a real apiserver: the run's source ConfigMap and the task Pods the operator creates.
+
+KWOK simulates the Pods (nothing executes), so this checks the objects: the
+ConfigMap `<run>-pysrc` owned and labelled like the run's other objects, and each
+Python task's Pod running the bootstrap on the mounted source with its rendered
+context (upstream XComs included) and no service account token. The function
+itself runs for real in tests/unit/test_pytask.py (subprocesses) and, on a real
+node, in the end-to-end tests.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+from operator_harness import Api, OperatorProcess, task_states
+
+from kubeflowlite import dagfiles
+
+SOURCE = """
+from kubeflowlite import DAG, task
+
+# KWOK reports this annotation as the Pod's termination message: the XCom a real Pod would write.
+@task(pod={"metadata": {"annotations": {"kwok.kubeflowlite.io/message": '{"n": 2}'}}})
+def extract():
+    return {"n": 2}
+
+@task
+def double(data, when):
+    return data["n"] * 2
+
+with DAG("pyetl"):
+    double(extract(), "{{ ds }}")
+"""
+
+
+def test_python_tasks_get_the_source_configmap_and_the_bootstrap_pod(
+    api: Api, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    path = tmp_path / "pyetl.py"
+    path.write_text(textwrap.dedent(SOURCE))
+    (dag,) = dagfiles.load_dag_file(path)
+    api.apply(dag.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"status"}))
+    run = api.create_run("pyetl", "2024-03-01T00:00:00Z")
+
+    finished = api.wait_run(run)
+    assert task_states(finished) == {"extract": "success", "double": "success"}
+
+    source = api.configmap(f"{run}-pysrc")
+    assert source.data == {"pyetl.py": path.read_text()}
+    assert source.immutable is True
+    owner = source.metadata.owner_references[0]
+    assert (owner.kind, owner.name, owner.uid) == ("DAGRun", run, finished["metadata"]["uid"])
+    assert source.metadata.labels["kubeflowlite.io/run"] == run
+    assert source.metadata.labels["kubeflowlite.io/dag"] == "pyetl"
+
+    pods = {p.metadata.labels["kubeflowlite.io/task"]: p for p in api.pods(run)}
+    double = pods["double"]
+    assert double.spec.automount_service_account_token is False
+    (main,) = double.spec.containers
+    assert main.command == ["python3", "-m", "kubeflowlite.pytask"]
+    assert [
+        (m.name, m.mount_path, m.read_only) for m in main.volume_mounts if m.name == "kfl-python-source"
+    ] == [("kfl-python-source", "/kfl/source", True)]
+    (volume,) = [v for v in double.spec.volumes if v.name == "kfl-python-source"]
+    assert volume.config_map.name == f"{run}-pysrc"
+    env = {item.name: item.value for item in main.env}
+    assert env["KFL_PYTASK_SOURCE"] == "/kfl/source/pyetl.py"
+    context = json.loads(env["KFL_PYTASK_CONTEXT"])
+    assert context["xcoms"] == {"extract": {"n": 2}}
+    assert context["args"][1] == "2024-03-01"
+    assert api.configmap(f"{run}-xcom").data["extract"] == '{"n":2}'
