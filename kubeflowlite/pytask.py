@@ -27,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from kubeflowlite.core import taskenv, xcom
+from kubeflowlite.core import taskenv, variables, xcom
 from kubeflowlite.dsl import files, model
 from kubeflowlite.dsl.taskflow import TaskFunction
 
@@ -231,6 +231,7 @@ def run(environ: Mapping[str, str]) -> int:
             source = Path(source_path).read_text(encoding="utf-8")
         except OSError as error:
             raise TaskInputError(f"cannot read the DAG file source: {error}") from error
+        variables.use(facts.get("variables") or {})
         function, dag, task = find_callable(source, source_path, facts)
     except TaskInputError as error:
         print(f"[kubeflowlite] {error}", file=sys.stderr)

@@ -10,12 +10,12 @@ error naming the argument and the line: never silently ignored.
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from kubeflowlite.core import variables
 from kubeflowlite.dsl import model
 from kubeflowlite.dsl.model import DagDefinitionError, Location, caller_location
 
@@ -399,20 +399,19 @@ _MISSING = object()
 
 
 class Variable:
-    """Airflow's Variable.get, read from KFL_VAR_<key> environment variables (as templates' var.value)."""
+    """Airflow's Variable.get: the same Variables templates see (core.variables)."""
 
     @staticmethod
     def get(key: str, default_var: Any = _MISSING, deserialize_json: bool = False) -> Any:
         import json
 
-        from kubeflowlite.core.templating import VARIABLE_ENV_PREFIX
-
-        raw = os.environ.get(VARIABLE_ENV_PREFIX + key)
+        raw = variables.lookup(key)
         if raw is None:
             if default_var is not _MISSING:
                 return default_var
             raise KeyError(
-                f"Variable {key} does not exist (set the environment variable {VARIABLE_ENV_PREFIX}{key})"
+                f"Variable {key} does not exist (locally: KFL_VAR_{key} or the KFL_VARIABLES_FILE JSON; "
+                f"on a cluster: `kubeflowlite variables set {key} ...`)"
             )
         return json.loads(raw) if deserialize_json else raw
 

@@ -181,6 +181,12 @@ class TaskDefaults(ApiModel):
         description="Environment variables of the task's process or container.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
+    connections: list[str] | None = Field(
+        default=None,
+        description="Airflow Connection ids the task receives as environment variables AIRFLOW_CONN_<ID> "
+        "(URI or JSON). On a cluster the value comes from the connection's Secret by reference "
+        "(secretKeyRef), never copied into the Pod spec; locally from AIRFLOW_CONN_<ID> or the connections file.",
+    )
     pod: dict[str, Any] | None = Field(
         default=None,
         description="Overrides merged into the task's Pod; ignored by the local runner. Keys: `metadata` "

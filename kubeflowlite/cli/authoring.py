@@ -26,6 +26,7 @@ from kubeflowlite.cli import options
 from kubeflowlite.core import templating
 from kubeflowlite.core.schedule import RunInterval, Schedule, parse_time
 from kubeflowlite.core.validation import InvalidDAGError
+from kubeflowlite.local import runtime_config
 
 __all__ = ["load_one", "render_cmd", "schedule_cmd", "validate_cmd"]
 
@@ -162,7 +163,8 @@ def render_cmd(
         run_id=templating.run_id_for(run_type, logical_date),
         conf=conf,
         try_number=1,
-        variables=templating.variables_from_env(os.environ),
+        variables=runtime_config.local_variables(os.environ),
+        connections=runtime_config.local_connections(os.environ),
     )
     try:
         rendered = templating.render_task(task, context)

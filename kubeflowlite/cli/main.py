@@ -22,7 +22,7 @@ from rich.console import Console
 
 from kubeflowlite.api.dag import DAG, Task
 from kubeflowlite.api.dagrun import RunType
-from kubeflowlite.cli import authoring, cluster, compiling, options
+from kubeflowlite.cli import authoring, cluster, compiling, options, varconn
 from kubeflowlite.core.schedule import parse_time
 from kubeflowlite.k8s import names
 from kubeflowlite.local import tasktest
@@ -244,6 +244,8 @@ main.add_command(authoring.validate_cmd, "validate")
 main.add_command(authoring.schedule_cmd, "schedule")
 main.add_command(authoring.render_cmd, "render")
 main.add_command(compiling.compile_cmd, "compile")
+main.add_command(varconn.variables_group, "variables")
+main.add_command(varconn.connections_group, "connections")
 
 # Cluster commands (the operator, CRDs, DAGs and DAGRuns on Kubernetes): cli/cluster.py.
 for _command in cluster.CLUSTER_COMMANDS:

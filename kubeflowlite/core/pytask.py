@@ -61,12 +61,19 @@ def _render_strings(value: Any, context: Mapping[str, Any], *, field: str) -> An
 
 
 def payload(
-    *, dag: DAG, task: Task, context: Mapping[str, Any], try_number: int, xcoms: Mapping[str, Any]
+    *,
+    dag: DAG,
+    task: Task,
+    context: Mapping[str, Any],
+    try_number: int,
+    xcoms: Mapping[str, Any],
+    variables: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The JSON document for one try of Python task `task` (DAG defaults merged in).
 
     `context` is the try's template context (core.templating.template_context);
-    `xcoms` the run's stored values so far (task id -> value). Strings in the
+    `xcoms` the run's stored values so far (task id -> value), `variables` the
+    Variables (for Variable.get while the DAG file is imported again). Strings in the
     arguments and `templates_dict` are rendered (TemplateError if one does not).
     """
     call = task.python
@@ -94,4 +101,5 @@ def payload(
         **{key: context.get(key) for key in _COPIED},
         **{key: _iso(context.get(key)) for key in _TIMES},
         "xcoms": {name: value for name, value in xcoms.items() if value is not NO_XCOM},
+        "variables": dict(variables or {}),
     }

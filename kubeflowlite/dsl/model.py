@@ -131,6 +131,7 @@ TASK_DEFAULT_FIELDS = (
     "depends_on_past",
     "trigger_rule",
     "env",
+    "connections",
     "pod",
 )
 """Task fields that default_args may set for every task (spec.defaults)."""

@@ -24,7 +24,7 @@ from kubeflowlite.api.dag import DAG, DAGSpec, ObjectMeta, Task, effective_task
 from kubeflowlite.core import pytask, templating
 from kubeflowlite.core.engine import Attempt, AttemptPhase
 from kubeflowlite.core.schedule import RunInterval, format_time
-from kubeflowlite.k8s import pods, pysource, xcom_store
+from kubeflowlite.k8s import pods, pysource, runtime_config, xcom_store
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,10 @@ class RunFacts:
     run_type: str
     conf: Mapping[str, Any] = field(default_factory=dict)
     variables: Mapping[str, str] = field(default_factory=dict)
+    connections: Mapping[str, str] = field(default_factory=dict)
+    """Connection texts by id, for `{{ conn.x.host }}` (never rendered into status or Events)."""
+    connection_secrets: Mapping[str, str] = field(default_factory=dict)
+    """Connection id -> its Secret, for a task's `connections` (secretKeyRef env)."""
 
     @property
     def run_id(self) -> str:
@@ -76,6 +80,7 @@ def context_for(facts: RunFacts, task: Task, try_number: int, xcoms: Mapping[str
         try_number=try_number,
         xcom_pull=xcom_pull,
         variables=dict(facts.variables),
+        connections=dict(facts.connections),
     )
 
 
@@ -112,6 +117,16 @@ def pod_for_try(
         try_number=try_number,
         logical_date=facts.logical_date_text,
     )
+    if task.connections:
+        try:
+            secret_env = runtime_config.connection_env(list(task.connections), facts.connection_secrets)
+        except KeyError as error:
+            return failed_at_once(
+                task_name, try_number, f"tasks[{task_name}].connections: {error.args[0]}", now
+            )
+        main = next(c for c in pod["spec"]["containers"] if c.get("name") == pods.MAIN_CONTAINER)
+        names_taken = {entry["name"] for entry in secret_env}
+        main["env"] = [e for e in main.get("env") or [] if e.get("name") not in names_taken] + secret_env
     if task.python is None or facts.spec.python_source is None:
         return pod
     try:
@@ -121,6 +136,7 @@ def pod_for_try(
             context=context,
             try_number=try_number,
             xcoms={name: json.loads(text) for name, text in xcoms.items() if text},
+            variables=facts.variables,
         )
     except templating.TemplateError as error:
         return failed_at_once(task_name, try_number, f"template error: {error}", now)

@@ -54,6 +54,7 @@ from kubeflowlite.k8s import (
     observe,
     patches,
     pysource,
+    runtime_config,
     xcom_store,
 )
 from kubeflowlite.k8s import run_rules as rules
@@ -128,6 +129,7 @@ class RunController:
         self.enqueue = enqueue
         self.settings = settings or RunSettings()
         self.clock = clock
+        self.namespace_config = runtime_config.NamespaceConfigCache(client)
         self._memory: dict[tuple[str, str], RunMemory] = {}
         self._dag_specs: dict[tuple[str, int | None], tuple[DAGSpec | None, str | None]] = {}
 
@@ -241,6 +243,7 @@ class RunController:
     ) -> float | None:
         """One pass over a started run: observe, decide, act (the module docstring's steps)."""
         assert memory.spec is not None
+        config = await self.namespace_config.get(namespace)
         facts = launch.RunFacts(
             namespace=namespace,
             run_name=name,
@@ -250,7 +253,9 @@ class RunController:
             interval=Schedule.from_spec(memory.spec).interval_for(parse_time(spec.logical_date)),
             run_type=spec.run_type.value,
             conf=spec.conf,
-            variables=self.settings.variables,
+            variables={**self.settings.variables, **config.variables},
+            connections=config.connections,
+            connection_secrets=config.secrets,
         )
         work = _Pass(facts=facts, memory=memory, clear=clear, now=now)
         await self._observe(work)

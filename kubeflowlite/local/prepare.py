@@ -32,7 +32,7 @@ from typing import Any
 
 from kubeflowlite import dagfiles
 from kubeflowlite.api.dag import DAG, ExternalTaskSensor, Task, TaskType, TriggerDag, effective_task
-from kubeflowlite.core import durations, pytask, templating
+from kubeflowlite.core import connections, durations, pytask, templating
 from kubeflowlite.core.engine import AttemptPhase
 from kubeflowlite.core.schedule import RunInterval, format_time, parse_time
 from kubeflowlite.core.taskenv import (
@@ -70,6 +70,8 @@ class RunContext:
     base_env: Mapping[str, str]
     """The environment every task process starts from (normally os.environ)."""
     cwd: Path | None = None
+    connections: Mapping[str, str] = field(default_factory=dict)
+    """Connection texts by id (URI or JSON): `{{ conn.x.host }}` and a task's `connections` env."""
     xcom_values: Mapping[str, Any] = field(default_factory=dict)
     """The run's XCom values so far (task id -> value), the live mapping: given to Python tasks."""
 
@@ -92,6 +94,7 @@ def context_for(ctx: RunContext, task: Task, try_number: int) -> dict[str, Any]:
         try_number=try_number,
         xcom_pull=ctx.xcom_pull,
         variables=dict(ctx.variables),
+        connections=dict(ctx.connections),
     )
 
 
@@ -163,7 +166,12 @@ def python_argv(
         source_path.parent.mkdir(parents=True, exist_ok=True)
         source_path.write_text(source.code, encoding="utf-8")
     facts = pytask.payload(
-        dag=ctx.dag, task=task, context=context, try_number=try_number, xcoms=dict(ctx.xcom_values)
+        dag=ctx.dag,
+        task=task,
+        context=context,
+        try_number=try_number,
+        xcoms=dict(ctx.xcom_values),
+        variables=dict(ctx.variables),
     )
     context_path = log_path.with_name(f"{log_path.stem}.context.json")
     context_path.parent.mkdir(parents=True, exist_ok=True)
@@ -176,9 +184,10 @@ def python_argv(
 def task_env(
     ctx: RunContext, task: Task, try_number: int, rendered_env: Mapping[str, str], xcom_path: Path
 ) -> dict[str, str]:
-    """os.environ, then the task's env, then the KFL_* variables a Pod would get too."""
+    """os.environ, then the task's connections and env, then the KFL_* variables a Pod would get too."""
     return {
         **ctx.base_env,
+        **connection_env(ctx, task),
         **rendered_env,
         ENV_DAG_ID: ctx.dag.dag_id,
         ENV_TASK_ID: task.name,
@@ -187,6 +196,20 @@ def task_env(
         ENV_LOGICAL_DATE: format_time(ctx.interval.logical_date),
         ENV_XCOM_FILE: str(xcom_path.resolve()),
     }
+
+
+def connection_env(ctx: RunContext, task: Task) -> dict[str, str]:
+    """AIRFLOW_CONN_<ID> for each of the task's `connections`; TemplateError naming an unknown one."""
+    env: dict[str, str] = {}
+    for conn_id in task.connections or []:
+        text = ctx.connections.get(conn_id)
+        if text is None:
+            known = ", ".join(sorted(ctx.connections)) or "none"
+            raise templating.TemplateError(
+                f"tasks[{task.name}].connections", f"connection {conn_id!r} is not defined (known: {known})"
+            )
+        env[connections.connection_env_name(conn_id)] = text
+    return env
 
 
 def signed_duration(text: str) -> timedelta:

@@ -44,6 +44,7 @@ from kubeflowlite.api.dagrun import (
 from kubeflowlite.core import engine, templating, xcom
 from kubeflowlite.core.engine import NO_XCOM, Attempt, AttemptPhase, RunInput
 from kubeflowlite.core.schedule import RunInterval, Schedule, format_time
+from kubeflowlite.local import runtime_config
 from kubeflowlite.local.display import RunInfo, RunObserver, SilentObserver, format_seconds
 from kubeflowlite.local.launcher import DEFAULT_GRACE_PERIOD, SubprocessLauncher
 from kubeflowlite.local.prepare import RunContext, prepare_try
@@ -112,7 +113,8 @@ class LocalRunner:
             run_id=self.run_id,
             interval=self.interval,
             conf=request.conf,
-            variables=templating.variables_from_env(environ),
+            variables=runtime_config.local_variables(environ),
+            connections=runtime_config.local_connections(environ),
             run_dir=self.run_dir,
             runs_dir=request.runs_dir,
             xcom_pull=self.xcom_pull,
