@@ -158,6 +158,12 @@ def _date(text: str, option: str) -> datetime:
     "--workers", type=click.IntRange(1, 256), default=8, show_default=True, help="Concurrent reconciles."
 )
 @click.option(
+    "--connection-secrets/--no-connection-secrets",
+    default=True,
+    show_default=True,
+    help="Read Secrets labelled kubeflowlite.io/connection for {{ conn.x.host }} (needs RBAC to list Secrets).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
     default="info",
@@ -172,6 +178,7 @@ def operator_cmd(
     liveness: str | None,
     pending_timeout: str,
     workers: int,
+    connection_secrets: bool,
     log_level: str,
 ) -> None:
     """Run the operator: reconcile DAGs and DAGRuns (kopf inside). Without -n/-A: the context's namespace."""
@@ -196,6 +203,7 @@ def operator_cmd(
         liveness=liveness,
         pending_timeout=timeout,
         workers=workers,
+        read_connection_secrets=connection_secrets,
     )
     scope = "all namespaces" if all_namespaces else ", ".join(watched)
     logging.getLogger("kubeflowlite").info("operator starting: %s, watching %s", config.server, scope)

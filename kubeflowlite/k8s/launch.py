@@ -44,6 +44,8 @@ class RunFacts:
     """Connection texts by id, for `{{ conn.x.host }}` (never rendered into status or Events)."""
     connection_secrets: Mapping[str, str] = field(default_factory=dict)
     """Connection id -> its Secret, for a task's `connections` (secretKeyRef env)."""
+    secrets_listed: bool = True
+    """False: Secrets could not be listed; a task's connections refer to the Secrets by their CLI names."""
 
     @property
     def run_id(self) -> str:
@@ -119,7 +121,9 @@ def pod_for_try(
     )
     if task.connections:
         try:
-            secret_env = runtime_config.connection_env(list(task.connections), facts.connection_secrets)
+            secret_env = runtime_config.connection_env(
+                list(task.connections), facts.connection_secrets, secrets_listed=facts.secrets_listed
+            )
         except KeyError as error:
             return failed_at_once(
                 task_name, try_number, f"tasks[{task_name}].connections: {error.args[0]}", now

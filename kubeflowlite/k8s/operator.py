@@ -53,6 +53,8 @@ class OperatorOptions:
     pending_timeout: timedelta = observe.DEFAULT_PENDING_TIMEOUT
     workers: int = 8
     """Reconciles that may run at once (each mostly waits on the API server)."""
+    read_connection_secrets: bool = True
+    """List connection Secrets (for {{ conn.x.host }}); off when RBAC does not allow it."""
 
 
 @dataclass
@@ -80,6 +82,7 @@ class Operator:
         settings = RunSettings(
             pending_timeout=self.options.pending_timeout,
             variables=templating.variables_from_env(os.environ),
+            read_connection_secrets=self.options.read_connection_secrets,
         )
         self.runs = RunController(
             client=client,

@@ -103,7 +103,10 @@ class RunMemory:
 class RunSettings:
     pending_timeout: timedelta = observe.DEFAULT_PENDING_TIMEOUT
     variables: Mapping[str, str] = field(default_factory=dict)
-    """Airflow Variables for templates ({{ var.value.x }}), from the operator's KFL_VAR_* environment."""
+    """Airflow Variables for templates ({{ var.value.x }}), from the operator's KFL_VAR_* environment
+    (the namespace's labelled ConfigMaps are added to them, k8s.runtime_config)."""
+    read_connection_secrets: bool = True
+    """List the namespace's connection Secrets; off: tasks refer to them by their CLI names only."""
 
 
 def _now() -> datetime:
@@ -129,7 +132,9 @@ class RunController:
         self.enqueue = enqueue
         self.settings = settings or RunSettings()
         self.clock = clock
-        self.namespace_config = runtime_config.NamespaceConfigCache(client)
+        self.namespace_config = runtime_config.NamespaceConfigCache(
+            client, read_secrets=self.settings.read_connection_secrets
+        )
         self._memory: dict[tuple[str, str], RunMemory] = {}
         self._dag_specs: dict[tuple[str, int | None], tuple[DAGSpec | None, str | None]] = {}
 
@@ -256,6 +261,7 @@ class RunController:
             variables={**self.settings.variables, **config.variables},
             connections=config.connections,
             connection_secrets=config.secrets,
+            secrets_listed=config.secrets_listed,
         )
         work = _Pass(facts=facts, memory=memory, clear=clear, now=now)
         await self._observe(work)

@@ -19,6 +19,7 @@ copied into a Pod spec, a DAGRun status, an Event or a log line.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -86,6 +87,8 @@ class NamespaceConfig:
     """conn id -> URI or JSON text (kept in the operator's memory only)."""
     secrets: dict[str, str] = field(default_factory=dict)
     """conn id -> the Secret holding it (for secretKeyRef)."""
+    secrets_listed: bool = True
+    """False when the operator may not list Secrets (the chart's rbac.readConnectionSecrets off)."""
 
 
 def conn_id_of(secret: Mapping[str, Any]) -> str | None:
@@ -123,26 +126,36 @@ def from_objects(
     return NamespaceConfig(variables=variables, connections=texts, secrets=refs)
 
 
-async def load(client: kube.Kube, namespace: str) -> NamespaceConfig:
+async def load(client: kube.Kube, namespace: str, *, read_secrets: bool = True) -> NamespaceConfig:
     """Read the namespace's labelled objects; a kind the operator may not list counts as none (logged)."""
     found: list[list[dict[str, Any]]] = []
+    listed = True
     for resource, selector in ((kube.CONFIGMAPS, VARIABLES_LABEL), (SECRETS, CONNECTION_LABEL)):
+        if resource is SECRETS and not read_secrets:
+            found.append([])
+            listed = False
+            continue
         try:
             found.append(await client.list_objects(resource, namespace, label_selector=selector))
         except kube.ApiError as error:
             if error.status != 403:
                 raise
-            _log.warning("cannot list %s in %s (RBAC): %s", resource.plural, namespace, error.message)
+            _log.info("cannot list %s in %s (RBAC): %s", resource.plural, namespace, error.message)
             found.append([])
-    return from_objects(found[0], found[1])
+            listed = listed and resource is not SECRETS
+    config = from_objects(found[0], found[1])
+    return dataclasses.replace(config, secrets_listed=listed) if not listed else config
 
 
 class NamespaceConfigCache:
     """The operator's copy of each namespace's Variables and Connections, re-read after CACHE_SECONDS."""
 
-    def __init__(self, client: kube.Kube, *, max_age: float = CACHE_SECONDS) -> None:
+    def __init__(
+        self, client: kube.Kube, *, max_age: float = CACHE_SECONDS, read_secrets: bool = True
+    ) -> None:
         self.client = client
         self.max_age = max_age
+        self.read_secrets = read_secrets
         self._entries: dict[str, tuple[float, NamespaceConfig]] = {}
 
     async def get(self, namespace: str) -> NamespaceConfig:
@@ -150,16 +163,22 @@ class NamespaceConfigCache:
         now = time.monotonic()
         if cached is not None and now - cached[0] < self.max_age:
             return cached[1]
-        loaded = await load(self.client, namespace)
+        loaded = await load(self.client, namespace, read_secrets=self.read_secrets)
         self._entries[namespace] = (now, loaded)
         return loaded
 
 
-def connection_env(conn_ids: list[str], secrets: Mapping[str, str]) -> list[dict[str, Any]]:
+def connection_env(
+    conn_ids: list[str], secrets: Mapping[str, str], *, secrets_listed: bool = True
+) -> list[dict[str, Any]]:
     """Env entries AIRFLOW_CONN_<ID> taken from each connection's Secret by reference.
 
-    KeyError naming the first unknown id (and the known ones).
+    When the operator could not list Secrets, each id refers to the Secret the CLI
+    names for it (`kfl-conn-<id>`) and the kubelet finds out. Otherwise KeyError
+    naming the first unknown id (and the known ones).
     """
+    if not secrets_listed:
+        secrets = {conn_id: secrets.get(conn_id, connection_secret_name(conn_id)) for conn_id in conn_ids}
     entries: list[dict[str, Any]] = []
     for conn_id in conn_ids:
         if conn_id not in secrets:

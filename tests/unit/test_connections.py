@@ -221,3 +221,17 @@ def test_a_task_pod_gets_connections_by_secret_reference_only(tmp_path: Path) ->
         failed.message
         == "tasks[u].connections: connection 'missing' is not defined in this namespace (known: my_db)"
     )
+
+
+def test_without_secret_access_connections_refer_to_the_cli_secret_names() -> None:
+    entries = runtime_config.connection_env(["my_db"], {}, secrets_listed=False)
+    assert entries == [
+        {
+            "name": "AIRFLOW_CONN_MY_DB",
+            "valueFrom": {
+                "secretKeyRef": {"name": runtime_config.connection_secret_name("my_db"), "key": "connection"}
+            },
+        }
+    ]
+    with pytest.raises(KeyError):
+        runtime_config.connection_env(["my_db"], {}, secrets_listed=True)
