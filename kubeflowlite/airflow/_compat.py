@@ -147,11 +147,23 @@ def _split(options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 # -- DAG ------------------------------------------------------------------------------------
 
+AIRFLOW_DAG_ID_ANNOTATION = "kubeflowlite.io/airflow-dag-id"
+
+
+def dag_name(dag_id: Any) -> Any:
+    """An Airflow dag_id as a DAG name: DAG names are Kubernetes object names, so `my_dag` -> `my-dag`.
+
+    Applied alike to DAG ids, ExternalTaskSensor's external_dag_id and
+    TriggerDagRunOperator's trigger_dag_id, so references keep pointing at the same DAG.
+    """
+    return dag_id.replace("_", "-").lower() if isinstance(dag_id, str) else dag_id
+
+
 _DAG_DIRECT = ("description", "start_date", "end_date", "catchup", "tags", "params", "max_active_runs")
 
 
 class DAG(model.DAG):
-    """Airflow's DAG(dag_id, schedule_interval=..., default_args=..., ...)."""
+    """Airflow's DAG(dag_id, schedule_interval=..., default_args=..., ...); `my_dag` is named `my-dag`."""
 
     def __init__(self, dag_id: str, *args: Any, **options: Any) -> None:
         location = caller_location()
@@ -197,7 +209,9 @@ class DAG(model.DAG):
                     defaults[key] = value
             else:
                 raise _unsupported("default_args", key, location, _HINTS.get(key, ""))
-        super().__init__(dag_id, default_args=defaults, **fields)
+        name = dag_name(dag_id)
+        annotations = {AIRFLOW_DAG_ID_ANNOTATION: dag_id} if name != dag_id else None
+        super().__init__(name, default_args=defaults, annotations=annotations, **fields)
         self.location = location
 
 
@@ -314,7 +328,7 @@ class ExternalTaskSensor(model.Sensor):
                 raise _unsupported("ExternalTaskSensor", key, location)
         delta = options.pop("execution_delta", None)
         sensor = {
-            "external_dag_id": options.pop("external_dag_id", None),
+            "external_dag_id": dag_name(options.pop("external_dag_id", None)),
             "external_task_id": options.pop("external_task_id", None),
             "offset": -delta if isinstance(delta, timedelta) else None,
             "allowed_states": options.pop("allowed_states", None),
@@ -342,7 +356,7 @@ class TriggerDagRunOperator(model.Trigger):
                 "TriggerDagRunOperator", "python_callable", location, "pass conf= instead (1.10 style)"
             )
         trigger = {
-            "trigger_dag_id": options.pop("trigger_dag_id", None),
+            "trigger_dag_id": dag_name(options.pop("trigger_dag_id", None)),
             "conf": options.pop("conf", None),
             "logical_date": options.pop("logical_date", None) or options.pop("execution_date", None),
             "wait_for_completion": options.pop("wait_for_completion", None),
@@ -372,18 +386,17 @@ class AirflowSkipException(AirflowException):
 
 
 class _TriggerRuleNames:
-    """Airflow's TriggerRule constants (TriggerRule.ALL_DONE == "all_done"), from the API's enum."""
+    """Airflow's TriggerRule constants: TriggerRule.ALL_DONE == "all_done".
+
+    Any name gives its lower-case value without importing the API types (a Python
+    task's process imports this file again, so this stays cheap); compiling checks
+    the value against the supported rules and names the task's line if it is not one.
+    """
 
     def __getattr__(self, name: str) -> str:
-        from kubeflowlite.api.dag import TriggerRule as Rules
-
-        try:
-            return Rules[name.lower()].value
-        except KeyError:
-            raise AttributeError(
-                f"TriggerRule.{name} is not supported by kubeflowlite "
-                f"(supported: {', '.join(rule.name.upper() for rule in Rules)})"
-            ) from None
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return name.lower()
 
 
 TriggerRule = _TriggerRuleNames()

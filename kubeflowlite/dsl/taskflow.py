@@ -5,7 +5,7 @@ decorated with `@task` creates a Python task and returns an `XComArg`, a stand-i
 for the task's future return value. Passing it to another task's call makes that
 task downstream and, when it runs, pulls the value (`xcom["key"]` pulls one key of
 a dict result). `@task.branch` and `@task.short_circuit` make branch and
-short-circuit tasks.
+short-circuit tasks; `@task.bash` runs the shell script the function returns.
 """
 
 from __future__ import annotations
@@ -46,6 +46,37 @@ class XComArg(DependencyMixin):
         return f"XComArg({self.operator.task_id!r}, key={self.key!r})"
 
 
+class ReturnedBash:
+    """@task.bash: call the function, run the shell script it returns, return its last output line.
+
+    What Airflow's @task.bash does, run by the Python task's bootstrap: the script's
+    output goes to the task's log, a non-zero exit fails the task. (The returned
+    script is not Jinja-rendered here; build it with the function's arguments.)
+    """
+
+    def __init__(self, function: Callable[..., Any]) -> None:
+        functools.update_wrapper(self, function)
+        self.function = function
+
+    def __call__(self, *args: Any, **kwargs: Any) -> str | None:
+        import subprocess
+        import sys
+
+        script = self.function(*args, **kwargs)
+        if not isinstance(script, str) or not script.strip():
+            raise ValueError(f"@task.bash {self.function.__name__}() must return a non-empty shell script")
+        last: str | None = None
+        with subprocess.Popen(["sh", "-c", script], stdout=subprocess.PIPE, text=True) as process:
+            assert process.stdout is not None
+            for line in process.stdout:
+                sys.stdout.write(line)
+                if line.strip():
+                    last = line.rstrip()
+        if process.returncode != 0:
+            raise RuntimeError(f"the script exited with code {process.returncode}")
+        return last
+
+
 class TaskFunction:
     """A function decorated with @task: call it inside a DAG to add a task."""
 
@@ -70,7 +101,9 @@ class TaskFunction:
                 location,
             )
         task_id = owner.unique_task_id(options.pop("task_id", None) or self.function.__name__)
-        created = Python(task_id, self.function, args=args, kwargs=kwargs, dag=owner, **self.flags, **options)
+        flags = dict(self.flags)
+        runs = ReturnedBash(self.function) if flags.pop("bash", False) else self.function
+        created = Python(task_id, runs, args=args, kwargs=kwargs, dag=owner, **flags, **options)
         created.location = location
         return XComArg(created)
 
@@ -102,9 +135,13 @@ class _TaskDecorator:
     def short_circuit(self) -> _TaskDecorator:
         return _TaskDecorator(short_circuit=True)
 
+    @property
+    def bash(self) -> _TaskDecorator:
+        return _TaskDecorator(bash=True)
+
 
 task = _TaskDecorator()
-"""@task, @task(retries=2, multiple_outputs=True), @task.branch, @task.short_circuit."""
+"""@task, @task(retries=2, multiple_outputs=True), @task.branch, @task.short_circuit, @task.bash."""
 
 
 def dag(dag_id: str | None = None, **dag_options: Any) -> Callable[[Callable[..., Any]], Callable[..., DAG]]:

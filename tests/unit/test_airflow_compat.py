@@ -125,7 +125,7 @@ AIRFLOW2 = """
         return "path_a" if context["params"]["go_a"] else "path_b"
 
     with DAG(
-        "airflow2",
+        "airflow_2",
         schedule_interval="@daily",
         start_date=days_ago(2),
         params={"go_a": True},
@@ -165,6 +165,7 @@ def test_an_airflow2_dag_runs_with_airflows_task_states(
     path = write(tmp_path, AIRFLOW2)
     with pytest.warns(AirflowCompatWarning, match="pool is ignored"):
         airflow_run, run_dir = run(path, tmp_path / "runs", "--date", "2024-05-01")
+    assert airflow_run.spec.dag_name == "airflow-2"  # dag ids become Kubernetes names
     assert states(airflow_run) == {
         "push": "success",
         "pull": "success",
@@ -198,7 +199,7 @@ def test_an_airflow2_dag_runs_with_airflows_task_states(
         (
             "BashOperator(task_id='t', bash_command='true', trigger_rule=TriggerRule.DUMMY)",
             "TriggerRule.DUMMY",
-            "TriggerRule.DUMMY is not supported by kubeflowlite",
+            "trigger_rule: invalid value 'dummy'; valid values: all_success,",
         ),
     ],
 )

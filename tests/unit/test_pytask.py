@@ -206,3 +206,30 @@ def test_a_pushed_return_value_is_the_return_value_when_nothing_is_returned() ->
     assert xcom.pack(xcom.NO_XCOM, {}) is xcom.NO_XCOM
     assert xcom.select(xcom.pack(xcom.NO_XCOM, {"a": 1})) is None
     assert xcom.branch_targets(xcom.pack("next", {"a": 1})) == ("next",)
+
+
+def test_task_bash_runs_the_returned_script_and_returns_its_last_line(tmp_path: Path) -> None:
+    run, run_dir = run_dag(
+        tmp_path,
+        """
+        from kubeflowlite import DAG, task
+
+        @task.bash
+        def greet(name, ds=None):
+            return f"echo hello {name}; echo on {ds}"
+
+        @task.bash
+        def broken():
+            return "echo about to fail; exit 3"
+
+        with DAG("bashy"):
+            greet("world")
+            broken()
+        """,
+        "--date",
+        "2024-03-01",
+    )
+    assert states(run) == {"greet": "success", "broken": "failed"}
+    assert json.loads((run_dir / "xcom.json").read_text()) == {"greet": "on 2024-03-01"}
+    assert "hello world" in (run_dir / "greet" / "try-1.log").read_text()
+    assert "exited with code 3" in (run_dir / "broken" / "try-1.log").read_text()
