@@ -253,3 +253,51 @@ def test_task_params_join_the_dag_params_and_a_clash_is_an_error(tmp_path: Path)
     assert f"{path}:{line_of(path, 't2')}: BashOperator: params['a'] = 3 differs from the DAG's 1" in str(
         caught.value
     )
+
+
+def test_sensor_and_trigger_operators_compile_to_the_spec_fields(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        from datetime import timedelta
+        from kubeflowlite.airflow.models import DAG
+        from kubeflowlite.airflow.operators.dagrun_operator import TriggerDagRunOperator
+        from kubeflowlite.airflow.operators.dummy_operator import DummyOperator
+        from kubeflowlite.airflow.sensors.external_task_sensor import ExternalTaskSensor
+
+        with DAG("child_dag", schedule_interval="0 3 * * *") as dag:
+            wait = ExternalTaskSensor(
+                task_id="wait",
+                external_dag_id="parent_dag",
+                external_task_id="load",
+                execution_delta=timedelta(hours=1),
+                poke_interval=30,
+                timeout=600,
+                mode="reschedule",
+            )
+            kick = TriggerDagRunOperator(
+                task_id="kick", trigger_dag_id="report_dag", conf={"day": "{{ ds }}"}, wait_for_completion=True
+            )
+            wait >> DummyOperator(task_id="noop") >> kick
+        """,
+    )
+    (dag,) = dagfiles.load_dag_file(path)
+    assert dag.dag_id == "child-dag"
+    assert dag.metadata.annotations == {"kubeflowlite.io/airflow-dag-id": "child_dag"}
+    wire = {task["name"]: task for task in dag.to_wire()["spec"]["tasks"]}
+    assert wire["wait"]["sensor"] == {
+        "dag": "parent-dag",
+        "task": "load",
+        "offset": "-1h",
+        "allowedStates": ["success"],
+        "failedStates": ["failed"],
+        "pokeInterval": "30s",
+        "timeout": "10m",
+    }
+    assert wire["kick"]["triggerDag"] == {
+        "dag": "report-dag",
+        "conf": {"day": "{{ ds }}"},
+        "waitForCompletion": True,
+        "pokeInterval": "10s",
+    }
+    assert wire["noop"]["type"] == "empty" and wire["kick"]["dependsOn"] == ["noop"]
