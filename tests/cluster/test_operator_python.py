@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import textwrap
+import warnings
 from pathlib import Path
 
 from operator_harness import Api, OperatorProcess, task_states
 
 from kubeflowlite import dagfiles
+from kubeflowlite.core import loading
 
 SOURCE = """
 from kubeflowlite import DAG, task
@@ -71,3 +73,34 @@ def test_python_tasks_get_the_source_configmap_and_the_bootstrap_pod(
     assert context["xcoms"] == {"extract": {"n": 2}}
     assert context["args"][1] == "2024-03-01"
     assert api.configmap(f"{run}-xcom").data["extract"] == '{"n":2}'
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_the_seed_tutorial_in_python_runs_on_the_cluster_like_the_yaml_one(
+    api: Api, operator: OperatorProcess
+) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the seed's email address: warned about in the unit tests
+        (seed,) = dagfiles.load_dag_file(EXAMPLES / "python" / "tutorial.py")
+    (yaml_dag,) = loading.load_dag_file(EXAMPLES / "tutorial.yaml")
+    # The sleep task keeps a 5 s command; KWOK simulates the Pods, so only the states are compared.
+    for dag in (seed, yaml_dag):
+        api.apply(dag.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"status"}))
+    seed_run = api.wait_run(api.create_run(seed.dag_id, "2020-02-09T00:00:00Z"))
+    yaml_run = api.wait_run(api.create_run(yaml_dag.dag_id, "2020-02-09T00:00:00Z"))
+    assert (
+        task_states(seed_run)
+        == task_states(yaml_run)
+        == {
+            "print_date": "success",
+            "sleep": "success",
+            "templated": "success",
+        }
+    )
+    templated = {
+        p.metadata.labels["kubeflowlite.io/task"]: p for p in api.pods(seed_run["metadata"]["name"])
+    }["templated"]
+    script = templated.spec.containers[0].command[2]
+    assert "2020-02-16" in script and "Parameter I passed in" in script
