@@ -11,7 +11,8 @@ the Airflow-style context it asks for (`**context`, or named `ds`, `ti`, `params
 under core.xcom's rules (JSON, 4 KiB), so the shell stores it like any task's.
 
 Exit codes: 0 success, 1 the function raised or its value cannot be stored, 2 the
-inputs are unusable. Standard library only (plus the stdlib-only parts of
+inputs are unusable, 99 (core.taskenv.SKIP_EXIT_CODE) the function raised
+AirflowSkipException: the shells report the try skipped. Standard library only (plus the stdlib-only parts of
 kubeflowlite): this is what a task image must be able to import.
 """
 
@@ -205,6 +206,11 @@ def call_with_context(
     return function(*args, **kwargs, **extra)
 
 
+def _is_skip(error: BaseException) -> bool:
+    """Airflow's AirflowSkipException (ours, or any class of that name, e.g. a DAG file's own)."""
+    return any(cls.__name__ == "AirflowSkipException" for cls in type(error).__mro__)
+
+
 def read_facts(environ: Mapping[str, str]) -> dict[str, Any]:
     inline = environ.get(taskenv.ENV_PYTASK_CONTEXT)
     path = environ.get(taskenv.ENV_PYTASK_CONTEXT_FILE)
@@ -242,7 +248,10 @@ def run(environ: Mapping[str, str]) -> int:
     kwargs = resolve(dict(facts.get("kwargs") or {}), ti)
     try:
         result = call_with_context(function, args, kwargs, context)
-    except Exception:
+    except Exception as error:
+        if _is_skip(error):
+            print(f"[kubeflowlite] task skipped: {type(error).__name__}: {error}", file=sys.stderr)
+            return taskenv.SKIP_EXIT_CODE
         traceback.print_exc()
         return EXIT_FAILED
     if facts.get("multiple_outputs") and not isinstance(result, dict):

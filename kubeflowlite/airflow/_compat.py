@@ -382,7 +382,7 @@ class AirflowException(Exception):
 
 
 class AirflowSkipException(AirflowException):
-    """Airflow's skip signal. Not supported yet: raising it in a Python task fails the try."""
+    """Airflow's skip signal: raised in a Python task, the task ends `skipped` (kubeflowlite.pytask)."""
 
 
 class _TriggerRuleNames:

@@ -78,6 +78,8 @@ class AttemptPhase(str, Enum):
     running = "running"
     succeeded = "succeeded"
     failed = "failed"
+    skipped = "skipped"
+    """The try itself asked to be skipped (a Python task raising AirflowSkipException)."""
 
 
 @dataclass(frozen=True)
@@ -444,6 +446,16 @@ def _observe(
             message=attempt.message,
         )
     end = attempt.end_time or now
+    if phase is AttemptPhase.skipped:
+        return _with(
+            status,
+            state=TaskState.skipped,
+            start_time=start or status.start_time or _format_time(end),
+            end_time=_format_time(end),
+            exit_code=attempt.exit_code,
+            message=attempt.message or "the task skipped itself",
+            next_try_at=None,
+        )
     if phase is AttemptPhase.succeeded:
         problem = _branch_problem(task, attempt.xcom) if task.branch else None
         if problem is None:

@@ -19,4 +19,9 @@ ENV_PYTASK_SOURCE = "KFL_PYTASK_SOURCE"
 ENV_PYTASK_CONTEXT = "KFL_PYTASK_CONTEXT"
 ENV_PYTASK_CONTEXT_FILE = "KFL_PYTASK_CONTEXT_FILE"
 PYTASK_MODULE = "kubeflowlite.pytask"
+SKIP_EXIT_CODE = 99
+"""A Python task's process exits with this after AirflowSkipException: both shells report the try skipped
+(99 is also Airflow's BashOperator skip_on_exit_code default)."""
+ANNOTATION_SKIP_EXIT_CODE = "kubeflowlite.io/skip-exit-code"
+"""On a task Pod: the exit code of its main container that means "skipped" (Python tasks)."""
 """`python -m kubeflowlite.pytask` runs a Python task's function in its process or Pod."""

@@ -104,3 +104,31 @@ def test_the_seed_tutorial_in_python_runs_on_the_cluster_like_the_yaml_one(
     }["templated"]
     script = templated.spec.containers[0].command[2]
     assert "2020-02-16" in script and "Parameter I passed in" in script
+
+
+SKIPPING = """
+from kubeflowlite import DAG, Bash, Python
+
+def check():
+    from kubeflowlite.airflow.exceptions import AirflowSkipException
+    raise AirflowSkipException("no data")
+
+# KWOK ends this Pod as the bootstrap would after AirflowSkipException: exit code 99.
+SKIP = {"metadata": {"annotations": {"kwok.kubeflowlite.io/outcome": "failure", "kwok.kubeflowlite.io/exit-code": "99"}}}
+
+with DAG("pyskip"):
+    Python("check", check, pod=SKIP) >> Bash("after", "true")
+"""
+
+
+def test_a_python_pod_exiting_with_the_skip_code_skips_its_task(
+    api: Api, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    path = tmp_path / "pyskip.py"
+    path.write_text(textwrap.dedent(SKIPPING))
+    (dag,) = dagfiles.load_dag_file(path)
+    api.apply(dag.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"status"}))
+    finished = api.wait_run(api.create_run("pyskip", "2024-03-01T00:00:00Z"))
+    assert finished["status"]["state"] == "success"
+    assert task_states(finished) == {"check": "skipped", "after": "skipped"}
+    assert finished["status"]["tasks"]["check"]["message"] == "skipped by the task"

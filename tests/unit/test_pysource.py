@@ -16,9 +16,11 @@ from typing import Any
 
 from kubeflowlite import dagfiles
 from kubeflowlite.api.dag import DAG, PythonSource
+from kubeflowlite.core.engine import AttemptPhase
 from kubeflowlite.core.schedule import RunInterval
 from kubeflowlite.core.taskenv import ENV_PYTASK_CONTEXT, ENV_PYTASK_SOURCE, ENV_XCOM_FILE
 from kubeflowlite.k8s import launch, names, pods, pysource
+from kubeflowlite.k8s.observe import attempt_from_pod
 
 DAY = datetime(2024, 3, 1, tzinfo=UTC)
 SOURCE = """
@@ -132,3 +134,26 @@ def test_a_long_run_name_still_gives_a_valid_configmap_name() -> None:
     name = pysource.configmap_name("x" * 80)
     assert len(name) <= 63 and name.endswith("-pysrc") and names.is_dns_label(name)
     assert name != pysource.configmap_name("x" * 81)
+
+
+def test_the_skip_exit_code_of_a_python_pod_is_observed_as_a_skipped_try(tmp_path: Path) -> None:
+    dag = compiled(tmp_path)
+    built = launch.pod_for_try(facts_for(dag), "double", 1, xcoms={}, now=DAY)
+    assert isinstance(built, dict)
+    assert built["metadata"]["annotations"]["kubeflowlite.io/skip-exit-code"] == "99"
+
+    def finished(manifest: dict[str, Any], exit_code: int) -> dict[str, Any]:
+        state = {
+            "terminated": {"exitCode": exit_code, "reason": "Error", "finishedAt": "2024-03-01T00:00:09Z"}
+        }
+        return {
+            **manifest,
+            "metadata": {**manifest["metadata"], "creationTimestamp": "2024-03-01T00:00:00Z"},
+            "status": {"phase": "Failed", "containerStatuses": [{"name": "main", "state": state}]},
+        }
+
+    assert attempt_from_pod(finished(built, 99), now=DAY).phase is AttemptPhase.skipped
+    assert attempt_from_pod(finished(built, 1), now=DAY).phase is AttemptPhase.failed
+    bash = launch.pod_for_try(facts_for(dag), "after", 1, xcoms={}, now=DAY)
+    assert isinstance(bash, dict)
+    assert attempt_from_pod(finished(bash, 99), now=DAY).phase is AttemptPhase.failed

@@ -233,3 +233,32 @@ def test_task_bash_runs_the_returned_script_and_returns_its_last_line(tmp_path: 
     assert json.loads((run_dir / "xcom.json").read_text()) == {"greet": "on 2024-03-01"}
     assert "hello world" in (run_dir / "greet" / "try-1.log").read_text()
     assert "exited with code 3" in (run_dir / "broken" / "try-1.log").read_text()
+
+
+def test_airflow_skip_exception_skips_the_task_and_its_all_success_downstream(tmp_path: Path) -> None:
+    run, run_dir = run_dag(
+        tmp_path,
+        """
+        from kubeflowlite.airflow import DAG
+        from kubeflowlite.airflow.exceptions import AirflowSkipException
+        from kubeflowlite.airflow.operators.bash import BashOperator
+        from kubeflowlite.airflow.operators.python import PythonOperator
+
+        def maybe(**context):
+            raise AirflowSkipException("nothing to do on " + context["ds"])
+
+        with DAG("skippy") as dag:
+            check = PythonOperator(task_id="check", python_callable=maybe)
+            check >> BashOperator(task_id="after", bash_command="echo after")
+            check >> BashOperator(task_id="always", bash_command="echo always", trigger_rule="all_done")
+        """,
+        "--date",
+        "2024-03-01",
+    )
+    assert run.status.state.value == "success"
+    assert states(run) == {"check": "skipped", "after": "skipped", "always": "success"}
+    assert run.status.tasks["check"].message == "skipped by the task (exit code 99)"
+    assert (
+        "task skipped: AirflowSkipException: nothing to do on 2024-03-01"
+        in (run_dir / "check" / "try-1.log").read_text()
+    )
