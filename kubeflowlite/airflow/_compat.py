@@ -286,14 +286,10 @@ class ShortCircuitOperator(PythonOperator):
     _flags = {"short_circuit": True}  # noqa: RUF012
 
     def __init__(self, **options: Any) -> None:
-        if options.pop("ignore_downstream_trigger_rules", True) is False:
-            raise _unsupported(
-                "ShortCircuitOperator",
-                "ignore_downstream_trigger_rules=False",
-                caller_location(),
-                "a falsy result skips every downstream task",
-            )
+        self._ignore_downstream = options.pop("ignore_downstream_trigger_rules", True)
         super().__init__(**options)
+        if self._ignore_downstream is False:
+            self.fields["ignore_downstream_trigger_rules"] = False
 
 
 class EmptyOperator(model.Empty):

@@ -233,6 +233,11 @@ class Task(TaskDefaults):
     short_circuit: bool = Field(
         default=False, description="A falsy XCom return value skips every task downstream of this one."
     )
+    ignore_downstream_trigger_rules: bool | None = Field(
+        default=None,
+        description="With shortCircuit: true (the default, as Airflow's) skips every downstream task; "
+        "false skips only the direct downstream tasks and lets the others' trigger rules decide.",
+    )
     sensor: ExternalTaskSensor | None = Field(
         default=None, description="Makes this task an external-task sensor."
     )

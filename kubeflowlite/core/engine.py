@@ -204,6 +204,8 @@ class _TaskPlan:
     """Has upstream tasks and a rule other than always: it cannot move before one of them finishes."""
     chooses: bool = False
     """A branch or short-circuit task: its success may skip tasks downstream."""
+    short_circuit_all: bool = True
+    """A short circuit skips every descendant (else only the direct downstream tasks)."""
     leaf: bool = False
     """No downstream task: its failure fails the run."""
 
@@ -275,6 +277,7 @@ def _compile(spec: DAGSpec) -> _Plan:
             runs_process=task.effective_type() is not TaskType.empty,
             branch=task.branch,
             short_circuit=task.short_circuit,
+            short_circuit_all=task.ignore_downstream_trigger_rules is not False,
             depends_on_past=bool(_effective(task, defaults, "depends_on_past")),
             retries=_effective(task, defaults, "retries") or 0,
             retry_delay=retries.DEFAULT_RETRY_DELAY if delay is None else delay,
@@ -537,7 +540,8 @@ def _enforce_choice(work: _Pass, task: _TaskPlan, status: TaskInstanceStatus) ->
     ):
         return
     if task.short_circuit and is_falsy(attempt.xcom):
-        work.skip_unstarted(work.plan.descendants(task.name), f"short-circuited by {task.name}")
+        skipped = work.plan.descendants(task.name) if task.short_circuit_all else task.downstream
+        work.skip_unstarted(skipped, f"short-circuited by {task.name}")
     if task.branch and _branch_problem(task, attempt.xcom) is None:
         chosen = set(branch_targets(attempt.xcom))
         others = tuple(name for name in task.downstream if name not in chosen)

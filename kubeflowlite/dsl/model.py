@@ -350,7 +350,12 @@ class BaseTask(DependencyMixin):
     """
 
     kind: ClassVar[str] = ""
-    COMMON_FIELDS: ClassVar[tuple[str, ...]] = (*TASK_DEFAULT_FIELDS, "branch", "short_circuit")
+    COMMON_FIELDS: ClassVar[tuple[str, ...]] = (
+        *TASK_DEFAULT_FIELDS,
+        "branch",
+        "short_circuit",
+        "ignore_downstream_trigger_rules",
+    )
 
     def __init__(self, task_id: str, *, dag: DAG | None = None, **fields: Any) -> None:
         self.location = caller_location()

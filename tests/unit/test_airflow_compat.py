@@ -190,11 +190,6 @@ def test_an_airflow2_dag_runs_with_airflows_task_states(
             "on_failure_callback",
             "BashOperator: 'on_failure_callback' is not supported by kubeflowlite",
         ),
-        (
-            "ShortCircuitOperator(task_id='s', python_callable=len, ignore_downstream_trigger_rules=False)",
-            "ignore_downstream",
-            "ShortCircuitOperator: 'ignore_downstream_trigger_rules=False' is not supported",
-        ),
         ("BashOperator(task_id='t', bash_command='run.sh ')", "run.sh", "'bash_command ending in .sh'"),
         (
             "BashOperator(task_id='t', bash_command='true', trigger_rule=TriggerRule.DUMMY)",
@@ -301,3 +296,32 @@ def test_sensor_and_trigger_operators_compile_to_the_spec_fields(tmp_path: Path)
         "pokeInterval": "10s",
     }
     assert wire["noop"]["type"] == "empty" and wire["kick"]["dependsOn"] == ["noop"]
+
+
+SHORT_CIRCUIT = """
+    from kubeflowlite.airflow import DAG
+    from kubeflowlite.airflow.operators.bash import BashOperator
+    from kubeflowlite.airflow.operators.python import ShortCircuitOperator
+    from kubeflowlite.airflow.utils.trigger_rule import TriggerRule
+
+    with DAG("short_circuit"):
+        check = ShortCircuitOperator(task_id="check", python_callable=lambda: False, IGNORE)
+        direct = BashOperator(task_id="direct", bash_command="true")
+        later = BashOperator(task_id="later", bash_command="true", trigger_rule=TriggerRule.ALL_DONE)
+        check >> direct >> later
+"""
+
+
+@pytest.mark.parametrize(
+    ("ignore", "later"),
+    [
+        ("ignore_downstream_trigger_rules=True", "skipped"),
+        ("ignore_downstream_trigger_rules=False", "success"),
+    ],
+)
+def test_short_circuit_skips_all_downstream_or_only_the_direct_tasks(
+    tmp_path: Path, ignore: str, later: str
+) -> None:
+    path = write(tmp_path, SHORT_CIRCUIT.replace("IGNORE", ignore))
+    short_run, _ = run(path, tmp_path / "runs")
+    assert states(short_run) == {"check": "success", "direct": "skipped", "later": later}
