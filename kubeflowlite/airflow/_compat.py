@@ -11,7 +11,7 @@ error naming the argument and the line: never silently ignored.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -423,11 +423,6 @@ class Variable:
                 f"on a cluster: `kubeflowlite variables set {key} ...`)"
             )
         return json.loads(raw) if deserialize_json else raw
-
-
-def python_callable_of(task: Any) -> Callable[..., Any] | None:
-    """The callable of a Python-like task, for tests and tools."""
-    return getattr(task, "python_callable", None)
 
 
 def chain(*tasks: Any) -> None:

@@ -156,6 +156,11 @@ def render_cmd(
     schedule = Schedule.from_spec(dag.spec)
     interval = schedule.interval_for(logical_date)
     run_type = "scheduled" if schedule.is_on_schedule(logical_date) else "manual"
+    try:
+        variables = runtime_config.local_variables(os.environ)
+        connections = runtime_config.local_connections(os.environ)
+    except runtime_config.LocalConfigError as error:
+        _fail(str(error))
     context = templating.template_context(
         dag=dag,
         task=task,
@@ -163,8 +168,8 @@ def render_cmd(
         run_id=templating.run_id_for(run_type, logical_date),
         conf=conf,
         try_number=1,
-        variables=runtime_config.local_variables(os.environ),
-        connections=runtime_config.local_connections(os.environ),
+        variables=variables,
+        connections=connections,
     )
     try:
         rendered = templating.render_task(task, context)

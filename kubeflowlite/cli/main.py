@@ -29,6 +29,7 @@ from kubeflowlite.local import tasktest
 from kubeflowlite.local.display import make_display
 from kubeflowlite.local.rundir import DEFAULT_RUNS_DIR
 from kubeflowlite.local.runner import LocalRunner, RunRequest, stop_on_signals
+from kubeflowlite.local.runtime_config import LocalConfigError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -138,7 +139,10 @@ def run_cmd(
         parallelism=parallelism,
         dag_file=file,
     )
-    runner = LocalRunner(request, observer=make_display(console))
+    try:
+        runner = LocalRunner(request, observer=make_display(console))
+    except LocalConfigError as error:
+        fail_invalid(str(error))
     with stop_on_signals(runner):
         result = runner.run()
     if output:
@@ -193,9 +197,12 @@ def test_cmd(
     def warn(text: str) -> None:
         click.echo(text, err=True)
 
-    code = tasktest.test_task(
-        dag, task, logical_date, out=out, warn=warn, dag_file=file, runs_dir=runs_dir, conf=conf
-    )
+    try:
+        code = tasktest.test_task(
+            dag, task, logical_date, out=out, warn=warn, dag_file=file, runs_dir=runs_dir, conf=conf
+        )
+    except LocalConfigError as error:
+        fail_invalid(str(error))
     sys.exit(code)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -602,7 +602,3 @@ class Trigger(BaseTask):
 
     def spec_fields(self) -> dict[str, Any]:
         return {"trigger_dag": {key: value for key, value in self.trigger.items() if value is not None}}
-
-
-def iter_tasks(dag: DAG) -> Iterator[BaseTask]:
-    yield from dag.tasks.values()

@@ -10,6 +10,7 @@ import json
 import textwrap
 from pathlib import Path
 
+import pytest
 import yaml
 from click.testing import CliRunner, Result
 
@@ -95,3 +96,14 @@ def test_run_executes_a_python_dag(tmp_path: Path) -> None:
     }
     (run_dir,) = (tmp_path / "runs" / "pipeline").iterdir()
     assert json.loads((run_dir / "xcom.json").read_text()) == {"hello": "hello 2024-01-05"}
+
+
+def test_a_broken_variables_file_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = write(tmp_path / "pipeline.py", PIPELINE)
+    bad = tmp_path / "variables.json"
+    bad.write_text("[1, 2]")
+    monkeypatch.setenv("KFL_VARIABLES_FILE", str(bad))
+    for args in (["run", source], ["render", source, "hello", "--date", "2024-01-05"]):
+        result = CliRunner().invoke(main, [str(arg) for arg in args])
+        assert result.exit_code == 2
+        assert f"KFL_VARIABLES_FILE={bad}: expected a JSON object" in result.output
