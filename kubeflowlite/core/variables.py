@@ -33,17 +33,25 @@ def local(environ: Mapping[str, str]) -> dict[str, str]:
     ValueError if the file cannot be read or is not a JSON object; non-string values
     are kept as JSON text (so var.json reads them back).
     """
-    from_file: dict[str, str] = {}
-    path = environ.get(VARIABLES_FILE_ENV)
-    if path:
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as error:
-            raise ValueError(f"{VARIABLES_FILE_ENV}={path}: {error}") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{VARIABLES_FILE_ENV}={path}: expected a JSON object")
-        from_file = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
-    return {**from_file, **from_env(environ)}
+    return {**texts_from_file(environ, VARIABLES_FILE_ENV), **from_env(environ)}
+
+
+def texts_from_file(environ: Mapping[str, str], file_env: str) -> dict[str, str]:
+    """The JSON object in the file named by environment variable `file_env` (none: {}), values as text.
+
+    Non-string values become JSON text. ValueError naming the variable and the file
+    if it cannot be read or is not a JSON object. (Connections files are read alike.)
+    """
+    path = environ.get(file_env)
+    if not path:
+        return {}
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"{file_env}={path}: {error}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{file_env}={path}: expected a JSON object")
+    return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
 
 
 def from_env(environ: Mapping[str, str]) -> dict[str, str]:

@@ -13,10 +13,7 @@ same task environment (AIRFLOW_CONN_<ID>) read:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
 
 from kubeflowlite.core import connections, variables
 
@@ -26,23 +23,6 @@ CONNECTIONS_FILE_ENV = "KFL_CONNECTIONS_FILE"
 
 class LocalConfigError(ValueError):
     """A variables or connections file that cannot be used."""
-
-
-def _json_file(environ: Mapping[str, str], name: str) -> dict[str, Any]:
-    path = environ.get(name)
-    if not path:
-        return {}
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise LocalConfigError(f"{name}={path}: {error}") from None
-    if not isinstance(data, dict):
-        raise LocalConfigError(f"{name}={path}: expected a JSON object")
-    return data
-
-
-def _as_text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
 
 
 def local_variables(environ: Mapping[str, str]) -> dict[str, str]:
@@ -55,5 +35,8 @@ def local_variables(environ: Mapping[str, str]) -> dict[str, str]:
 
 def local_connections(environ: Mapping[str, str]) -> dict[str, str]:
     """Connection texts by id: AIRFLOW_CONN_* over the connections file."""
-    from_file = {key: _as_text(value) for key, value in _json_file(environ, CONNECTIONS_FILE_ENV).items()}
+    try:
+        from_file = variables.texts_from_file(environ, CONNECTIONS_FILE_ENV)
+    except ValueError as error:
+        raise LocalConfigError(str(error)) from None
     return {**from_file, **connections.connections_from_env(environ)}
