@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from kubeflowlite.api.dag import TriggerRule
-    from kubeflowlite.dsl.model import (
-        DAG,
+    from kubeflowlite.dsl.model import DAG, DagDefinitionError
+    from kubeflowlite.dsl.taskflow import XComArg, dag, task
+    from kubeflowlite.dsl.tasks import (
         Bash,
         Branch,
         Command,
-        DagDefinitionError,
         Empty,
         Label,
         Python,
@@ -26,21 +26,20 @@ if TYPE_CHECKING:
         Trigger,
         chain,
     )
-    from kubeflowlite.dsl.taskflow import XComArg, dag, task
 
 _EXPORTS = {
     "DAG": "kubeflowlite.dsl.model",
-    "Bash": "kubeflowlite.dsl.model",
-    "Branch": "kubeflowlite.dsl.model",
-    "Command": "kubeflowlite.dsl.model",
+    "Bash": "kubeflowlite.dsl.tasks",
+    "Branch": "kubeflowlite.dsl.tasks",
+    "Command": "kubeflowlite.dsl.tasks",
     "DagDefinitionError": "kubeflowlite.dsl.model",
-    "Empty": "kubeflowlite.dsl.model",
-    "Label": "kubeflowlite.dsl.model",
-    "Python": "kubeflowlite.dsl.model",
-    "Sensor": "kubeflowlite.dsl.model",
-    "ShortCircuit": "kubeflowlite.dsl.model",
-    "Trigger": "kubeflowlite.dsl.model",
-    "chain": "kubeflowlite.dsl.model",
+    "Empty": "kubeflowlite.dsl.tasks",
+    "Label": "kubeflowlite.dsl.tasks",
+    "Python": "kubeflowlite.dsl.tasks",
+    "Sensor": "kubeflowlite.dsl.tasks",
+    "ShortCircuit": "kubeflowlite.dsl.tasks",
+    "Trigger": "kubeflowlite.dsl.tasks",
+    "chain": "kubeflowlite.dsl.tasks",
     "XComArg": "kubeflowlite.dsl.taskflow",
     "dag": "kubeflowlite.dsl.taskflow",
     "task": "kubeflowlite.dsl.taskflow",

@@ -30,6 +30,7 @@ from typing import Any
 
 from kubeflowlite.core import taskenv, variables, xcom
 from kubeflowlite.dsl import files, model
+from kubeflowlite.dsl import tasks as dsl_tasks
 from kubeflowlite.dsl.taskflow import TaskFunction
 
 EXIT_FAILED = 1
@@ -102,7 +103,7 @@ class _Macros:
 
 
 def build_context(
-    facts: Mapping[str, Any], dag: model.DAG | None, task: model.BaseTask | None
+    facts: Mapping[str, Any], dag: model.DAG | None, task: dsl_tasks.BaseTask | None
 ) -> dict[str, Any]:
     """Airflow's context for a Python callable: the names a DAG file's functions ask for."""
     ti = TaskInstance(facts)
@@ -160,7 +161,7 @@ def resolve(value: Any, ti: TaskInstance) -> Any:
 
 def find_callable(
     source: str, filename: str, facts: Mapping[str, Any]
-) -> tuple[Callable[..., Any], model.DAG | None, model.BaseTask | None]:
+) -> tuple[Callable[..., Any], model.DAG | None, dsl_tasks.BaseTask | None]:
     """The task's function: by DAG and task id in the file's DAGs, else the module attribute named `callable`."""
     try:
         module, dags = files.exec_dag_source(source, filename)
@@ -170,7 +171,7 @@ def find_callable(
         if dag.dag_id != facts["dag_id"]:
             continue
         task = dag.tasks.get(facts["task_id"])
-        if isinstance(task, model.Python):
+        if isinstance(task, dsl_tasks.Python):
             return task.python_callable, dag, task
     target: Any = module
     for part in str(facts.get("callable") or "").split("."):

@@ -17,6 +17,7 @@ from typing import Any
 
 from kubeflowlite.core import variables
 from kubeflowlite.dsl import model
+from kubeflowlite.dsl import tasks as dsl_tasks
 from kubeflowlite.dsl.model import DagDefinitionError, Location, caller_location
 
 __all__ = [
@@ -218,7 +219,7 @@ class DAG(model.DAG):
 # -- operators ------------------------------------------------------------------------------
 
 
-class BashOperator(model.Bash):
+class BashOperator(dsl_tasks.Bash):
     """Airflow's BashOperator: bash_command (templated), env (templated values)."""
 
     def __init__(self, **options: Any) -> None:
@@ -259,7 +260,7 @@ def _python_options(what: str, options: dict[str, Any], location: Location) -> d
     }
 
 
-class PythonOperator(model.Python):
+class PythonOperator(dsl_tasks.Python):
     """Airflow's PythonOperator: python_callable, op_args, op_kwargs (templated), templates_dict, provide_context."""
 
     _flags: dict[str, Any] = {}  # noqa: RUF012 - class-level constant per subclass
@@ -292,7 +293,7 @@ class ShortCircuitOperator(PythonOperator):
             self.fields["ignore_downstream_trigger_rules"] = False
 
 
-class EmptyOperator(model.Empty):
+class EmptyOperator(dsl_tasks.Empty):
     """Airflow's EmptyOperator (DummyOperator before 2.4)."""
 
     def __init__(self, **options: Any) -> None:
@@ -313,7 +314,7 @@ def _seconds(value: Any) -> Any:
     )
 
 
-class ExternalTaskSensor(model.Sensor):
+class ExternalTaskSensor(dsl_tasks.Sensor):
     """Airflow's ExternalTaskSensor: external_dag_id, external_task_id, execution_delta, states, poke_interval, timeout."""
 
     def __init__(self, **options: Any) -> None:
@@ -341,7 +342,7 @@ class ExternalTaskSensor(model.Sensor):
         self.location = location
 
 
-class TriggerDagRunOperator(model.Trigger):
+class TriggerDagRunOperator(dsl_tasks.Trigger):
     """Airflow's TriggerDagRunOperator: trigger_dag_id, conf, logical_date/execution_date, wait_for_completion."""
 
     def __init__(self, **options: Any) -> None:
@@ -426,7 +427,7 @@ class Variable:
 
 
 def chain(*tasks: Any) -> None:
-    model.chain(*tasks)
+    dsl_tasks.chain(*tasks)
 
 
 def cross_downstream(from_tasks: Sequence[Any], to_tasks: Sequence[Any]) -> None:

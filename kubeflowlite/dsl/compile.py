@@ -29,6 +29,7 @@ from kubeflowlite.core import durations, loading
 from kubeflowlite.core.schedule import format_time
 from kubeflowlite.core.validation import InvalidDAGError, Issue
 from kubeflowlite.dsl import model
+from kubeflowlite.dsl import tasks as dsl_tasks
 from kubeflowlite.dsl.taskflow import XComArg
 
 __all__ = ["PythonDAGError", "compile_dag", "to_document"]
@@ -131,7 +132,7 @@ def _task_fields(fields: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _task_document(task: model.BaseTask) -> dict[str, Any]:
+def _task_document(task: dsl_tasks.BaseTask) -> dict[str, Any]:
     document: dict[str, Any] = {"name": task.task_id}
     if task.upstream:
         document["depends_on"] = [upstream.task_id for upstream in task.upstream]
@@ -214,7 +215,7 @@ def to_document(dag: model.DAG, *, source: str | None = None) -> dict[str, Any]:
     spec["tasks"] = tasks
     if issues:
         raise PythonDAGError(issues, dag.location.file)
-    if any(isinstance(task, model.Python) for task in dag.tasks.values()):
+    if any(isinstance(task, dsl_tasks.Python) for task in dag.tasks.values()):
         code = source if source is not None else Path(dag.location.file).read_text(encoding="utf-8")
         spec["python_source"] = {"filename": Path(dag.location.file).name, "code": code}
     return {"apiVersion": "kubeflowlite.io/v1alpha1", "kind": "DAG", "metadata": metadata, "spec": spec}

@@ -14,15 +14,8 @@ import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kubeflowlite.dsl.model import (
-    DAG,
-    BaseTask,
-    DagDefinitionError,
-    DependencyMixin,
-    Python,
-    caller_location,
-    current_dag,
-)
+from kubeflowlite.dsl.model import DAG, DagDefinitionError, caller_location, current_dag
+from kubeflowlite.dsl.tasks import BaseTask, DependencyMixin, Python
 
 __all__ = ["TaskFunction", "XComArg", "dag", "task"]
 

@@ -20,8 +20,9 @@ from kubeflowlite import dagfiles
 from kubeflowlite.api.dag import XCOM_REF_KEY
 from kubeflowlite.core import durations, loading
 from kubeflowlite.core.validation import InvalidDAGError
-from kubeflowlite.dsl import model
-from kubeflowlite.dsl.model import DAG, Bash, Empty, Label, Python, chain
+from kubeflowlite.dsl import tasks
+from kubeflowlite.dsl.model import DAG
+from kubeflowlite.dsl.tasks import Bash, Empty, Label, Python, chain
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -440,4 +441,4 @@ def test_python_task_with_lambda_and_output(tmp_path: Path) -> None:
         first = Python("first", lambda: 1)
         Python("second", lambda value: value, args=[first.output])
     assert dag.tasks["second"].upstream_task_ids == {"first"}
-    assert isinstance(dag.tasks["second"], model.Python)
+    assert isinstance(dag.tasks["second"], tasks.Python)
