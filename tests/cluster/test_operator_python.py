@@ -50,7 +50,8 @@ def test_python_tasks_get_the_source_configmap_and_the_bootstrap_pod(
     assert task_states(finished) == {"extract": "success", "double": "success"}
 
     source = api.configmap(f"{run}-pysrc")
-    assert source.data == {"pyetl.py": path.read_text()}
+    assert source.data["pyetl.py"] == path.read_text()
+    assert "lib.pytask.py" in source.data  # the bootstrap ships with the source
     assert source.immutable is True
     owner = source.metadata.owner_references[0]
     assert (owner.kind, owner.name, owner.uid) == ("DAGRun", run, finished["metadata"]["uid"])
@@ -64,11 +65,12 @@ def test_python_tasks_get_the_source_configmap_and_the_bootstrap_pod(
     assert main.command == ["python3", "-m", "kubeflowlite.pytask"]
     assert [
         (m.name, m.mount_path, m.read_only) for m in main.volume_mounts if m.name == "kfl-python-source"
-    ] == [("kfl-python-source", "/kfl/source", True)]
+    ] == [("kfl-python-source", "/kfl/python", True)]
     (volume,) = [v for v in double.spec.volumes if v.name == "kfl-python-source"]
     assert volume.config_map.name == f"{run}-pysrc"
     env = {item.name: item.value for item in main.env}
-    assert env["KFL_PYTASK_SOURCE"] == "/kfl/source/pyetl.py"
+    assert env["KFL_PYTASK_SOURCE"] == "/kfl/python/source/pyetl.py"
+    assert env["PYTHONPATH"] == "/kfl/python/lib"
     context = json.loads(env["KFL_PYTASK_CONTEXT"])
     assert context["xcoms"] == {"extract": {"n": 2}}
     assert context["args"][1] == "2024-03-01"

@@ -9,6 +9,8 @@ are created on a real apiserver.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,14 +76,19 @@ def test_a_python_task_pod_runs_the_bootstrap_on_the_mounted_source(tmp_path: Pa
     assert main["image"] == pysource.DEFAULT_PYTHON_IMAGE
     assert main["image"].startswith("kubeflowlite/kubeflowlite:")
     assert spec["automountServiceAccountToken"] is False
-    assert spec["volumes"] == [
-        {"name": pysource.SOURCE_VOLUME, "configMap": {"name": "etl-manual-20240301t000000-pysrc"}}
-    ]
+    (volume,) = spec["volumes"]
+    assert volume["name"] == pysource.SOURCE_VOLUME
+    assert volume["configMap"]["name"] == "etl-manual-20240301t000000-pysrc"
+    items = {item["path"]: item["key"] for item in volume["configMap"]["items"]}
+    assert items["source/etl_dag.py"] == "etl_dag.py"
+    assert items["lib/kubeflowlite/pytask.py"] == "lib.pytask.py"
+    assert items["lib/kubeflowlite/airflow/operators/bash.py"] == "lib.airflow.operators.bash.py"
     assert main["volumeMounts"] == [
-        {"name": pysource.SOURCE_VOLUME, "mountPath": "/kfl/source", "readOnly": True}
+        {"name": pysource.SOURCE_VOLUME, "mountPath": "/kfl/python", "readOnly": True}
     ]
     env = env_of(pod)
-    assert env[ENV_PYTASK_SOURCE] == "/kfl/source/etl_dag.py"
+    assert env[ENV_PYTASK_SOURCE] == "/kfl/python/source/etl_dag.py"
+    assert env["PYTHONPATH"] == "/kfl/python/lib"
     assert env[ENV_XCOM_FILE] == pods.XCOM_FILE
     context = json.loads(env[ENV_PYTASK_CONTEXT])
     assert (context["dag_id"], context["task_id"], context["try_number"]) == ("etl", "double", 2)
@@ -126,7 +133,10 @@ def test_the_source_configmap_is_owned_and_labelled_like_the_runs_other_objects(
     assert manifest["metadata"]["ownerReferences"] == [
         pods.owner_reference(run_name="etl-manual-20240301t000000", run_uid="uid-1")
     ]
-    assert manifest["data"] == {"etl_dag.py": dag.spec.python_source.code}
+    assert manifest["data"]["etl_dag.py"] == dag.spec.python_source.code
+    package = Path(pysource.__file__).parents[1]
+    assert manifest["data"]["lib.dsl.tasks.py"] == (package / "dsl" / "tasks.py").read_text()
+    assert len(json.dumps(manifest)) < 256 * 1024  # far below a ConfigMap's 1 MiB
     assert manifest["immutable"] is True
 
 
@@ -157,3 +167,57 @@ def test_the_skip_exit_code_of_a_python_pod_is_observed_as_a_skipped_try(tmp_pat
     bash = launch.pod_for_try(facts_for(dag), "after", 1, xcoms={}, now=DAY)
     assert isinstance(bash, dict)
     assert attempt_from_pod(finished(bash, 99), now=DAY).phase is AttemptPhase.failed
+
+
+def materialize(configmap: dict[str, Any], volume: dict[str, Any], root: Path) -> None:
+    """Write the ConfigMap's items as the kubelet mounts them."""
+    for item in volume["configMap"]["items"]:
+        target = root / item["path"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(configmap["data"][item["key"]])
+
+
+def test_the_shipped_runtime_runs_a_task_with_a_bare_python(tmp_path: Path) -> None:
+    """The image contract: python3 alone. `-S` hides site-packages (this venv's kubeflowlite)."""
+    source = textwrap.dedent(SOURCE).replace(
+        "from kubeflowlite import DAG, Bash, task",
+        "from kubeflowlite.airflow.decorators import task\nfrom kubeflowlite import DAG, Bash",
+    )
+    path = tmp_path / "etl_dag.py"
+    path.write_text(source)
+    (dag,) = dagfiles.load_dag_file(path)
+    assert dag.spec.python_source is not None
+    facts = facts_for(dag)
+    pod = launch.pod_for_try(facts, "double", 1, xcoms={"extract": '{"n":21}'}, now=DAY)
+    assert isinstance(pod, dict)
+    configmap = pysource.configmap_manifest(
+        run_name=facts.run_name,
+        run_uid="uid-1",
+        namespace="ns",
+        dag_name="etl",
+        source=dag.spec.python_source,
+    )
+    mount = tmp_path / "mount"
+    materialize(configmap, pod["spec"]["volumes"][0], mount)
+    env = {
+        name: value.replace("/kfl/python", str(mount))
+        for name, value in env_of(pod).items()
+        if name.startswith(("KFL_", "PYTHONPATH"))
+    }
+    env[ENV_XCOM_FILE] = str(tmp_path / "xcom.json")
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    bare = subprocess.run(
+        [sys.executable, "-S", "-c", "import kubeflowlite"], cwd=workdir, capture_output=True
+    )
+    assert bare.returncode == 1  # without the shipped lib/ there is no kubeflowlite to import
+    completed = subprocess.run(
+        [sys.executable, "-S", "-m", "kubeflowlite.pytask"],
+        env={"PATH": "/usr/bin:/bin", **env},
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads((tmp_path / "xcom.json").read_text()) == 42
