@@ -11,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from kubeflowlite.api.dag import TriggerRule
+    from kubeflowlite.core.trigger_rule import TriggerRule
     from kubeflowlite.dsl.model import DAG, DagDefinitionError
     from kubeflowlite.dsl.taskflow import XComArg, dag, task
     from kubeflowlite.dsl.tasks import (
@@ -43,7 +43,7 @@ _EXPORTS = {
     "XComArg": "kubeflowlite.dsl.taskflow",
     "dag": "kubeflowlite.dsl.taskflow",
     "task": "kubeflowlite.dsl.taskflow",
-    "TriggerRule": "kubeflowlite.api.dag",
+    "TriggerRule": "kubeflowlite.core.trigger_rule",
 }
 
 __all__ = [

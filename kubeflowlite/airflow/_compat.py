@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kubeflowlite.core import variables
+from kubeflowlite.core.trigger_rule import TriggerRule as Rules
 from kubeflowlite.dsl import model
 from kubeflowlite.dsl import tasks as dsl_tasks
 from kubeflowlite.dsl.model import DagDefinitionError, Location, caller_location
@@ -383,17 +384,20 @@ class AirflowSkipException(AirflowException):
 
 
 class _TriggerRuleNames:
-    """Airflow's TriggerRule constants: TriggerRule.ALL_DONE == "all_done".
+    """Airflow's TriggerRule constants (TriggerRule.ALL_DONE == "all_done"), from the API's enum.
 
-    Any name gives its lower-case value without importing the API types (a Python
-    task's process imports this file again, so this stays cheap); compiling checks
-    the value against the supported rules and names the task's line if it is not one.
+    A name kubeflowlite does not support is an AttributeError naming it, raised on
+    the DAG file's line that uses it.
     """
 
     def __getattr__(self, name: str) -> str:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return name.lower()
+        try:
+            return Rules[name.lower()].value
+        except KeyError:
+            raise AttributeError(
+                f"TriggerRule.{name} is not supported by kubeflowlite "
+                f"(supported: {', '.join(rule.name.upper() for rule in Rules)})"
+            ) from None
 
 
 TriggerRule = _TriggerRuleNames()

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from kubeflowlite.api.base import ApiModel
+from kubeflowlite.core.trigger_rule import TriggerRule as TriggerRule  # defined stdlib-only, see there
 from kubeflowlite.core.xcom import XCOM_REF_KEY as XCOM_REF_KEY  # the reference form in python.args
 
 API_GROUP = "kubeflowlite.io"
@@ -30,23 +31,6 @@ SIGNED_DURATION_PATTERN = r"^\s*-?\s*(\d+(\.\d+)?)\s*$|^\s*-?\s*((\d+(\.\d+)?)(m
 TASK_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 # DAG ids become the metadata.name of a Kubernetes object and a label value.
 DAG_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-
-
-class TriggerRule(str, Enum):
-    """When a task may run, judged from the states of its direct upstream tasks (Airflow's trigger rules)."""
-
-    all_success = "all_success"
-    all_failed = "all_failed"
-    all_done = "all_done"
-    all_done_min_one_success = "all_done_min_one_success"
-    all_skipped = "all_skipped"
-    one_success = "one_success"
-    one_failed = "one_failed"
-    one_done = "one_done"
-    none_failed = "none_failed"
-    none_failed_min_one_success = "none_failed_min_one_success"
-    none_skipped = "none_skipped"
-    always = "always"
 
 
 class TaskType(str, Enum):

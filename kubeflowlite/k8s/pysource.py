@@ -10,8 +10,8 @@ into an environment variable by the operator. The Pod gets no service account to
 
 Task image contract: python3 >= 3.11 on PATH, plus whatever the DAG file imports at
 module level (pandas, ...). kubeflowlite itself need not be installed; the default
-image is the project's own. (`kubeflowlite.TriggerRule` and `macros` need the full
-package: use the string rule names, or an image with kubeflowlite installed.)
+image is the project's own. (`macros` in a Python task's context needs the full package
+installed in the image.)
 
 Pure manifest builders (the runtime files are read once from this install) plus one
 small `ensure_configmap` that creates the ConfigMap once per run.
@@ -47,6 +47,7 @@ RUNTIME_FILES = (
     "pytask.py",
     "core/__init__.py",
     "core/taskenv.py",
+    "core/trigger_rule.py",
     "core/variables.py",
     "core/xcom.py",
     "dsl/__init__.py",

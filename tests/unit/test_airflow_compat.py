@@ -194,7 +194,7 @@ def test_an_airflow2_dag_runs_with_airflows_task_states(
         (
             "BashOperator(task_id='t', bash_command='true', trigger_rule=TriggerRule.DUMMY)",
             "TriggerRule.DUMMY",
-            "trigger_rule: invalid value 'dummy'; valid values: all_success,",
+            "TriggerRule.DUMMY is not supported by kubeflowlite (supported: ALL_SUCCESS,",
         ),
     ],
 )

@@ -179,9 +179,15 @@ def materialize(configmap: dict[str, Any], volume: dict[str, Any], root: Path) -
 
 def test_the_shipped_runtime_runs_a_task_with_a_bare_python(tmp_path: Path) -> None:
     """The image contract: python3 alone. `-S` hides site-packages (this venv's kubeflowlite)."""
-    source = textwrap.dedent(SOURCE).replace(
-        "from kubeflowlite import DAG, Bash, task",
-        "from kubeflowlite.airflow.decorators import task\nfrom kubeflowlite import DAG, Bash",
+    source = (
+        textwrap.dedent(SOURCE)
+        .replace(
+            "from kubeflowlite import DAG, Bash, task",
+            "from kubeflowlite.airflow.decorators import task\nfrom kubeflowlite import DAG, Bash, TriggerRule",
+        )
+        .replace(
+            'Bash("after", "echo done",', 'Bash("after", "echo done", trigger_rule=TriggerRule.all_done,'
+        )
     )
     path = tmp_path / "etl_dag.py"
     path.write_text(source)
