@@ -35,7 +35,7 @@ run: venv ## the main job on the embedded default: the Airflow tutorial DAG, run
 	$(BIN)/kubeflowlite run examples/tutorial.yaml --date 2020-02-09
 
 unit: venv ## only the fast tests that need no cluster
-	$(BIN)/pytest -m 'not cluster'
+	$(BIN)/pytest -m 'not cluster and not e2e'
 
 crds: venv ## regenerate crds/ from the pydantic models
 	$(BIN)/kubeflowlite crds --output crds/

@@ -94,6 +94,19 @@ def cluster(kubeconfig: str | None) -> Iterator[Cluster]:
         plane.stop()
 
 
+def install_crds(cl: Cluster) -> None:
+    """The committed crds/, applied and Established."""
+    for path in sorted((REPO / "crds").glob("*.yaml")):
+        cl.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
+    cl.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/dags.kubeflowlite.io",
+        "crd/dagruns.kubeflowlite.io",
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -458,15 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     args.logs.mkdir(parents=True, exist_ok=True)
     missed = False
     with cluster(args.kubeconfig) as cl:
-        for path in sorted((REPO / "crds").glob("*.yaml")):
-            cl.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
-        cl.kubectl(
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/dags.kubeflowlite.io",
-            "crd/dagruns.kubeflowlite.io",
-        )
+        install_crds(cl)
         if args.chain:
             p50, writes = chain(cl, args.chain, args.logs)
             missed |= p50 >= HOP_GOAL_MS or writes > WRITES_GOAL

@@ -4,4 +4,36 @@ tests/unit/ is pure logic and local subprocesses: no cluster, seconds to run.
 tests/cluster/ talks to a real kube-apiserver (the hermetic control plane, started
 once per session by tests/cluster/conftest.py, or the cluster named by
 KFL_TEST_KUBECONFIG); those tests carry the `cluster` marker.
+tests/e2e/ runs task Pods for real on the real node (hack/controlplane/node.py) and
+compares them with the local runner; those tests carry the `e2e` marker.
 """
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+_MARKERS = {"cluster": "cluster", "e2e": "e2e"}
+
+
+FIRST = "test_host_effects.py"
+"""Starts and stops real nodes of its own: it must run before the e2e session's node is up."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        parts = Path(str(item.fspath)).relative_to(here).parts
+        if parts and parts[0] in _MARKERS:
+            item.add_marker(getattr(pytest.mark, _MARKERS[parts[0]]))
+    items.sort(key=lambda item: Path(str(item.fspath)).name != FIRST)  # stable: the rest keep their order
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Keep each phase's report on the item, so fixtures can tell whether their test failed."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

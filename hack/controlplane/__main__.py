@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from .cluster import ControlPlane, ControlPlaneError, build_tools
+from .node import NodeError
 
 POINTER = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "kubeflowlite" / "current-cluster"
 
@@ -28,10 +29,26 @@ def _current() -> ControlPlane | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hack/cluster", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="start a control plane (stops the previous one first)")
+    up = sub.add_parser("up", help="start a control plane (stops the previous one first)")
+    up.add_argument(
+        "--node",
+        choices=("kwok", "real"),
+        default="kwok",
+        help="kwok: three simulated nodes (default); real: one real node (containerd, kubelet) where Pods run",
+    )
     down = sub.add_parser("down", help="stop the control plane")
     down.add_argument("state_dir", nargs="?", type=Path)
-    sub.add_parser("env", help="print `export KUBECONFIG=...` for the running plane")
+    sub.add_parser(
+        "env",
+        help="print the exports for the running plane: KUBECONFIG, PATH (helm, kubectl), KFL_HELM_VALUES",
+    )
+    load = sub.add_parser(
+        "load-image",
+        help="build an image (default: the operator's, as the Dockerfile) and load it into the real node",
+    )
+    load.add_argument(
+        "image", nargs="?", default="kubeflowlite", choices=("kubeflowlite", "python", "busybox")
+    )
     sub.add_parser("status", help="show the components and whether they run")
     args = parser.parse_args(argv)
 
@@ -40,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         if previous is not None:
             previous.stop()
         try:
-            plane = ControlPlane.start(build_tools())
-        except ControlPlaneError as err:
+            plane = ControlPlane.start(build_tools(), nodes=args.node)
+        except (ControlPlaneError, NodeError) as err:
             print(f"cluster: {err}", file=sys.stderr)
             return 1
         plane.adopt()
@@ -66,9 +83,20 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.command == "env":
         print(f"export KUBECONFIG={plane.kubeconfig}")
+        print(f"export PATH={plane.bin_dir}:$PATH")  # helm and kubectl of the plane's version
+        if plane.helm_values.exists():
+            print(f"export KFL_HELM_VALUES={plane.helm_values}")
+    elif args.command == "load-image":
+        try:
+            print(f"loaded {plane.load_image(args.image)} into node {plane.node_name}", file=sys.stderr)
+        except ControlPlaneError as err:
+            print(f"cluster: {err}", file=sys.stderr)
+            return 1
     else:
         for name, ok in plane.alive().items():
             print(f"{name:<26}{'running' if ok else 'DEAD'}")
+        if plane.node_kind == "real":
+            print(f"{'real node ' + plane.node_name:<26}{'running' if plane.real_node_alive() else 'DEAD'}")
         print(f"server {plane.server}\nstate  {plane.state_dir}")
     return 0
 

@@ -25,12 +25,16 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from . import node as real_node
 from . import pki
 
 HACK_DIR = Path(__file__).resolve().parent.parent
 REPO_DIR = HACK_DIR.parent
 STAGES_FILE = HACK_DIR / "kwok" / "stages.yaml"
 NODE_COUNT = 3
+NODE_KINDS = ("kwok", "real")
+"""`kwok`: three simulated nodes (fast, Pods' lives steered by annotations); `real`: one
+real node (containerd, runc, kubelet; hack/controlplane/node.py), where task Pods run."""
 NODE_ANNOTATION = "kwok.x-k8s.io/node"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 SERVICE_CIDR = "10.0.0.0/24"
@@ -66,10 +70,26 @@ class ControlPlane:
     started_seconds: float = 0.0
     owner_pid: int = field(default_factory=os.getpid)
     """The process that started the plane; a plane whose owner died is an orphan (see reap_orphans)."""
+    node_kind: str = "kwok"
+    node_name: str = ""
+    """The real node's name (the machine's hostname) when node_kind is `real`."""
 
     # -- lifecycle -----------------------------------------------------------------
     @classmethod
-    def start(cls, bin_dir: Path, *, base_dir: Path | None = None, timeout: float = 90.0) -> ControlPlane:
+    def start(
+        cls,
+        bin_dir: Path,
+        *,
+        base_dir: Path | None = None,
+        timeout: float = 90.0,
+        nodes: str = "kwok",
+        node_images: tuple[str, ...] = real_node.NODE_IMAGES,
+    ) -> ControlPlane:
+        if nodes not in NODE_KINDS:
+            raise ValueError(f"nodes must be one of {', '.join(NODE_KINDS)}, not {nodes!r}")
+        real = nodes == "real"
+        if real:
+            timeout = max(timeout, 180.0)
         t0 = time.monotonic()
         state_dir = Path(tempfile.mkdtemp(prefix="kfl-cluster-", dir=base_dir))
         (state_dir / "logs").mkdir()
@@ -82,7 +102,25 @@ class ControlPlane:
             )
             for name, client in keys.clients.items()
         }
-        plane = cls(state_dir=state_dir, bin_dir=bin_dir, server=server, kubeconfig=kubeconfigs["admin"])
+        plane = cls(
+            state_dir=state_dir,
+            bin_dir=bin_dir,
+            server=server,
+            kubeconfig=kubeconfigs["admin"],
+            node_kind=nodes,
+        )
+        # A real node's kubelet authenticates as system:node:<host> (Node authorizer) and
+        # the apiserver reaches it by hostname for logs, with its own client certificate.
+        authorization = "--authorization-mode=Node,RBAC" if real else "--authorization-mode=RBAC"
+        kubelet_flags = (
+            [
+                f"--kubelet-client-certificate={keys.clients['kubelet-client'].cert}",
+                f"--kubelet-client-key={keys.clients['kubelet-client'].key}",
+                "--kubelet-preferred-address-types=Hostname,InternalIP",
+            ]
+            if real
+            else []
+        )
         try:
             plane._launch(
                 "etcd",
@@ -104,7 +142,7 @@ class ControlPlane:
                     f"--secure-port={ports['apiserver']}", f"--cert-dir={state_dir / 'apiserver-certs'}",
                     f"--tls-cert-file={keys.serving_cert}", f"--tls-private-key-file={keys.serving_key}",
                     f"--client-ca-file={keys.ca_cert}",
-                    "--authorization-mode=RBAC", "--anonymous-auth=false", "--allow-privileged=true",
+                    authorization, *kubelet_flags, "--anonymous-auth=false", "--allow-privileged=true",
                     f"--service-cluster-ip-range={SERVICE_CIDR}",
                     "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                     f"--service-account-key-file={keys.sa_pub}",
@@ -138,6 +176,22 @@ class ControlPlane:
                     "--bind-address=127.0.0.1", f"--secure-port={ports['sched']}", "--leader-elect=false", "--v=1",
                 ],
             )  # fmt: skip
+            if real:
+                node = real_node.RealNode.start(
+                    plane_dir=state_dir, server=server, bin_dir=bin_dir, keys=keys,
+                    cache_root=bin_dir.parent.parent, log_dir=state_dir / "logs", image_names=node_images,
+                )  # fmt: skip
+                plane.node_name = node.name
+                plane._save()
+                plane._write_helm_values()
+                plane._wait_until(
+                    f"the real node {node.name} Ready, the default ServiceAccount created",
+                    lambda: plane._nodes_and_sa_ready(count=1),
+                    timeout - (time.monotonic() - t0),
+                )
+                plane.started_seconds = time.monotonic() - t0
+                plane._save()
+                return plane
             plane._launch(
                 "kwok",
                 [
@@ -161,7 +215,11 @@ class ControlPlane:
         return plane
 
     def stop(self) -> None:
-        """Kill every component's process group (SIGTERM, then SIGKILL) and remove the dir."""
+        """Kill every component's process group (SIGTERM, then SIGKILL) and remove the dir.
+
+        A real node goes first, with everything it changed on the host."""
+        if self.node_kind == "real":
+            real_node.RealNode(node_dir=self.state_dir / "node", name=self.node_name, socket=Path()).stop()
         for name in reversed(list(self.pids)):
             _kill_group(self.pids[name], signal.SIGTERM)
         deadline = time.monotonic() + 10
@@ -184,12 +242,61 @@ class ControlPlane:
             pids={k: int(v) for k, v in data["pids"].items()},
             started_seconds=float(data["started_seconds"]),
             owner_pid=int(data.get("owner_pid", 0)),
+            node_kind=str(data.get("node_kind", "kwok")),
+            node_name=str(data.get("node_name", "")),
         )
 
     def adopt(self) -> None:
         """Make the current process the owner (`hack/cluster up` hands the plane to the user)."""
         self.owner_pid = 0
         self._save()
+
+    @property
+    def helm_values(self) -> Path:
+        """Chart values for this plane (`helm install ... -f`): how its Pods reach the apiserver."""
+        return self.state_dir / "helm-values.yaml"
+
+    def _write_helm_values(self) -> None:
+        # No kube-proxy and an apiserver on loopback: the operator shares the node's
+        # network and is told the address (see the chart's values.yaml). Ports off the
+        # common 8080/9090, which the host may be using.
+        port = self.server.rsplit(":", 1)[1]
+        self.helm_values.write_text(
+            json.dumps(
+                {
+                    "hostNetwork": True,
+                    "apiServer": {"host": "127.0.0.1", "port": port},
+                    "operator": {"healthPort": _free_port()},
+                    "metrics": {"port": _free_port()},
+                },
+                indent=2,
+            )
+        )
+
+    def load_image(self, name: str = "kubeflowlite") -> str:
+        """Build image `name` of hack/controlplane/images.py (cached) and import it into the real node."""
+        from . import images
+
+        if self.node_kind != "real":
+            raise ControlPlaneError(
+                "images can only be loaded into a real node (hack/cluster up --node real)"
+            )
+        archive = images.archive(name, images.CACHE_ROOT)
+        node = real_node.RealNode(
+            node_dir=self.state_dir / "node",
+            name=self.node_name,
+            socket=self.state_dir / "node" / "containerd.sock",
+        )
+        node.import_archive(archive)
+        return images.IMAGES[name].name
+
+    def real_node_alive(self) -> bool:
+        journal = real_node.Journal.load()
+        return bool(
+            journal
+            and journal.node_dir == str(self.state_dir / "node")
+            and all(_alive(journal.pids.get(n, 0)) for n in ("containerd", "kubelet"))
+        )
 
     def alive(self) -> dict[str, bool]:
         return {name: _alive(pid) for name, pid in self.pids.items()}
@@ -248,6 +355,13 @@ class ControlPlane:
         for name, pid in self.pids.items():
             if not _alive(pid):
                 raise ControlPlaneError(f"{name} exited during start-up:\n{self._tail(name)}")
+        if self.node_kind == "real":
+            journal = real_node.Journal.load()
+            ours = journal is not None and journal.node_dir == str(self.state_dir / "node")
+            for name in ("containerd", "kubelet"):
+                pid = journal.pids.get(name, 0) if journal and ours else 0
+                if pid and not _alive(pid):
+                    raise ControlPlaneError(f"{name} exited during start-up:\n{self._tail(name)}")
 
     def _tail(self, name: str, lines: int = 30) -> str:
         path = self.state_dir / "logs" / f"{name}.log"
@@ -267,7 +381,8 @@ class ControlPlane:
             except (OSError, urllib.error.URLError, ValueError, KeyError) as err:
                 last_error = str(err)
             time.sleep(0.1)
-        logs = "\n".join(f"--- {n} ---\n{self._tail(n, 15)}" for n in self.pids)
+        names = [*self.pids, *(("containerd", "kubelet") if self.node_kind == "real" else ())]
+        logs = "\n".join(f"--- {n} ---\n{self._tail(n, 15)}" for n in names)
         raise ControlPlaneError(f"timed out waiting for {what} ({last_error})\n{logs}")
 
     def _wait_ready(self, timeout: float) -> None:
@@ -295,7 +410,7 @@ class ControlPlane:
                 },
             )
 
-    def _nodes_and_sa_ready(self) -> bool:
+    def _nodes_and_sa_ready(self, count: int = NODE_COUNT) -> bool:
         nodes = self.request("GET", "/api/v1/nodes")
         assert isinstance(nodes, dict)
         ready = [
@@ -306,7 +421,7 @@ class ControlPlane:
                 for c in n.get("status", {}).get("conditions", [])
             )
         ]
-        if len(ready) < NODE_COUNT:
+        if len(ready) < count:
             return False
         try:
             self.request("GET", "/api/v1/namespaces/default/serviceaccounts/default")

@@ -60,7 +60,11 @@ CLIENT_IDENTITIES = {
     "controller-manager": "/CN=system:kube-controller-manager",
     "scheduler": "/CN=system:kube-scheduler",
     "kwok": "/CN=kwok-controller/O=system:masters",
+    # The apiserver's identity towards kubelets (logs, exec), allowed by their webhook authorizer.
+    "kubelet-client": "/CN=kube-apiserver-kubelet-client/O=system:masters",
 }
+
+_CLIENT_EXT = "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n"
 
 
 def create(directory: Path) -> Pki:
@@ -91,7 +95,7 @@ def create(directory: Path) -> Pki:
             subject,
             ca_cert,
             ca_key,
-            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n",
+            _CLIENT_EXT,
         )
         for name, subject in CLIENT_IDENTITIES.items()
     }
@@ -108,6 +112,12 @@ def create(directory: Path) -> Pki:
         sa_pub=sa_pub,
         clients=clients,
     )
+
+
+def sign_client(keys: Pki, directory: Path, name: str, subject: str) -> ClientCert:
+    """Another client identity signed by the plane's CA (the real node's kubelet)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    return _sign(directory, name, subject, keys.ca_cert, keys.ca_key, _CLIENT_EXT)
 
 
 def kubeconfig(path: Path, *, server: str, ca: Path, client: ClientCert, user: str) -> Path:

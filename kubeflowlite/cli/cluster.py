@@ -452,13 +452,18 @@ def logs_cmd(config: Target, run: str, task: str, try_number: int | None, follow
     """Print the log of TASK in RUN (its Pod's main container)."""
 
     async def work(client: kube.Kube) -> None:
-        number = try_number
-        if number is None:
-            run_obj = await _get(client, kube.DAGRUNS, config.namespace, run, "DAGRun")
-            instance = ((run_obj.get("status") or {}).get("tasks") or {}).get(task)
-            if instance is None or not instance.get("tryNumber"):
-                _fail(f"task {task!r} of run {run} has not run yet")
-            number = int(instance["tryNumber"])
+        run_obj = await _get(client, kube.DAGRUNS, config.namespace, run, "DAGRun")
+        instance = ((run_obj.get("status") or {}).get("tasks") or {}).get(task)
+        latest = int((instance or {}).get("tryNumber") or 0)
+        if instance is None and task not in _task_names(run_obj):
+            _fail(f"run {run} has no task {task!r}")
+        if latest == 0:
+            _fail(f"task {task!r} of run {run} has not run yet")
+        number = try_number or latest
+        if number > latest:
+            _fail(
+                f"task {task!r} of run {run} has had {latest} tr{'y' if latest == 1 else 'ies'}, not {number}"
+            )
         pod = names.pod_name(run, task, number)
         try:
             async for chunk in client.pod_logs(
@@ -468,10 +473,20 @@ def logs_cmd(config: Target, run: str, task: str, try_number: int | None, follow
                 sys.stdout.flush()
         except kube.ApiError as error:
             if error.not_found:
-                _fail(f"pod {pod} (try {number} of {task}) not found: it was deleted, or never created")
-            raise
+                cleanup = ((run_obj.get("status") or {}).get("dagSpec") or {}).get("podCleanup")
+                why = f" (the DAG's podCleanup is {cleanup})" if cleanup and cleanup != "keep" else ""
+                _fail(
+                    f"the Pod of try {number} of {task} ({pod}) is gone{why}, and its log with it; "
+                    "keep Pods with podCleanup: keep"
+                )
+            _fail(f"no log for try {number} of {task} ({pod}): {error.message or error}")
 
     _run(config, work)
+
+
+def _task_names(run_obj: dict[str, Any]) -> set[str]:
+    spec = (run_obj.get("status") or {}).get("dagSpec") or {}
+    return {str(t.get("name")) for t in spec.get("tasks") or []}
 
 
 # --- DAG switches and lists ---------------------------------------------------------------------------

@@ -118,11 +118,19 @@ def last_line_xcom(stdout: str) -> Any:
     for line in reversed(stdout.splitlines()):
         value = line.rstrip()
         if value.strip():
-            _check_size(
-                len(json.dumps(value, ensure_ascii=False).encode("utf-8")), what="last line of stdout"
-            )
+            if len(json.dumps(value, ensure_ascii=False).encode("utf-8")) > XCOM_LIMIT_BYTES:
+                raise XComError(last_line_too_long(len(value.encode("utf-8"))))
             return value
     return NO_XCOM
+
+
+def last_line_too_long(line_bytes: int | None) -> str:
+    """Why a last output line cannot be a return value (`line_bytes`: its length, if known)."""
+    size = f" ({line_bytes} bytes)" if line_bytes is not None else ""
+    return (
+        f"last line of stdout{size} is over the {XCOM_LIMIT_BYTES}-byte limit of a Pod termination "
+        "message as a JSON string"
+    )
 
 
 def encode_xcom(value: Any) -> str:

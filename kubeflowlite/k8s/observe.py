@@ -21,7 +21,7 @@ from typing import Any
 from kubeflowlite.core import xcom
 from kubeflowlite.core.engine import Attempt, AttemptPhase
 from kubeflowlite.core.taskenv import ANNOTATION_SKIP_EXIT_CODE
-from kubeflowlite.k8s import names
+from kubeflowlite.k8s import names, taskscript
 from kubeflowlite.k8s.pods import MAIN_CONTAINER
 
 DEFAULT_PENDING_TIMEOUT = timedelta(minutes=10)
@@ -91,7 +91,9 @@ def attempt_from_pod(
     skip_code = _skip_code(annotations)
     if terminated is not None and skip_code is not None and exit_code == skip_code:
         return attempt(AttemptPhase.skipped, end_time=finished_at or now, message="skipped by the task")
-    if phase == "Failed" or (terminated is not None and phase != "Pending"):
+    # The kubelet reports a main container that exited non-zero while the Pod's phase
+    # may still read Pending for a second or two: the container's end is final.
+    if phase == "Failed" or terminated is not None:
         return attempt(
             AttemptPhase.failed,
             end_time=finished_at or deleted_at or now,
@@ -123,18 +125,10 @@ def _skip_code(annotations: Mapping[str, str]) -> int | None:
 def parse_xcom(text: str) -> Any:
     """The XCom value in a main container's termination message (NO_XCOM if it is empty).
 
-    Raises core.xcom.XComError with the message a user sees as the task's failure;
-    a message the kubelet cut at its limit says so, since its JSON then breaks.
+    Raises core.xcom.XComError with the message a user sees as the task's failure
+    (k8s.taskscript: a bash task's last output line, or a JSON value).
     """
-    try:
-        return xcom.parse_xcom_file(text)
-    except xcom.XComError as error:
-        if len(text.encode("utf-8")) >= xcom.XCOM_LIMIT_BYTES:
-            raise xcom.XComError(
-                f"{error} (the kubelet keeps only {xcom.XCOM_LIMIT_BYTES} bytes of a termination message: "
-                "the value is too large)"
-            ) from None
-        raise
+    return taskscript.decode_termination_message(text)
 
 
 def _succeeded(make: Callable[..., Attempt], terminated: Mapping[str, Any], *, end_time: datetime) -> Attempt:

@@ -37,7 +37,7 @@ from kubeflowlite.core.taskenv import (
     ENV_TRY_NUMBER,
     ENV_XCOM_FILE,
 )
-from kubeflowlite.k8s import names, resources
+from kubeflowlite.k8s import names, resources, taskscript
 
 DEFAULT_IMAGE = "busybox:1.36"
 MAIN_CONTAINER = "main"
@@ -80,7 +80,7 @@ def build_pod(
     }
     container: dict[str, Any] = {"name": MAIN_CONTAINER, "image": task.image or DEFAULT_IMAGE}
     if rendered.bash is not None:
-        container["command"] = ["sh", "-c", rendered.bash]
+        container["command"] = taskscript.bash_command(rendered.bash)
     else:
         if rendered.command is not None:
             container["command"] = list(rendered.command)
@@ -91,6 +91,8 @@ def build_pod(
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "enableServiceLinks": False,
+        # A task needs no API credentials of ours; a task that does asks with a pod override.
+        "automountServiceAccountToken": False,
         "containers": [container],
     }
     pod: dict[str, Any] = {

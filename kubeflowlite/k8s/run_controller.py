@@ -561,9 +561,10 @@ class RunController:
                 self.enqueue(run_key(namespace, later))
 
     async def _after_end(self, namespace: str, name: str, body: Obj, memory: RunMemory) -> None:
-        """A finished run: onRunEnd cleanup, and let go of its memory once the watch has caught up."""
-        if memory.spec is not None and memory.spec.pod_cleanup == "onRunEnd":
-            doomed = rules.pods_to_clean("onRunEnd", self.view.pods_of_run(namespace, name), memory.status)
+        """A finished run: its podCleanup, and let go of its memory once the watch has caught up."""
+        if memory.spec is not None and memory.spec.pod_cleanup != "keep":
+            pods = self.view.pods_of_run(namespace, name)
+            doomed = rules.pods_to_clean(memory.spec.pod_cleanup, pods, memory.status)
             if doomed:
                 await asyncio.gather(*(self.client.delete(kube.PODS, namespace, pod) for pod in doomed))
         if memory.resource_version == (body.get("metadata") or {}).get("resourceVersion"):

@@ -230,11 +230,13 @@ def pods_to_clean(policy: str, pods: Iterable[Obj], status: DAGRunStatus) -> lis
             continue
         task, number = pod_try(pod)
         instance = status.tasks.get(task)
-        phase = (pod.get("status") or {}).get("phase")
+        # The status records a success only once the main container ended with 0 and its
+        # XCom is stored; the Pod's phase may still say Running then (on a real node it
+        # follows the container by a second or so), so it is not waited for.
         recorded = (
             instance is not None and instance.state is TaskState.success and instance.try_number == number
         )
-        if recorded and phase == "Succeeded":
+        if recorded:
             doomed.append(metadata.get("name", ""))
     return [name for name in doomed if name]
 

@@ -19,6 +19,8 @@ from operator_harness import (
     wait_for,
 )
 
+from kubeflowlite.k8s import taskscript
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -96,7 +98,7 @@ def test_an_xcom_value_flows_into_the_downstream_command(api: Api, operator: Ope
     assert api.wait_run(run)["status"]["state"] == "success"
 
     pull = next(p for p in api.pods(run) if p.metadata.labels["kubeflowlite.io/task"] == "pull")
-    assert pull.spec.containers[0].command == ["sh", "-c", "echo got hello"]
+    assert pull.spec.containers[0].command == taskscript.bash_command("echo got hello")
     stored = api.configmap(f"{run}-xcom")
     assert stored.data == {"push": '"hello"'}
     assert stored.metadata.owner_references[0].name == run

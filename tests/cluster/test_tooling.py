@@ -22,6 +22,7 @@ def test_build_tools_links_kubebuilder_assets_instead_of_building(cluster: Any, 
         "kubectl",
         "kube-controller-manager",
         "kube-scheduler",
+        "kubelet",
         "kwok",
         "helm",
     ):

@@ -12,7 +12,7 @@ import pytest
 from kubeflowlite.api.dag import DAGSpec, ExternalTaskSensor, TriggerDag
 from kubeflowlite.core.engine import NO_XCOM, Attempt, AttemptPhase
 from kubeflowlite.core.schedule import RunInterval
-from kubeflowlite.k8s import dag_controller, inline_tasks, launch, names, xcom_store
+from kubeflowlite.k8s import dag_controller, inline_tasks, launch, names, taskscript, xcom_store
 from kubeflowlite.k8s.workqueue import WorkQueue
 
 DAY = datetime(2020, 1, 1, tzinfo=UTC)
@@ -171,7 +171,7 @@ class TestLaunch:
     def test_a_pod_renders_xcom_values_and_templated_annotations(self) -> None:
         manifest = launch.pod_for_try(facts(), "pull", 2, xcoms={"push": '{"rows": 3}'}, now=DAY)
         assert isinstance(manifest, dict)
-        assert manifest["spec"]["containers"][0]["command"] == ["sh", "-c", "echo {'rows': 3}"]
+        assert manifest["spec"]["containers"][0]["command"] == taskscript.bash_command("echo {'rows': 3}")
         assert manifest["metadata"]["annotations"]["try"] == "2"
         assert manifest["metadata"]["annotations"]["fixed"] == "x"
         assert manifest["metadata"]["name"] == names.pod_name("etl-manual-20200101t000000", "pull", 2)

@@ -203,6 +203,14 @@ CASES = {
         message="exit code 3",
         exit_code=3,
     ),
+    "failed-container-while-phase-still-pending": Case(
+        # The kubelet reports the exit a second or two before the Pod's phase: a failure
+        # must be seen as early as a success is.
+        pod("Pending", containerStatuses=main_status(terminated(2, reason="Error"))),
+        AttemptPhase.failed,
+        message="exit code 2",
+        exit_code=2,
+    ),
     "failed-oom": Case(
         pod("Failed", containerStatuses=main_status(terminated(137, reason="OOMKilled"))),
         AttemptPhase.failed,

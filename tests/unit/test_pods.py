@@ -9,7 +9,7 @@ import pytest
 
 from kubeflowlite.api.dag import DAGSpec, Task, effective_task
 from kubeflowlite.core.templating import RenderedTask
-from kubeflowlite.k8s import names, pods
+from kubeflowlite.k8s import names, pods, taskscript
 
 RUN = "tutorial-manual-20200209t145500"
 
@@ -74,7 +74,7 @@ def test_bash_task_pod() -> None:
     assert "activeDeadlineSeconds" not in spec
     main = main_container(pod)
     assert main["image"] == "busybox:1.36"
-    assert main["command"] == ["sh", "-c", "date"]
+    assert main["command"] == taskscript.bash_command("date")
     assert "args" not in main
     assert main["terminationMessagePath"] == pods.XCOM_FILE
     assert main["terminationMessagePolicy"] == "File"
@@ -159,7 +159,7 @@ def test_pod_overrides_merge_into_spec_metadata_and_main_container() -> None:
     assert main["volumeMounts"] == [{"name": "data", "mountPath": "/data"}]
     assert main["imagePullPolicy"] == "Always"
     assert main["envFrom"] == [{"secretRef": {"name": "etl-secrets"}}]
-    assert main["command"] == ["sh", "-c", "true"]
+    assert main["command"] == taskscript.bash_command("true")
     assert env_of(pod)["GREETING"] == "hi"
     assert env_of(pod)["EXTRA"] == "1"
 
@@ -195,14 +195,14 @@ def test_containers_override_merges_main_by_name_and_appends_sidecars() -> None:
     pod = build(Task(name="t", bash="true", pod=overrides))
     containers = pod["spec"]["containers"]
     assert [c["name"] for c in containers] == ["main", "proxy"]
-    assert containers[0]["command"] == ["sh", "-c", "true"]
+    assert containers[0]["command"] == taskscript.bash_command("true")
     assert containers[0]["resources"] == {"limits": {"cpu": "2"}}
 
 
 def test_containers_override_without_names_still_keeps_main() -> None:
     pod = build(Task(name="t", bash="true", pod={"containers": [{"image": "nameless"}]}))
     assert pod["spec"]["containers"][0]["name"] == "main"
-    assert pod["spec"]["containers"][0]["command"] == ["sh", "-c", "true"]
+    assert pod["spec"]["containers"][0]["command"] == taskscript.bash_command("true")
 
 
 def test_explicit_active_deadline_is_kept_without_execution_timeout() -> None:

@@ -178,6 +178,13 @@ class TestPodCleanup:
         pods = [pod("a", 1, "Failed"), pod("a", 2, "Succeeded"), pod("b", 1, "Failed")]
         assert rules.pods_to_clean("onSuccess", pods, status(a=self.success)) == [names.pod_name(RUN, "a", 2)]
 
+    def test_on_success_does_not_wait_for_the_phase_to_catch_up(self) -> None:
+        # A real node reports the container's end before the Pod's phase: the recorded
+        # success is what counts (the run may be over before the phase changes).
+        assert rules.pods_to_clean("onSuccess", [pod("a", 2, "Running")], status(a=self.success)) == [
+            names.pod_name(RUN, "a", 2)
+        ]
+
     def test_on_success_waits_until_the_status_records_the_success(self) -> None:
         running = TaskInstanceStatus(state=TaskState.running, try_number=2)
         assert rules.pods_to_clean("onSuccess", [pod("a", 2, "Succeeded")], status(a=running)) == []
