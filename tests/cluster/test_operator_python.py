@@ -104,7 +104,7 @@ def test_the_seed_tutorial_in_python_runs_on_the_cluster_like_the_yaml_one(
     templated = {
         p.metadata.labels["kubeflowlite.io/task"]: p for p in api.pods(seed_run["metadata"]["name"])
     }["templated"]
-    script = templated.spec.containers[0].command[2]
+    script = templated.spec.containers[0].command[-1]  # k8s.taskscript: the task's script comes last
     assert "2020-02-16" in script and "Parameter I passed in" in script
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from operator_harness import Api, OperatorProcess, dag_manifest, task_states
 
-from kubeflowlite.k8s import runtime_config
+from kubeflowlite.k8s import runtime_config, taskscript
 
 SECRET = "s3cret-pw"
 
@@ -71,7 +71,7 @@ def test_variables_and_connections_from_the_cli_reach_tasks_without_leaking_the_
 
     (pod,) = api.pods(run)
     main = pod.spec.containers[0]
-    assert main.command == ["sh", "-c", "echo hello prod db.example.com:5432"]
+    assert main.command == taskscript.bash_command("echo hello prod db.example.com:5432")
     (conn_env,) = [e for e in main.env if e.name == "AIRFLOW_CONN_MY_DB"]
     assert conn_env.value is None
     assert (conn_env.value_from.secret_key_ref.name, conn_env.value_from.secret_key_ref.key) == (

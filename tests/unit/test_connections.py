@@ -25,7 +25,7 @@ from kubeflowlite.api.dagrun import DAGRun
 from kubeflowlite.cli.main import main
 from kubeflowlite.core import connections, templating
 from kubeflowlite.core.schedule import RunInterval
-from kubeflowlite.k8s import launch, runtime_config
+from kubeflowlite.k8s import launch, runtime_config, taskscript
 from kubeflowlite.local import runtime_config as local_config
 
 URI = "postgres://etl%40corp:s3cr%2Ft@db.example.com:5433/warehouse?sslmode=require"
@@ -210,7 +210,7 @@ def test_a_task_pod_gets_connections_by_secret_reference_only(tmp_path: Path) ->
     assert isinstance(pod, dict)
     assert "s3cr" not in json.dumps(pod)
     (main_container,) = pod["spec"]["containers"]
-    assert main_container["command"] == ["sh", "-c", "echo db.example.com"]
+    assert main_container["command"] == taskscript.bash_command("echo db.example.com")
     assert {
         "name": "AIRFLOW_CONN_MY_DB",
         "valueFrom": {"secretKeyRef": {"name": "kfl-conn-my-db", "key": "connection"}},

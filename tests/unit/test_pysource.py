@@ -21,7 +21,7 @@ from kubeflowlite.api.dag import DAG, PythonSource
 from kubeflowlite.core.engine import AttemptPhase
 from kubeflowlite.core.schedule import RunInterval
 from kubeflowlite.core.taskenv import ENV_PYTASK_CONTEXT, ENV_PYTASK_SOURCE, ENV_XCOM_FILE
-from kubeflowlite.k8s import launch, names, pods, pysource
+from kubeflowlite.k8s import launch, names, pods, pysource, taskscript
 from kubeflowlite.k8s.observe import attempt_from_pod
 
 DAY = datetime(2024, 3, 1, tzinfo=UTC)
@@ -105,7 +105,7 @@ def test_other_tasks_keep_their_pods_and_an_explicit_token_choice_wins(tmp_path:
     bash = launch.pod_for_try(facts, "after", 1, xcoms={}, now=DAY)
     assert isinstance(bash, dict)
     assert not pysource.is_python_pod(bash)
-    assert bash["spec"]["containers"][0]["command"] == ["sh", "-c", "echo done"]
+    assert bash["spec"]["containers"][0]["command"] == taskscript.bash_command("echo done")
     assert ENV_PYTASK_CONTEXT not in env_of(bash)
     overridden = pysource.python_pod(
         bash,
