@@ -11,9 +11,12 @@ node, in the end-to-end tests.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import textwrap
 import warnings
 from pathlib import Path
+from typing import Any
 
 from operator_harness import Api, OperatorProcess, task_states
 
@@ -134,3 +137,36 @@ def test_a_python_pod_exiting_with_the_skip_code_skips_its_task(
     assert finished["status"]["state"] == "success"
     assert task_states(finished) == {"check": "skipped", "after": "skipped"}
     assert finished["status"]["tasks"]["check"]["message"] == "skipped by the task"
+
+
+def test_apply_takes_a_folder_of_python_dag_files(cluster: Any, namespace: str, crds: None) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kubeflowlite",
+            "apply",
+            str(EXAMPLES / "python"),
+            f"--kubeconfig={cluster.kubeconfig}",
+            "-n",
+            namespace,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    applied = sorted(line.split()[0] for line in result.stdout.splitlines())
+    assert applied == [
+        "dag.kubeflowlite.io/python-branching",
+        "dag.kubeflowlite.io/taskflow-etl",
+        "dag.kubeflowlite.io/test",
+    ]
+    stored = json.loads(cluster.kubectl("get", "dag", "taskflow-etl", "-n", namespace, "-o", "json").stdout)
+    assert stored["spec"]["pythonSource"]["code"] == (EXAMPLES / "python" / "taskflow_etl.py").read_text()
+    assert [task["python"]["callable"] for task in stored["spec"]["tasks"]] == [
+        "extract",
+        "transform",
+        "load",
+    ]
