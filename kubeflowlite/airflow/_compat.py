@@ -116,7 +116,7 @@ def _task_options(
             continue
         elif key in ("start_date", "end_date"):
             _warn(f"{what}: a task's {key} is ignored: the DAG's applies to every task", location)
-        elif key in ("image", "env", "pod"):
+        elif key in ("image", "env", "pod", "connections"):
             fields[key] = value
         else:
             raise _unsupported(what, key, location, _HINTS.get(key, ""))
@@ -169,8 +169,12 @@ class DAG(model.DAG):
 
     def __init__(self, dag_id: str, *args: Any, **options: Any) -> None:
         location = caller_location()
-        if args:
-            # Airflow 1.10 allowed DAG(dag_id, default_args, ...) positionally; only description is common.
+        if len(args) > 1:
+            raise DagDefinitionError(
+                "DAG: pass the arguments after dag_id and description by name (schedule_interval=..., ...)",
+                location,
+            )
+        if args:  # Airflow's second positional parameter
             options.setdefault("description", args[0])
         fields: dict[str, Any] = {}
         for key in _DAG_DIRECT:
@@ -189,9 +193,7 @@ class DAG(model.DAG):
         default_args = dict(options.pop("default_args", None) or {})
         for key in _IGNORED_SILENTLY:
             options.pop(key, None)
-        for key in list(options):
-            if key in ("access_control", "owner_links", "render_template_as_native_obj", "fail_stop"):
-                raise _unsupported("DAG", key, location)
+        for key in options:
             raise _unsupported("DAG", key, location, _HINTS.get(key, ""))
         defaults: dict[str, Any] = {}
         for key, value in default_args.items():
@@ -206,9 +208,10 @@ class DAG(model.DAG):
                     _warn(f"default_args: {key}: {ALERTS_POINTER}", location)
             elif key in _WARN_IGNORED:
                 _warn(f"default_args: {key} is ignored: {_WARN_IGNORED[key]}", location)
-            elif key in _IGNORED_SILENTLY or key in ("image", "env", "pod"):
-                if key in ("image", "env", "pod"):
-                    defaults[key] = value
+            elif key in ("image", "env", "pod", "connections"):
+                defaults[key] = value
+            elif key in _IGNORED_SILENTLY:
+                continue
             else:
                 raise _unsupported("default_args", key, location, _HINTS.get(key, ""))
         name = dag_name(dag_id)

@@ -325,3 +325,14 @@ def test_short_circuit_skips_all_downstream_or_only_the_direct_tasks(
     path = write(tmp_path, SHORT_CIRCUIT.replace("IGNORE", ignore))
     short_run, _ = run(path, tmp_path / "runs")
     assert states(short_run) == {"check": "success", "direct": "skipped", "later": later}
+
+
+def test_dag_arguments_beyond_description_must_be_named(tmp_path: Path) -> None:
+    path = write(tmp_path, "from kubeflowlite.airflow import DAG\ndag = DAG('d', 'about', '@daily')\n")
+    with pytest.raises(InvalidDAGError, match="pass the arguments after dag_id and description by name"):
+        dagfiles.load_dag_file(path)
+    path = write(
+        tmp_path, "from kubeflowlite.airflow import DAG\ndag = DAG('d', 'about', catchup=True)\n", "ok.py"
+    )
+    with pytest.raises(InvalidDAGError, match="a DAG needs at least one task"):  # accepted, but empty
+        dagfiles.load_dag_file(path)
