@@ -18,27 +18,12 @@ from pydantic import Field
 from kubeflowlite.api import names
 from kubeflowlite.api.base import ApiModel
 from kubeflowlite.core.durations import DURATION_PATTERN, SIGNED_DURATION_PATTERN
+from kubeflowlite.core.trigger_rule import TriggerRule as TriggerRule  # defined stdlib-only, see there
+from kubeflowlite.core.xcom import XCOM_REF_KEY as XCOM_REF_KEY  # the reference form in python.args
 
 API_GROUP = "kubeflowlite.io"
 API_VERSION = "v1alpha1"
 GROUP_VERSION = f"{API_GROUP}/{API_VERSION}"
-
-
-class TriggerRule(str, Enum):
-    """When a task may run, judged from the states of its direct upstream tasks (Airflow's trigger rules)."""
-
-    all_success = "all_success"
-    all_failed = "all_failed"
-    all_done = "all_done"
-    all_done_min_one_success = "all_done_min_one_success"
-    all_skipped = "all_skipped"
-    one_success = "one_success"
-    one_failed = "one_failed"
-    one_done = "one_done"
-    none_failed = "none_failed"
-    none_failed_min_one_success = "none_failed_min_one_success"
-    none_skipped = "none_skipped"
-    always = "always"
 
 
 class TaskType(str, Enum):
@@ -49,6 +34,7 @@ class TaskType(str, Enum):
     empty = "empty"
     sensor = "sensor"
     trigger_dag = "triggerDag"
+    python = "python"
 
 
 class EnvVar(ApiModel):
@@ -101,6 +87,42 @@ class TriggerDag(ApiModel):
     )
 
 
+class PythonCall(ApiModel):
+    """A Python function of the DAG's `pythonSource`, called with JSON arguments (Airflow's PythonOperator)."""
+
+    callable: str = Field(
+        description="The function's name in the source (informational for lambdas and nested functions: "
+        "the task is found by DAG and task id when the source defines this DAG).",
+        min_length=1,
+    )
+    args: list[Any] = Field(
+        default_factory=list,
+        description='Positional arguments (JSON). An object {"__kfl_xcom__": {"task": T, "key": K}} '
+        "is replaced by task T's XCom K at run time.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Keyword arguments (JSON), XCom references as in args.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    templates_dict: dict[str, str] | None = Field(
+        default=None,
+        description="Jinja-templated strings rendered per try and passed as `templates_dict` in the context.",
+    )
+    multiple_outputs: bool = Field(
+        default=False,
+        description="The function returns a dict whose keys are pulled as separate XCom keys.",
+    )
+
+
+class PythonSource(ApiModel):
+    """The Python DAG file a DAG was compiled from: shipped to every Python task's process or Pod."""
+
+    filename: str = Field(description="The file's name (for tracebacks), e.g. tutorial.py.", min_length=1)
+    code: str = Field(description="The file's source text.")
+
+
 class TaskDefaults(ApiModel):
     """Task fields that may be set once for every task of the DAG (Airflow's default_args)."""
 
@@ -135,6 +157,12 @@ class TaskDefaults(ApiModel):
         default=None,
         description="Environment variables of the task's process or container.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    connections: list[str] | None = Field(
+        default=None,
+        description="Airflow Connection ids the task receives as environment variables AIRFLOW_CONN_<ID> "
+        "(URI or JSON). On a cluster the value comes from the connection's Secret by reference "
+        "(secretKeyRef), never copied into the Pod spec; locally from AIRFLOW_CONN_<ID> or the connections file.",
     )
     pod: dict[str, Any] | None = Field(
         default=None,
@@ -182,11 +210,19 @@ class Task(TaskDefaults):
     short_circuit: bool = Field(
         default=False, description="A falsy XCom return value skips every task downstream of this one."
     )
+    ignore_downstream_trigger_rules: bool | None = Field(
+        default=None,
+        description="With shortCircuit: true (the default, as Airflow's) skips every downstream task; "
+        "false skips only the direct downstream tasks and lets the others' trigger rules decide.",
+    )
     sensor: ExternalTaskSensor | None = Field(
         default=None, description="Makes this task an external-task sensor."
     )
     trigger_dag: TriggerDag | None = Field(
         default=None, description="Makes this task trigger another DAG's run."
+    )
+    python: PythonCall | None = Field(
+        default=None, description="Makes this task call a Python function of spec.pythonSource."
     )
 
     def effective_type(self) -> TaskType | None:
@@ -197,6 +233,8 @@ class Task(TaskDefaults):
             return TaskType.sensor
         if self.trigger_dag is not None:
             return TaskType.trigger_dag
+        if self.python is not None:
+            return TaskType.python
         if self.bash is not None:
             return TaskType.bash
         if self.command is not None or self.args is not None:
@@ -261,6 +299,11 @@ class DAGSpec(ApiModel):
         default=None,
         ge=0,
         description="Finished failed DAGRuns kept; older ones are deleted. Unset: keep all.",
+    )
+    python_source: PythonSource | None = Field(
+        default=None,
+        description="The Python DAG file this DAG was compiled from (`kubeflowlite compile`); "
+        "its Python tasks run functions of it.",
     )
 
 

@@ -20,11 +20,13 @@ from typing import Any, NoReturn
 
 import click
 
+from kubeflowlite import dagfiles
 from kubeflowlite.api.dag import effective_task
 from kubeflowlite.cli import options
-from kubeflowlite.core import loading, templating
+from kubeflowlite.core import templating
 from kubeflowlite.core.schedule import RunInterval, Schedule
 from kubeflowlite.core.validation import InvalidDAGError
+from kubeflowlite.local import runtime_config
 
 __all__ = ["render_cmd", "schedule_cmd", "validate_cmd"]
 
@@ -48,7 +50,7 @@ def validate_cmd(files: Sequence[Path]) -> None:
     failed = False
     for file in files:
         try:
-            dags = loading.load_dags(file)
+            dags = dagfiles.load_dags(file)
         except InvalidDAGError as error:
             failed = True
             click.echo(str(error))
@@ -74,7 +76,7 @@ def _interval_line(interval: RunInterval) -> str:
 
 
 @click.command("schedule")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--from", "start", type=options.DATE, required=True, help="First logical date (YYYY-MM-DD or RFC 3339)."
 )
@@ -94,7 +96,7 @@ def schedule_cmd(file: Path, start: datetime, end: datetime, dag_name: str | Non
 
 
 @click.command("render")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(exists=True, path_type=Path))
 @click.argument("task_name", metavar="TASK")
 @click.option(
     "--date", "date", type=options.DATE, required=True, help="Logical date (YYYY-MM-DD or RFC 3339)."
@@ -122,6 +124,11 @@ def render_cmd(
     schedule = Schedule.from_spec(dag.spec)
     interval = schedule.interval_for(logical_date)
     run_type = "scheduled" if schedule.is_on_schedule(logical_date) else "manual"
+    try:
+        variables = runtime_config.local_variables(os.environ)
+        connections = runtime_config.local_connections(os.environ)
+    except runtime_config.LocalConfigError as error:
+        _fail(str(error))
     context = templating.template_context(
         dag=dag,
         task=task,
@@ -129,7 +136,8 @@ def render_cmd(
         run_id=templating.run_id_for(run_type, logical_date),
         conf=run_conf,
         try_number=1,
-        variables=templating.variables_from_env(os.environ),
+        variables=variables,
+        connections=connections,
     )
     try:
         rendered = templating.render_task(task, context)

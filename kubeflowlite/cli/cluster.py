@@ -26,6 +26,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 from rich.console import Console
 
+from kubeflowlite import dagfiles
 from kubeflowlite.api.dag import DAGSpec
 from kubeflowlite.api.dagrun import RunType
 from kubeflowlite.cli import cluster_plans, options
@@ -150,6 +151,12 @@ def _dag_spec(dag: dict[str, Any]) -> DAGSpec:
     "--workers", type=click.IntRange(1, 256), default=8, show_default=True, help="Concurrent reconciles."
 )
 @click.option(
+    "--connection-secrets/--no-connection-secrets",
+    default=True,
+    show_default=True,
+    help="Read Secrets labelled kubeflowlite.io/connection for {{ conn.x.host }} (needs RBAC to list Secrets).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
     default="info",
@@ -175,6 +182,7 @@ def operator_cmd(
     liveness: str | None,
     pending_timeout: str,
     workers: int,
+    connection_secrets: bool,
     log_level: str,
     leader_elect: bool,
     leader_election_namespace: str | None,
@@ -204,6 +212,7 @@ def operator_cmd(
         )
         if leader_elect
         else None,
+        read_connection_secrets=connection_secrets,
     )
     scope = "all namespaces" if all_namespaces else ", ".join(watched)
     logging.getLogger("kubeflowlite").info("operator starting: %s, watching %s", config.server, scope)
@@ -233,7 +242,7 @@ def crds_cmd(output: Path | None) -> None:
 def apply_cmd(config: Target, path: Path) -> None:
     """Validate DAG file(s) locally (every problem printed), then server-side apply them."""
     try:
-        dags = loading.load_dags(path)
+        dags = dagfiles.load_dags(path)
     except InvalidDAGError as error:
         _fail(f"{error}\nnothing applied: fix the problems above", EXIT_INVALID)
     if not dags:

@@ -50,7 +50,7 @@ def dump(document: dict[str, Any], fmt: str) -> str:
 
 
 @click.command("run")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(exists=True, path_type=Path))
 @click.option("--dag", "dag_name", help="The DAG to run, when FILE defines several.")
 @click.option("--date", "date", type=options.DATE, help="Logical date: YYYY-MM-DD or RFC 3339. Default: now.")
 @options.conf_options
@@ -86,6 +86,7 @@ def run_cmd(
     from kubeflowlite.k8s import names
     from kubeflowlite.local.display import make_display
     from kubeflowlite.local.runner import LocalRunner, RunRequest, stop_on_signals
+    from kubeflowlite.local.runtime_config import LocalConfigError
 
     console = Console(file=sys.stderr if output else sys.stdout, highlight=False)
     request = RunRequest(
@@ -98,7 +99,10 @@ def run_cmd(
         parallelism=parallelism,
         dag_file=file,
     )
-    runner = LocalRunner(request, observer=make_display(console))
+    try:
+        runner = LocalRunner(request, observer=make_display(console))
+    except LocalConfigError as error:
+        fail_invalid(str(error))
     with stop_on_signals(runner):
         result = runner.run()
     if output:
@@ -112,7 +116,7 @@ def run_cmd(
 
 
 @click.command("test")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(exists=True, path_type=Path))
 @click.argument("task")
 @click.argument("date", type=options.DATE)
 @click.option("--dag", "dag_name", help="The DAG, when FILE defines several.")
@@ -145,10 +149,14 @@ def test_cmd(
         click.echo(text, err=True)
 
     from kubeflowlite.local import tasktest
+    from kubeflowlite.local.runtime_config import LocalConfigError
 
-    code = tasktest.test_task(
-        dag, task, logical_date, out=out, warn=warn, dag_file=file, runs_dir=runs_dir, conf=run_conf
-    )
+    try:
+        code = tasktest.test_task(
+            dag, task, logical_date, out=out, warn=warn, dag_file=file, runs_dir=runs_dir, conf=run_conf
+        )
+    except LocalConfigError as error:
+        fail_invalid(str(error))
     sys.exit(code)
 
 
@@ -156,7 +164,7 @@ def test_cmd(
 
 
 @click.command("tasks")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(exists=True, path_type=Path))
 @click.option("--dag", "dag_name", help="The DAG, when FILE defines several.")
 @click.option("--tree", is_flag=True, help="Show each root task with its downstream tasks indented under it.")
 def tasks_cmd(file: Path, dag_name: str | None, tree: bool) -> None:

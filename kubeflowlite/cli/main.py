@@ -82,6 +82,21 @@ COMMANDS: dict[str, Entry] = {
     "unpause": Entry(_CLUSTER, "unpause_cmd", "Resume scheduling DAG."),
     "dags": Entry(_CLUSTER, "dags_cmd", "List the DAGs of the namespace."),
     "runs": Entry(_CLUSTER, "runs_cmd", "List DAGRuns (of DAG, if given), newest logical date first."),
+    "compile": Entry(
+        "kubeflowlite.cli.compiling",
+        "compile_cmd",
+        "Compile DAG files (Python or YAML, files or folders) into DAG resources in YAML.",
+    ),
+    "variables": Entry(
+        "kubeflowlite.cli.varconn",
+        "variables_group",
+        "Airflow Variables on the cluster ({{ var.value.x }}, {{ var.json.x }}, Variable.get).",
+    ),
+    "connections": Entry(
+        "kubeflowlite.cli.varconn",
+        "connections_group",
+        "Airflow Connections on the cluster ({{ conn.x.host }}, a task's `connections` env).",
+    ),
     "ui": Entry(
         "kubeflowlite.ui.command",
         "ui_cmd",

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
+from kubeflowlite.core.runconf import parse_conf_json
+
 if TYPE_CHECKING:
     from kubeflowlite.api.dag import DAG
 
@@ -55,17 +57,6 @@ class ConfType(click.ParamType[dict[str, Any]]):
             return parse_conf_json(value)
         except ValueError as error:
             self.fail(str(error), param, ctx)
-
-
-def parse_conf_json(text: str) -> dict[str, Any]:
-    """A run conf written as JSON (--conf, the UI's trigger form): an object; ValueError says what is wrong."""
-    try:
-        loaded = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"--conf is not valid JSON: {error}") from None
-    if not isinstance(loaded, dict):
-        raise ValueError("--conf must be a JSON object")
-    return loaded
 
 
 class KeyValueType(click.ParamType[tuple[str, Any]]):
@@ -125,12 +116,13 @@ def fail_invalid(message: str) -> NoReturn:
 
 
 def load_dag(path: Path, dag_name: str | None) -> DAG:
-    """The DAG to act on: the only one in `path`, or the one named with --dag. Exit 2 if invalid."""
-    from kubeflowlite.core import loading
+    """The DAG to act on: the only one in `path` (YAML, Python, or a folder of them), or the one named
+    with --dag. Exit 2 if invalid."""
+    from kubeflowlite import dagfiles
     from kubeflowlite.core.validation import InvalidDAGError
 
     try:
-        dags = loading.load_dag_file(path)
+        dags = dagfiles.load_dags(path)
     except InvalidDAGError as error:
         fail_invalid(f"{path}: invalid DAG file\n{error}")
     except (OSError, UnicodeDecodeError) as error:

@@ -90,6 +90,8 @@ class AttemptPhase(str, Enum):
     running = "running"
     succeeded = "succeeded"
     failed = "failed"
+    skipped = "skipped"
+    """The try itself asked to be skipped (a Python task raising AirflowSkipException)."""
 
 
 @dataclass(frozen=True)
@@ -221,6 +223,8 @@ class _TaskPlan:
     """Has upstream tasks and a rule other than always: it cannot move before one of them finishes."""
     chooses: bool = False
     """A branch or short-circuit task: its success may skip tasks downstream."""
+    short_circuit_all: bool = True
+    """A short circuit skips every descendant (else only the direct downstream tasks)."""
     leaf: bool = False
     """No downstream task: its failure fails the run."""
     rank: int = 0
@@ -322,6 +326,7 @@ def _compile(spec: DAGSpec) -> _Plan:
             runs_process=task.effective_type() is not TaskType.empty,
             branch=task.branch,
             short_circuit=task.short_circuit,
+            short_circuit_all=task.ignore_downstream_trigger_rules is not False,
             **found,
         )
     order = tuple(plans.values())
@@ -492,6 +497,16 @@ def _observe(
             message=attempt.message,
         )
     end = attempt.end_time or now
+    if phase is AttemptPhase.skipped:
+        return _with(
+            status,
+            state=TaskState.skipped,
+            start_time=start or status.start_time or _format_time(end),
+            end_time=_format_time(end),
+            exit_code=attempt.exit_code,
+            message=attempt.message or "the task skipped itself",
+            next_try_at=None,
+        )
     if phase is AttemptPhase.succeeded:
         problem = _branch_problem(task, attempt.xcom) if task.branch else None
         if problem is None:
@@ -665,7 +680,8 @@ def _enforce_choice(work: _Pass, task: _TaskPlan, status: TaskInstanceStatus) ->
     ):
         return
     if task.short_circuit and is_falsy(attempt.xcom):
-        work.skip_unstarted(work.plan.descendants(task.name), f"short-circuited by {task.name}")
+        skipped = work.plan.descendants(task.name) if task.short_circuit_all else task.downstream
+        work.skip_unstarted(skipped, f"short-circuited by {task.name}")
     if task.branch and _branch_problem(task, attempt.xcom) is None:
         chosen = set(branch_targets(attempt.xcom))
         others = tuple(name for name in task.downstream if name not in chosen)

@@ -12,3 +12,16 @@ ENV_RUN_ID = "KFL_RUN_ID"
 ENV_TRY_NUMBER = "KFL_TRY_NUMBER"
 ENV_LOGICAL_DATE = "KFL_LOGICAL_DATE"
 ENV_XCOM_FILE = "KFL_XCOM_FILE"
+
+# Python function tasks (kubeflowlite.pytask): the DAG file's source, and the try's
+# context as JSON, inline or in a file.
+ENV_PYTASK_SOURCE = "KFL_PYTASK_SOURCE"
+ENV_PYTASK_CONTEXT = "KFL_PYTASK_CONTEXT"
+ENV_PYTASK_CONTEXT_FILE = "KFL_PYTASK_CONTEXT_FILE"
+PYTASK_MODULE = "kubeflowlite.pytask"
+SKIP_EXIT_CODE = 99
+"""A Python task's process exits with this after AirflowSkipException: both shells report the try skipped
+(99 is also Airflow's BashOperator skip_on_exit_code default)."""
+ANNOTATION_SKIP_EXIT_CODE = "kubeflowlite.io/skip-exit-code"
+"""On a task Pod: the exit code of its main container that means "skipped" (Python tasks)."""
+"""`python -m kubeflowlite.pytask` runs a Python task's function in its process or Pod."""

@@ -28,6 +28,8 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from kubeflowlite.api.dag import DAG, Task
+from kubeflowlite.core import variables as variable_rules
+from kubeflowlite.core.connections import template_connections
 from kubeflowlite.core.schedule import RunInterval, Schedule
 
 __all__ = [
@@ -44,7 +46,7 @@ __all__ = [
     "variables_from_env",
 ]
 
-VARIABLE_ENV_PREFIX = "KFL_VAR_"
+VARIABLE_ENV_PREFIX = variable_rules.VARIABLE_ENV_PREFIX
 """Environment variables KFL_VAR_<name> become Airflow Variables ({{ var.value.<name> }})."""
 
 
@@ -91,12 +93,8 @@ def run_id_for(run_type: str, logical_date: datetime) -> str:
 
 
 def variables_from_env(environ: Mapping[str, str]) -> dict[str, str]:
-    """Variables from KFL_VAR_<name> environment variables; the name is kept exactly (KFL_VAR_my_var -> my_var)."""
-    return {
-        key[len(VARIABLE_ENV_PREFIX) :]: value
-        for key, value in environ.items()
-        if key.startswith(VARIABLE_ENV_PREFIX) and len(key) > len(VARIABLE_ENV_PREFIX)
-    }
+    """Variables from KFL_VAR_<name> environment variables (core.variables.from_env)."""
+    return variable_rules.from_env(environ)
 
 
 class _VariableAccessor:
@@ -224,6 +222,10 @@ _MACROS = _Macros(
 )
 
 
+MACROS = _MACROS
+"""`macros` of the template context (also given to Python tasks)."""
+
+
 def _ds(moment: datetime | None) -> str | None:
     return None if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d")
 
@@ -245,10 +247,14 @@ def template_context(
     try_number: int,
     xcom_pull: Callable[..., Any] | None = None,
     variables: Mapping[str, str] | None = None,
+    connections: Mapping[str, str] | None = None,
     prev_logical_date: datetime | None = None,
     next_logical_date: datetime | None = None,
 ) -> dict[str, Any]:
-    """The Jinja context of one try of `task` (Airflow's names: ds, ts, params, ti, macros, var, ...).
+    """The Jinja context of one try of `task` (Airflow's names: ds, ts, params, ti, macros, var, conn, ...).
+
+    `variables` are Variable texts by name, `connections` connection texts (URI or
+    JSON, core.connections) by id.
 
     `params` are the DAG's params overridden key by key by the run's `conf`. When
     prev/next logical dates are not given, a scheduled interval takes them from the
@@ -322,6 +328,7 @@ def template_context(
             json=_VariableAccessor(variable_values, as_json=True),
         ),
         "macros": _MACROS,
+        "conn": template_connections(connections or {}),
         "ti": _TaskInstance(
             task_id=task.name, dag_id=dag.dag_id, run_id=run_id, try_number=try_number, _pull=xcom_pull
         ),
@@ -342,6 +349,11 @@ class TemplateSyntaxIssue:
 _MARKUP = ("{{", "{%", "{#")
 
 
+def has_markup(text: str) -> bool:
+    """Does `text` contain Jinja markup at all? (Text without it renders as itself.)"""
+    return any(marker in text for marker in _MARKUP)
+
+
 @functools.lru_cache(maxsize=4096)
 def check_syntax(text: str) -> TemplateSyntaxIssue | None:
     """None if `text` compiles as a Jinja template, else what is wrong and on which line.
@@ -349,7 +361,7 @@ def check_syntax(text: str) -> TemplateSyntaxIssue | None:
     Cached, and text without Jinja markup is not parsed at all: validating a DAG of
     10,000 tasks that share a few command shapes stays fast.
     """
-    if not any(marker in text for marker in _MARKUP):
+    if not has_markup(text):
         return None
     try:
         _ENV.parse(text)

@@ -187,7 +187,19 @@ def validate_dag(dag: DAG) -> list[Issue]:
     issues += _check_schedule(spec)
     issues += _check_defaults(spec.defaults)
     issues += _check_tasks(spec)
+    issues += _check_python_source(spec)
     return issues
+
+
+def _check_python_source(spec: DAGSpec) -> list[Issue]:
+    """A Python task calls a function of spec.pythonSource, so the DAG must carry it."""
+    if spec.python_source is not None:
+        return []
+    return [
+        Issue(f"spec.tasks[{index}].python", "a Python task needs spec.pythonSource (the DAG file's source)")
+        for index, task in enumerate(spec.tasks)
+        if task.python is not None
+    ]
 
 
 def _check_name(name: str) -> list[Issue]:
@@ -355,7 +367,7 @@ def _check_trigger(issues: list[Issue], path: str, trigger: TriggerDag) -> None:
             _template(issues, f"{path}.conf[{key}]", value)
 
 
-_RUN_FIELDS = "set bash, command, args or type: empty"
+_RUN_FIELDS = "set bash, command, args, python or type: empty"
 
 
 def _check_runnable(path: str, task: Task) -> Iterator[Issue]:
@@ -371,10 +383,16 @@ def _check_runnable(path: str, task: Task) -> Iterator[Issue]:
     kind = task.type
     if kind is None:
         special = [
-            name for name, value in (("sensor", task.sensor), ("triggerDag", task.trigger_dag)) if value
+            name
+            for name, value in (
+                ("sensor", task.sensor),
+                ("triggerDag", task.trigger_dag),
+                ("python", task.python),
+            )
+            if value
         ]
-        if len(special) == 2:
-            yield Issue(f"{path}.triggerDag", "sensor and triggerDag are exclusive")
+        if len(special) >= 2:
+            yield Issue(f"{path}.{special[1]}", f"{' and '.join(special)} are exclusive")
         elif special and (has_bash or has_container):
             which = "bash" if has_bash else "command/args"
             yield Issue(
@@ -392,6 +410,8 @@ def _check_runnable(path: str, task: Task) -> Iterator[Issue]:
         yield Issue(f"{path}.type", "type: sensor needs sensor (what to wait for)")
     elif kind is TaskType.trigger_dag and task.trigger_dag is None:
         yield Issue(f"{path}.type", "type: triggerDag needs triggerDag (which DAG to trigger)")
+    elif kind is TaskType.python and task.python is None:
+        yield Issue(f"{path}.type", "type: python needs python (the function to call)")
     if kind is TaskType.empty and (has_bash or has_container):
         yield Issue(f"{path}.type", "type: empty runs nothing, but bash/command/args is set")
     if kind is not TaskType.bash and kind is not TaskType.empty and has_bash:
@@ -402,3 +422,5 @@ def _check_runnable(path: str, task: Task) -> Iterator[Issue]:
         yield Issue(f"{path}.sensor", f"sensor is set but type is {kind.value}")
     if kind is not TaskType.trigger_dag and task.trigger_dag is not None:
         yield Issue(f"{path}.triggerDag", f"triggerDag is set but type is {kind.value}")
+    if kind is not TaskType.python and task.python is not None:
+        yield Issue(f"{path}.python", f"python is set but type is {kind.value}")

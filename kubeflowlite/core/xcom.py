@@ -9,6 +9,12 @@ non-empty line of its stdout as a string, as Airflow's BashOperator does.
 
 The engine reads two kinds of meaning from a value: the task ids a branch task
 chose (`branch_targets`) and whether a short-circuit task said stop (`is_falsy`).
+
+Keys other than `return_value` (a Python task's `ti.xcom_push(key=..., value=...)`)
+travel in the same single value: `{"__kfl_xcoms__": {key: value, ...}}`, the
+return value under `return_value` (`pack`); `select` reads one key back, for
+`ti.xcom_pull(key=...)` in templates and Python tasks alike. A key of a plain dict
+return value is found too (Airflow's `multiple_outputs`).
 """
 
 from __future__ import annotations
@@ -30,6 +36,46 @@ XCOM_LIMIT_BYTES = 4096
 
 _EXCERPT = 60
 _FALSY_STRINGS = frozenset({"", "0", "false", "none", "null"})
+
+
+KEYED_MARKER = "__kfl_xcoms__"
+"""The one key of a stored value that holds several XCom keys (see `pack`)."""
+
+RETURN_VALUE = "return_value"
+
+XCOM_REF_KEY = "__kfl_xcom__"
+"""In a Python task's arguments, {"__kfl_xcom__": {"task": T, "key": K}} stands for task T's XCom K."""
+
+
+def pack(return_value: Any, pushed: dict[str, Any]) -> Any:
+    """The value to store for a try that returned `return_value` and pushed `pushed` (key -> value)."""
+    extra = {key: value for key, value in pushed.items() if key != RETURN_VALUE}
+    if RETURN_VALUE in pushed and return_value is NO_XCOM:
+        return_value = pushed[RETURN_VALUE]
+    if not extra:
+        return return_value
+    if return_value is not NO_XCOM:
+        extra[RETURN_VALUE] = return_value
+    return {KEYED_MARKER: extra}
+
+
+def select(value: Any, key: str | None = RETURN_VALUE) -> Any:
+    """XCom `key` of a stored value (None if absent): the return value, a pushed key, or a dict key."""
+    if value is NO_XCOM:
+        return None
+    if isinstance(value, dict) and set(value) == {KEYED_MARKER} and isinstance(value[KEYED_MARKER], dict):
+        return value[KEYED_MARKER].get(key or RETURN_VALUE)
+    if key in (None, RETURN_VALUE):
+        return value
+    if isinstance(value, dict):
+        return value.get(key)
+    return None
+
+
+def _return_value(value: Any) -> Any:
+    if isinstance(value, dict) and set(value) == {KEYED_MARKER} and isinstance(value[KEYED_MARKER], dict):
+        return value[KEYED_MARKER].get(RETURN_VALUE, NO_XCOM)
+    return value
 
 
 class XComError(ValueError):
@@ -107,6 +153,7 @@ def is_falsy(value: Any) -> bool:
     task's value is its last stdout line as a string. No return value at all counts
     as None, as a Python callable that returns nothing does.
     """
+    value = _return_value(value)
     if value is NO_XCOM:
         return True
     if isinstance(value, str):
@@ -121,6 +168,7 @@ def branch_targets(value: Any) -> tuple[str, ...]:
     skipped). A string that holds a JSON list (a bash task echoing `["a", "b"]`) is
     read as that list. Raises XComError for any other shape.
     """
+    value = _return_value(value)
     if value is NO_XCOM or value is None:
         return ()
     if isinstance(value, str):

@@ -14,16 +14,17 @@ test (or a user) can vary them per try, e.g.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from kubeflowlite.api.dag import DAG, DAGSpec, ObjectMeta, Task, effective_task
-from kubeflowlite.core import templating
+from kubeflowlite.core import pytask, templating
 from kubeflowlite.core.engine import Attempt, AttemptPhase
 from kubeflowlite.core.schedule import RunInterval, format_time
-from kubeflowlite.k8s import pods, xcom_store
+from kubeflowlite.k8s import pods, pysource, runtime_config, xcom_store
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,12 @@ class RunFacts:
     run_type: str
     conf: Mapping[str, Any] = field(default_factory=dict)
     variables: Mapping[str, str] = field(default_factory=dict)
+    connections: Mapping[str, str] = field(default_factory=dict)
+    """Connection texts by id, for `{{ conn.x.host }}` (never rendered into status or Events)."""
+    connection_secrets: Mapping[str, str] = field(default_factory=dict)
+    """Connection id -> its Secret, for a task's `connections` (secretKeyRef env)."""
+    secrets_listed: bool = True
+    """False: Secrets could not be listed; a task's connections refer to the Secrets by their CLI names."""
 
     @property
     def run_id(self) -> str:
@@ -64,9 +71,7 @@ def context_for(facts: RunFacts, task: Task, try_number: int, xcoms: Mapping[str
     """The Jinja context of one try; `ti.xcom_pull` reads `xcoms` (task id -> stored JSON text)."""
 
     def xcom_pull(task_ids: Any = None, key: str | None = "return_value", **_: Any) -> Any:
-        if key not in (None, "return_value"):
-            return None
-        return xcom_store.decode(xcoms, task_ids)
+        return xcom_store.decode(xcoms, task_ids, key=key)
 
     return templating.template_context(
         dag=facts.dag(),
@@ -77,6 +82,7 @@ def context_for(facts: RunFacts, task: Task, try_number: int, xcoms: Mapping[str
         try_number=try_number,
         xcom_pull=xcom_pull,
         variables=dict(facts.variables),
+        connections=dict(facts.connections),
     )
 
 
@@ -103,7 +109,7 @@ def pod_for_try(
         task = with_rendered_annotations(task, context)
     except templating.TemplateError as error:
         return failed_at_once(task_name, try_number, f"template error: {error}", now)
-    return pods.build_pod(
+    pod = pods.build_pod(
         run_name=facts.run_name,
         run_uid=facts.run_uid,
         namespace=facts.namespace,
@@ -112,6 +118,34 @@ def pod_for_try(
         rendered=rendered,
         try_number=try_number,
         logical_date=facts.logical_date_text,
+    )
+    if task.connections:
+        try:
+            secret_env = runtime_config.connection_env(
+                list(task.connections), facts.connection_secrets, secrets_listed=facts.secrets_listed
+            )
+        except KeyError as error:
+            return failed_at_once(
+                task_name, try_number, f"tasks[{task_name}].connections: {error.args[0]}", now
+            )
+        main = next(c for c in pod["spec"]["containers"] if c.get("name") == pods.MAIN_CONTAINER)
+        names_taken = {entry["name"] for entry in secret_env}
+        main["env"] = [e for e in main.get("env") or [] if e.get("name") not in names_taken] + secret_env
+    if task.python is None or facts.spec.python_source is None:
+        return pod
+    try:
+        python_facts = pytask.payload(
+            dag=facts.dag(),
+            task=task,
+            context=context,
+            try_number=try_number,
+            xcoms={name: json.loads(text) for name, text in xcoms.items() if text},
+            variables=facts.variables,
+        )
+    except templating.TemplateError as error:
+        return failed_at_once(task_name, try_number, f"template error: {error}", now)
+    return pysource.python_pod(
+        pod, run_name=facts.run_name, source=facts.spec.python_source, facts=python_facts
     )
 
 

@@ -150,6 +150,12 @@ def xcom_configmap_name(run_name: str) -> str:
     return _shorten(readable, identity=run_name, suffix="-xcom", lossy=readable != run_name)
 
 
+def source_configmap_name(run_name: str) -> str:
+    """The ConfigMap holding a run's Python DAG file source: `<run>-pysrc`."""
+    readable = _sanitize(run_name).strip("-")
+    return _shorten(readable, identity=run_name, suffix="-pysrc", lossy=readable != run_name)
+
+
 def standard_labels(*, component: str, instance: str | None = None) -> dict[str, str]:
     """The app.kubernetes.io/* labels of an object kubeflowlite manages."""
     labels = {

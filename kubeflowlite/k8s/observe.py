@@ -20,6 +20,7 @@ from typing import Any
 
 from kubeflowlite.core import durations, xcom
 from kubeflowlite.core.engine import Attempt, AttemptPhase
+from kubeflowlite.core.taskenv import ANNOTATION_SKIP_EXIT_CODE
 from kubeflowlite.k8s import names, taskscript
 from kubeflowlite.k8s.pods import MAIN_CONTAINER
 
@@ -87,6 +88,9 @@ def attempt_from_pod(
     # the main container's own termination is what counts.
     if phase == "Succeeded" or (terminated is not None and exit_code == 0 and phase != "Failed"):
         return _succeeded(attempt, terminated or {}, end_time=finished_at or deleted_at or now)
+    skip_code = _skip_code(annotations)
+    if terminated is not None and skip_code is not None and exit_code == skip_code:
+        return attempt(AttemptPhase.skipped, end_time=finished_at or now, message="skipped by the task")
     # The kubelet reports a main container that exited non-zero while the Pod's phase
     # may still read Pending for a second or two: the container's end is final.
     if phase == "Failed" or terminated is not None:
@@ -110,6 +114,12 @@ def attempt_from_pod(
         message = f"{waited}: {reasons}" if reasons else waited
         return attempt(AttemptPhase.failed, end_time=created + pending_timeout, message=_bounded(message))
     return attempt(AttemptPhase.pending, message=_bounded(reasons) if reasons else None)
+
+
+def _skip_code(annotations: Mapping[str, str]) -> int | None:
+    """The exit code that means "skipped" for this Pod (Python tasks, k8s.pysource), if any."""
+    code: int | None = _int(annotations.get(ANNOTATION_SKIP_EXIT_CODE), default=None)
+    return code
 
 
 def parse_xcom(text: str) -> Any:

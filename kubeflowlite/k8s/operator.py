@@ -73,6 +73,8 @@ class OperatorOptions:
     """Reconciles that may run at once (each mostly waits on the API server)."""
     leader_election: leader.Settings | None = None
     """Reconcile only while holding this Lease (several replicas); None: always (one replica)."""
+    read_connection_secrets: bool = True
+    """List connection Secrets (for {{ conn.x.host }}); off when RBAC does not allow it."""
 
 
 @dataclass
@@ -103,6 +105,7 @@ class Operator:
         settings = RunSettings(
             pending_timeout=self.options.pending_timeout,
             variables=templating.variables_from_env(os.environ),
+            read_connection_secrets=self.options.read_connection_secrets,
         )
         self.runs = RunController(
             client=client,

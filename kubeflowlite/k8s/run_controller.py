@@ -54,6 +54,8 @@ from kubeflowlite.k8s import (
     observe,
     outcomes,
     patches,
+    pysource,
+    runtime_config,
     xcom_store,
 )
 from kubeflowlite.k8s import run_rules as rules
@@ -102,7 +104,10 @@ class RunMemory:
 class RunSettings:
     pending_timeout: timedelta = observe.DEFAULT_PENDING_TIMEOUT
     variables: Mapping[str, str] = field(default_factory=dict)
-    """Airflow Variables for templates ({{ var.value.x }}), from the operator's KFL_VAR_* environment."""
+    """Airflow Variables for templates ({{ var.value.x }}), from the operator's KFL_VAR_* environment
+    (the namespace's labelled ConfigMaps are added to them, k8s.runtime_config)."""
+    read_connection_secrets: bool = True
+    """List the namespace's connection Secrets; off: tasks refer to them by their CLI names only."""
 
 
 def _now() -> datetime:
@@ -131,6 +136,9 @@ class RunController:
         self.clock = clock
         self.monotonic = monotonic
         """The clock of launch grace periods (a test seam, as `clock` is for run times)."""
+        self.namespace_config = runtime_config.NamespaceConfigCache(
+            client, read_secrets=self.settings.read_connection_secrets
+        )
         self._memory: dict[tuple[str, str], RunMemory] = {}
         self._dag_specs: dict[tuple[str, int | None], tuple[DAGSpec | None, str | None]] = {}
 
@@ -244,6 +252,7 @@ class RunController:
     ) -> float | None:
         """One pass over a started run: observe, decide, act (the module docstring's steps)."""
         assert memory.spec is not None
+        config = await self.namespace_config.get(namespace)
         facts = launch.RunFacts(
             namespace=namespace,
             run_name=name,
@@ -253,7 +262,10 @@ class RunController:
             interval=Schedule.from_spec(memory.spec).interval_for(parse_time(spec.logical_date)),
             run_type=spec.run_type.value,
             conf=spec.conf,
-            variables=self.settings.variables,
+            variables={**self.settings.variables, **config.variables},
+            connections=config.connections,
+            connection_secrets=config.secrets,
+            secrets_listed=config.secrets_listed,
         )
         work = _Pass(facts=facts, memory=memory, clear=clear, now=now)
         await self._observe(work)
@@ -371,6 +383,18 @@ class RunController:
             if isinstance(item := work.prepared.get((start.task, start.try_number)), dict)
             and not self._recently_launched(memory, item["metadata"]["name"])
         ]
+        source = facts.spec.python_source
+        if source is not None and any(pysource.is_python_pod(manifest) for manifest in creates):
+            await pysource.ensure_configmap(
+                self.client,
+                pysource.configmap_manifest(
+                    run_name=name,
+                    run_uid=memory.uid,
+                    namespace=namespace,
+                    dag_name=facts.dag_name,
+                    source=source,
+                ),
+            )
         stops = [
             names.pod_name(name, stop.task, stop.try_number)
             for stop in decision.stop

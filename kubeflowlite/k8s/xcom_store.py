@@ -86,13 +86,13 @@ def checked_attempts(attempts: Mapping[str, Attempt]) -> dict[str, Attempt]:
     return checked
 
 
-def decode(stored: Mapping[str, str], task_ids: Any) -> Any:
-    """`ti.xcom_pull(task_ids=...)` over stored values: a value, or a list for a list of ids; None if absent."""
+def decode(stored: Mapping[str, str], task_ids: Any, *, key: str | None = xcom.RETURN_VALUE) -> Any:
+    """`ti.xcom_pull(task_ids=..., key=...)` over stored values: a value, or a list for a list of ids; None if absent."""
     if isinstance(task_ids, str):
         text = stored.get(task_ids)
-        return None if not text else json.loads(text)
+        return None if not text else xcom.select(json.loads(text), key)
     if isinstance(task_ids, list | tuple):
-        return [decode(stored, task) for task in task_ids]
+        return [decode(stored, task, key=key) for task in task_ids]
     return None
 
 

@@ -62,6 +62,8 @@ class ProcessRequest:
     cwd: Path | None = None
     ok_exit_codes: tuple[int, ...] = (0,)
     """Exit codes that count as success."""
+    skip_exit_codes: tuple[int, ...] = ()
+    """Exit codes that mean the try skipped itself (Python tasks: core.taskenv.SKIP_EXIT_CODE)."""
 
 
 @dataclass(frozen=True)
@@ -304,6 +306,8 @@ class SubprocessLauncher:
         if process.stop_reason is not None:
             _note(request.log_path, f"try stopped: {process.stop_reason}")
             return attempt(AttemptPhase.failed, message=process.stop_reason)
+        if returncode in request.skip_exit_codes:
+            return attempt(AttemptPhase.skipped, message=f"skipped by the task (exit code {returncode})")
         if returncode not in request.ok_exit_codes:
             return attempt(AttemptPhase.failed, message=exit_message(returncode))
         try:

@@ -9,6 +9,8 @@ and the task type decides what runs locally:
 - empty: nothing runs, the try succeeds at once;
 - sensor: `python -m kubeflowlite.local.sensor`, which pokes the watched DAG's
   run record in the runs directory;
+- python: `python -m kubeflowlite.pytask`, given the DAG file's source and the
+  try's context (core.pytask) in files of the run directory;
 - triggerDag: `python -m kubeflowlite run` on the target DAG, which must be in
   the same file or another DAG file in the same directory (the local runner has
   no registry of DAGs; the operator has the cluster's).
@@ -23,28 +25,31 @@ import json
 import os
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from kubeflowlite import dagfiles
 from kubeflowlite.api.dag import DAG, ExternalTaskSensor, Task, TaskType, TriggerDag, effective_task
-from kubeflowlite.core import durations, loading, templating
+from kubeflowlite.core import connections, durations, pytask, templating
 from kubeflowlite.core.engine import AttemptPhase
 from kubeflowlite.core.schedule import RunInterval, format_time, parse_time
 from kubeflowlite.core.taskenv import (
     ENV_DAG_ID,
     ENV_LOGICAL_DATE,
+    ENV_PYTASK_CONTEXT_FILE,
+    ENV_PYTASK_SOURCE,
     ENV_RUN_ID,
     ENV_TASK_ID,
     ENV_TRY_NUMBER,
     ENV_XCOM_FILE,
+    PYTASK_MODULE,
+    SKIP_EXIT_CODE,
 )
 from kubeflowlite.core.validation import InvalidDAGError
 from kubeflowlite.local.launcher import ImmediateResult, ProcessRequest
 from kubeflowlite.local.rundir import RunDir
-
-DAG_FILE_SUFFIXES = (".yaml", ".yml", ".json")
 
 XComPull = Callable[..., Any]
 
@@ -66,6 +71,10 @@ class RunContext:
     base_env: Mapping[str, str]
     """The environment every task process starts from (normally os.environ)."""
     cwd: Path | None = None
+    connections: Mapping[str, str] = field(default_factory=dict)
+    """Connection texts by id (URI or JSON): `{{ conn.x.host }}` and a task's `connections` env."""
+    xcom_values: Mapping[str, Any] = field(default_factory=dict)
+    """The run's XCom values so far (task id -> value), the live mapping: given to Python tasks."""
 
 
 def find_task(dag: DAG, name: str) -> Task:
@@ -86,6 +95,7 @@ def context_for(ctx: RunContext, task: Task, try_number: int) -> dict[str, Any]:
         try_number=try_number,
         xcom_pull=ctx.xcom_pull,
         variables=dict(ctx.variables),
+        connections=dict(ctx.connections),
     )
 
 
@@ -112,6 +122,8 @@ def prepare_try(ctx: RunContext, task_name: str, try_number: int) -> ProcessRequ
             return ProcessRequest(
                 task.name, try_number, argv, env, log_path, xcom_path, cwd=ctx.cwd, ok_exit_codes=ok_codes
             )
+        elif kind is TaskType.python and task.python is not None:
+            argv = python_argv(ctx, task, context, try_number, env, log_path)
         elif rendered.bash is not None:
             argv = ["sh", "-c", rendered.bash]
         elif rendered.command or rendered.args:
@@ -131,15 +143,53 @@ def prepare_try(ctx: RunContext, task_name: str, try_number: int) -> ProcessRequ
         xcom_path,
         last_line_xcom=kind is TaskType.bash,
         cwd=ctx.cwd,
+        skip_exit_codes=(SKIP_EXIT_CODE,) if kind is TaskType.python else (),
     )
+
+
+def python_argv(
+    ctx: RunContext,
+    task: Task,
+    context: Mapping[str, Any],
+    try_number: int,
+    env: dict[str, str],
+    log_path: Path,
+) -> list[str]:
+    """A Python task's try: `python -m kubeflowlite.pytask`, the DAG source and the try's context in files.
+
+    The source is written once per run under `source/`, the context next to the
+    try's log; `env` gains the variables naming them (core.taskenv).
+    """
+    source = ctx.dag.spec.python_source
+    if source is None:
+        raise templating.TemplateError(f"tasks[{task.name}].python", "the DAG has no pythonSource")
+    source_path = ctx.run_dir.path / "source" / Path(source.filename).name
+    if not source_path.exists():
+        source_path.parent.mkdir(parents=True, exist_ok=True)
+        source_path.write_text(source.code, encoding="utf-8")
+    facts = pytask.payload(
+        dag=ctx.dag,
+        task=task,
+        context=context,
+        try_number=try_number,
+        xcoms=dict(ctx.xcom_values),
+        variables=dict(ctx.variables),
+    )
+    context_path = log_path.with_name(f"{log_path.stem}.context.json")
+    context_path.parent.mkdir(parents=True, exist_ok=True)
+    context_path.write_text(json.dumps(facts), encoding="utf-8")
+    env[ENV_PYTASK_SOURCE] = str(source_path.resolve())
+    env[ENV_PYTASK_CONTEXT_FILE] = str(context_path.resolve())
+    return [sys.executable, "-m", PYTASK_MODULE]
 
 
 def task_env(
     ctx: RunContext, task: Task, try_number: int, rendered_env: Mapping[str, str], xcom_path: Path
 ) -> dict[str, str]:
-    """os.environ, then the task's env, then the KFL_* variables a Pod would get too."""
+    """os.environ, then the task's connections and env, then the KFL_* variables a Pod would get too."""
     return {
         **ctx.base_env,
+        **connection_env(ctx, task),
         **rendered_env,
         ENV_DAG_ID: ctx.dag.dag_id,
         ENV_TASK_ID: task.name,
@@ -148,6 +198,20 @@ def task_env(
         ENV_LOGICAL_DATE: format_time(ctx.interval.logical_date),
         ENV_XCOM_FILE: str(xcom_path.resolve()),
     }
+
+
+def connection_env(ctx: RunContext, task: Task) -> dict[str, str]:
+    """AIRFLOW_CONN_<ID> for each of the task's `connections`; TemplateError naming an unknown one."""
+    env: dict[str, str] = {}
+    for conn_id in task.connections or []:
+        text = ctx.connections.get(conn_id)
+        if text is None:
+            known = ", ".join(sorted(ctx.connections)) or "none"
+            raise templating.TemplateError(
+                f"tasks[{task.name}].connections", f"connection {conn_id!r} is not defined (known: {known})"
+            )
+        env[connections.connection_env_name(conn_id)] = text
+    return env
 
 
 def sensor_argv(sensor: ExternalTaskSensor, *, runs_dir: Path, logical_date: datetime) -> list[str]:
@@ -228,12 +292,14 @@ def find_dag_file(name: str, *, near: Path | None) -> Path | None:
         *sorted(
             path
             for path in near.parent.iterdir()
-            if path.suffix in DAG_FILE_SUFFIXES and path.is_file() and path.resolve() != near.resolve()
+            if path.suffix in dagfiles.DAG_FILE_SUFFIXES
+            and path.is_file()
+            and path.resolve() != near.resolve()
         ),
     ]
     for path in candidates:
         try:
-            dags = loading.load_dag_file(path)
+            dags = dagfiles.load_dag_file(path)
         except (InvalidDAGError, OSError, ValueError):
             continue
         if any(dag.dag_id == name for dag in dags):

@@ -41,10 +41,11 @@ from kubeflowlite.api.dagrun import (
     TaskInstanceStatus,
     TaskState,
 )
-from kubeflowlite.core import engine, templating
+from kubeflowlite.core import engine, templating, xcom
 from kubeflowlite.core.engine import NO_XCOM, Attempt, AttemptPhase, RunInput
 from kubeflowlite.core.runstatus import with_run_facts
 from kubeflowlite.core.schedule import RunInterval, Schedule, format_time
+from kubeflowlite.local import runtime_config
 from kubeflowlite.local.display import RunInfo, RunObserver, SilentObserver
 from kubeflowlite.local.launcher import DEFAULT_GRACE_PERIOD, SubprocessLauncher
 from kubeflowlite.local.prepare import RunContext, prepare_try
@@ -113,11 +114,13 @@ class LocalRunner:
             run_id=self.run_id,
             interval=self.interval,
             conf=request.conf,
-            variables=templating.variables_from_env(environ),
+            variables=runtime_config.local_variables(environ),
+            connections=runtime_config.local_connections(environ),
             run_dir=self.run_dir,
             runs_dir=request.runs_dir,
             xcom_pull=self.xcom_pull,
             base_env=environ,
+            xcom_values=self._xcoms,
         )
         limit = dag.spec.max_active_tasks
         if request.parallelism is not None:
@@ -134,12 +137,12 @@ class LocalRunner:
         self.launcher.interrupt()
 
     def xcom_pull(self, task_ids: str | list[str] | None = None, key: str | None = None, **_: Any) -> Any:
-        """`ti.xcom_pull`: the return value of an upstream task of this run (None if it pushed none)."""
-        if key not in (None, "return_value") or task_ids is None:
+        """`ti.xcom_pull`: XCom `key` (default the return value) of a task of this run; None if absent."""
+        if task_ids is None:
             return None
         if isinstance(task_ids, str):
-            return self._xcoms.get(task_ids)
-        return [self._xcoms.get(task) for task in task_ids]
+            return xcom.select(self._xcoms.get(task_ids, NO_XCOM), key)
+        return [xcom.select(self._xcoms.get(task, NO_XCOM), key) for task in task_ids]
 
     def run(self) -> RunResult:
         started = datetime.now(UTC)

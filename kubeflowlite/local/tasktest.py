@@ -23,6 +23,7 @@ from typing import Any
 from kubeflowlite.api.dag import DAG
 from kubeflowlite.core import durations, templating, xcom
 from kubeflowlite.core.schedule import Schedule
+from kubeflowlite.local import runtime_config
 from kubeflowlite.local.launcher import ImmediateResult, exit_message
 from kubeflowlite.local.prepare import RunContext, find_task, prepare_try
 from kubeflowlite.local.rundir import RunDir
@@ -62,7 +63,8 @@ def test_task(
             run_id=templating.run_id_for("manual", logical_date),
             interval=interval,
             conf=dict(conf or {}),
-            variables=templating.variables_from_env(base_env),
+            variables=runtime_config.local_variables(base_env),
+            connections=runtime_config.local_connections(base_env),
             run_dir=RunDir(Path(scratch)),
             runs_dir=runs_dir,
             xcom_pull=xcom_pull,

@@ -12,7 +12,7 @@ from typing import Any
 
 from kubeflowlite.api.dag import DAGSpec
 from kubeflowlite.cli.cluster_plans import PlanError, clear_selection
-from kubeflowlite.cli.options import parse_conf_json
+from kubeflowlite.core.runconf import parse_conf_json
 from kubeflowlite.core.schedule import parse_time
 from kubeflowlite.ui.models import Obj
 

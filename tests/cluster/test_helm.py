@@ -139,6 +139,17 @@ def test_default_install_is_accepted_by_the_apiserver(
     assert "deployment.apps/kfl-kubeflowlite serverside-applied (server dry run)" in result.stdout
 
 
+def test_reading_connection_secrets_is_opt_in_and_read_only(helm: str, kube_version: str) -> None:
+    rendered = template(helm, kube_version, "kfl-system", "rbac.readConnectionSecrets=true")
+    [role] = by_kind(rendered)["ClusterRole"]
+    secrets = [rule for rule in role["rules"] if "secrets" in rule["resources"]]
+    assert [(rule["apiGroups"], rule["resources"], sorted(rule["verbs"])) for rule in secrets] == [
+        ([""], ["secrets"], ["get", "list", "watch"])
+    ]
+    [deployment] = by_kind(rendered)["Deployment"]
+    assert "--no-connection-secrets" not in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
 def test_deployment_runs_the_operator_with_liveness(helm: str, kube_version: str) -> None:
     [deployment] = by_kind(template(helm, kube_version, "kfl-system"))["Deployment"]
     pod = deployment["spec"]["template"]["spec"]
@@ -148,6 +159,7 @@ def test_deployment_runs_the_operator_with_liveness(helm: str, kube_version: str
     assert "--all-namespaces" in container["args"]
     assert "--liveness=http://0.0.0.0:8080/healthz" in container["args"]
     assert "--pending-timeout=10m" in container["args"]
+    assert "--no-connection-secrets" in container["args"]  # rbac.readConnectionSecrets is off by default
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert pod["securityContext"]["runAsNonRoot"] is True

@@ -60,6 +60,12 @@ class FakeApi(kube.Kube):
             return stored
         target = path.removesuffix("/status")
         if method == "GET":
+            if verb == "list":  # the objects stored under the collection's path
+                prefix = target.rstrip("/") + "/"
+                items = [
+                    o for k, o in self.objects.items() if k.startswith(prefix) and "/" not in k[len(prefix) :]
+                ]
+                return {"items": items, "metadata": {}}
             if target not in self.objects:
                 raise kube.ApiError(404, "NotFound", f"{target} not found", verb=verb, path=path)
             return self.objects[target]

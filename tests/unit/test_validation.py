@@ -160,7 +160,10 @@ def test_branch_without_downstream() -> None:
 
 
 def test_nothing_to_run() -> None:
-    assert one([{"name": "idle"}]) == "spec.tasks[0]: nothing to run: set bash, command, args or type: empty"
+    assert (
+        one([{"name": "idle"}])
+        == "spec.tasks[0]: nothing to run: set bash, command, args, python or type: empty"
+    )
 
 
 def test_bash_with_command() -> None:

@@ -61,6 +61,11 @@ its own resources, the task Pods and their logs, XCom ConfigMaps and Events.
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+{{- if .Values.rbac.readConnectionSecrets }}
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch"]
+{{- end }}
 - apiGroups: ["", "events.k8s.io"]
   resources: ["events"]
   verbs: ["get", "list", "watch", "create", "patch"]

@@ -1,0 +1,5 @@
+"""airflow.models.baseoperator: chain and cross_downstream."""
+
+from kubeflowlite.airflow._compat import chain, cross_downstream
+
+__all__ = ["chain", "cross_downstream"]

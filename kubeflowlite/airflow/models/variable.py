@@ -1,0 +1,5 @@
+"""airflow.models.variable."""
+
+from kubeflowlite.airflow._compat import Variable
+
+__all__ = ["Variable"]

@@ -1,0 +1,5 @@
+"""airflow.operators.bash."""
+
+from kubeflowlite.airflow._compat import BashOperator
+
+__all__ = ["BashOperator"]

@@ -1,0 +1,5 @@
+"""airflow.operators.dagrun_operator."""
+
+from kubeflowlite.airflow._compat import TriggerDagRunOperator
+
+__all__ = ["TriggerDagRunOperator"]

@@ -1,0 +1,5 @@
+"""airflow.operators.dummy_operator."""
+
+from kubeflowlite.airflow._compat import DummyOperator, EmptyOperator
+
+__all__ = ["DummyOperator", "EmptyOperator"]

@@ -1,0 +1,5 @@
+"""airflow.operators.empty."""
+
+from kubeflowlite.airflow._compat import EmptyOperator
+
+__all__ = ["EmptyOperator"]

@@ -1,0 +1,169 @@
+"""TaskFlow: `@task` functions whose calls make tasks and whose results make dependencies.
+
+As in Airflow 2: inside `with DAG(...)` (or a `@dag` function), calling a function
+decorated with `@task` creates a Python task and returns an `XComArg`, a stand-in
+for the task's future return value. Passing it to another task's call makes that
+task downstream and, when it runs, pulls the value (`xcom["key"]` pulls one key of
+a dict result). `@task.branch` and `@task.short_circuit` make branch and
+short-circuit tasks; `@task.bash` runs the shell script the function returns.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from kubeflowlite.dsl.model import DAG, DagDefinitionError, caller_location, current_dag
+from kubeflowlite.dsl.tasks import BaseTask, DependencyMixin, Python
+
+__all__ = ["TaskFunction", "XComArg", "dag", "task"]
+
+RETURN_VALUE = "return_value"
+
+
+class XComArg(DependencyMixin):
+    """The XCom `key` (default: the return value) of `operator`, resolved when a downstream task runs."""
+
+    def __init__(self, operator: BaseTask, key: str = RETURN_VALUE) -> None:
+        self.operator = operator
+        self.key = key
+
+    def _own_tasks(self) -> list[BaseTask]:
+        return [self.operator]
+
+    def __getitem__(self, key: str) -> XComArg:
+        return XComArg(self.operator, key)
+
+    def __repr__(self) -> str:
+        return f"XComArg({self.operator.task_id!r}, key={self.key!r})"
+
+
+class ReturnedBash:
+    """@task.bash: call the function, run the shell script it returns, return its last output line.
+
+    What Airflow's @task.bash does, run by the Python task's bootstrap: the script's
+    output goes to the task's log, a non-zero exit fails the task. (The returned
+    script is not Jinja-rendered here; build it with the function's arguments.)
+    """
+
+    def __init__(self, function: Callable[..., Any]) -> None:
+        functools.update_wrapper(self, function)
+        self.function = function
+
+    def __call__(self, *args: Any, **kwargs: Any) -> str | None:
+        import subprocess
+        import sys
+
+        script = self.function(*args, **kwargs)
+        if not isinstance(script, str) or not script.strip():
+            raise ValueError(f"@task.bash {self.function.__name__}() must return a non-empty shell script")
+        last: str | None = None
+        with subprocess.Popen(["sh", "-c", script], stdout=subprocess.PIPE, text=True) as process:
+            assert process.stdout is not None
+            for line in process.stdout:
+                sys.stdout.write(line)
+                if line.strip():
+                    last = line.rstrip()
+        if process.returncode != 0:
+            raise RuntimeError(f"the script exited with code {process.returncode}")
+        return last
+
+
+class TaskFunction:
+    """A function decorated with @task: call it inside a DAG to add a task."""
+
+    def __init__(self, function: Callable[..., Any], *, flags: Mapping[str, Any], options: Mapping[str, Any]):
+        functools.update_wrapper(self, function)
+        self.function = function
+        self.flags = dict(flags)
+        self.options = dict(options)
+
+    def override(self, **options: Any) -> TaskFunction:
+        """The same function with other task options (task_id, retries, ...) for the next call."""
+        return TaskFunction(self.function, flags=self.flags, options={**self.options, **options})
+
+    def __call__(self, *args: Any, **kwargs: Any) -> XComArg:
+        location = caller_location()
+        options = dict(self.options)
+        owner = options.pop("dag", None) or current_dag()
+        if owner is None:
+            raise DagDefinitionError(
+                f"@task {self.function.__name__}() called outside a DAG: call it inside `with DAG(...)` "
+                "or a @dag function",
+                location,
+            )
+        task_id = owner.unique_task_id(options.pop("task_id", None) or self.function.__name__)
+        flags = dict(self.flags)
+        runs = ReturnedBash(self.function) if flags.pop("bash", False) else self.function
+        created = Python(task_id, runs, args=args, kwargs=kwargs, dag=owner, **flags, **options)
+        created.location = location
+        return XComArg(created)
+
+
+class _TaskDecorator:
+    """`task`, `task.python`, `task.branch`, `task.short_circuit`: with or without options."""
+
+    def __init__(self, **flags: Any) -> None:
+        self._flags = flags
+
+    def __call__(self, python_callable: Callable[..., Any] | None = None, **options: Any) -> Any:
+        if python_callable is not None:
+            return TaskFunction(python_callable, flags=self._flags, options=options)
+
+        def decorate(function: Callable[..., Any]) -> TaskFunction:
+            return TaskFunction(function, flags=self._flags, options=options)
+
+        return decorate
+
+    @property
+    def python(self) -> _TaskDecorator:
+        return _TaskDecorator(**self._flags)
+
+    @property
+    def branch(self) -> _TaskDecorator:
+        return _TaskDecorator(branch=True)
+
+    @property
+    def short_circuit(self) -> _TaskDecorator:
+        return _TaskDecorator(short_circuit=True)
+
+    @property
+    def bash(self) -> _TaskDecorator:
+        return _TaskDecorator(bash=True)
+
+
+task = _TaskDecorator()
+"""@task, @task(retries=2, multiple_outputs=True), @task.branch, @task.short_circuit, @task.bash."""
+
+
+def dag(dag_id: str | None = None, **dag_options: Any) -> Callable[[Callable[..., Any]], Callable[..., DAG]]:
+    """@dag(schedule=..., start_date=...): calling the function builds a DAG named after it (or dag_id).
+
+    A DAG id is a Kubernetes object name, so the function name's underscores become
+    hyphens (my_pipeline -> my-pipeline).
+
+    The function's keyword arguments with defaults become the DAG's params, as in Airflow.
+    """
+
+    def decorate(function: Callable[..., Any]) -> Callable[..., DAG]:
+        @functools.wraps(function)
+        def build(*args: Any, **kwargs: Any) -> DAG:
+            import inspect
+
+            options = dict(dag_options)
+            params = dict(options.pop("params", None) or {})
+            for name, parameter in inspect.signature(function).parameters.items():
+                if parameter.default is not inspect.Parameter.empty:
+                    params.setdefault(name, parameter.default)
+            if params:
+                options["params"] = params
+            created = DAG(dag_id or function.__name__.replace("_", "-").lower(), **options)
+            created.location = caller_location()
+            with created:
+                function(*args, **kwargs)
+            return created
+
+        return build
+
+    return decorate
