@@ -411,7 +411,9 @@ class Kube:
             resource.path(namespace, body["metadata"]["name"]),
             verb="apply",
             resource=resource.plural,
-            body=json.dumps(body),
+            # Real UTF-8, not \u escapes: the apiserver reads an apply patch as YAML, which
+            # refuses the surrogate pairs json.dumps writes for characters beyond U+FFFF.
+            body=json.dumps(body, ensure_ascii=False).encode(),
             params={"fieldManager": field_manager, "force": "true" if force else None},
             content_type=APPLY_PATCH,
         )

@@ -43,6 +43,8 @@ def cluster() -> Iterator[Cluster]:
     # One real node per machine: wait (a while) for one a parallel session may be using.
     plane = ControlPlane.start(bin_dir, nodes="real", wait_for_node=1200)
     print(f"\nreal-node plane ready in {plane.started_seconds:.1f}s ({plane.state_dir})", file=sys.stderr)
+    # The project's image: the operator's (helm tests) and Python tasks' default image.
+    plane.load_image("kubeflowlite")
     try:
         yield Cluster(kubeconfig=plane.kubeconfig, bin_dir=bin_dir, plane=plane)
     finally:

@@ -1,6 +1,6 @@
 """The same DAG, both ways: the local runner and the operator on the real node agree.
 
-For every file in examples/ and tests/e2e/dags/, the DAG runs once with
+For every file in examples/ (YAML and Python) and tests/e2e/dags/, the DAG runs once with
 `kubeflowlite run` (tasks as subprocesses) and once as a DAGRun that the operator
 (outside the cluster) takes to its end with real task Pods, for the same logical
 date and conf. Then every task's final state, try number and XCom value must be
@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from operator_harness import Api, OperatorProcess
 
 REPO = Path(__file__).resolve().parents[2]
-DAG_FILES = sorted((REPO / "examples").glob("*.yaml")) + sorted(
-    (REPO / "tests" / "e2e" / "dags").glob("*.yaml")
+DAG_FILES = (
+    sorted((REPO / "examples").glob("*.yaml"))
+    + sorted((REPO / "examples" / "python").glob("*.py"))
+    + sorted((REPO / "tests" / "e2e" / "dags").glob("*.yaml"))
 )
 LOGICAL_DATE = "2020-02-09"
 DATE_LINE = re.compile(r"^[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d [A-Z]+ \d{4}$")
@@ -48,11 +49,16 @@ def run_locally(path: Path, tmp_path: Path) -> tuple[dict[str, Any], dict[str, A
     return run, xcoms
 
 
-def run_on_node(api: Api, path: Path, run_name: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The same DAG applied to the cluster and run by the operator: the DAGRun and its XCom ConfigMap."""
-    (dag,) = [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
-    api.apply(dag)
-    api.create_run(dag["metadata"]["name"], f"{LOGICAL_DATE}T00:00:00Z", name=run_name)
+def run_on_node(api: Api, path: Path, dag: str, run_name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The same file applied as a user does (`kubeflowlite apply`, YAML or Python) and run by the
+    operator: the DAGRun and its XCom ConfigMap."""
+    applied = subprocess.run(
+        [sys.executable, "-m", "kubeflowlite", "apply", str(path), "-n", api.namespace,
+         f"--kubeconfig={api.cluster.kubeconfig}"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert applied.returncode == 0, applied.stderr
+    api.create_run(dag, f"{LOGICAL_DATE}T00:00:00Z", name=run_name)
     run = api.wait_run(run_name, timeout=240)
     try:
         data = api.configmap(f"{run_name}-xcom").data or {}
@@ -76,10 +82,10 @@ def same_value(local: Any, node: Any) -> bool:
     return bool(local == node)
 
 
-@pytest.mark.parametrize("path", DAG_FILES, ids=[p.stem for p in DAG_FILES])
+@pytest.mark.parametrize("path", DAG_FILES, ids=[p.name for p in DAG_FILES])
 def test_local_and_real_node_agree(path: Path, api: Api, operator: OperatorProcess, tmp_path: Path) -> None:
     local_run, local_xcoms = run_locally(path, tmp_path)
-    node_run, node_xcoms = run_on_node(api, path, local_run["metadata"]["name"])
+    node_run, node_xcoms = run_on_node(api, path, local_run["spec"]["dagName"], local_run["metadata"]["name"])
 
     assert outcome(node_run) == outcome(local_run)
     assert sorted(node_xcoms) == sorted(local_xcoms)
