@@ -33,6 +33,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from benchmarks.bench_chaos import real_plane
 from benchmarks.bench_operator import Cluster, Operator, PodWatch, dag, dagrun, install_crds
 from kubeflowlite.k8s import kube
 
@@ -65,28 +66,6 @@ class ContainerWatch(PodWatch):
                 self.container_started.setdefault(name, now)
             if state.get("terminated"):
                 self.container_ended.setdefault(name, now)
-
-
-def _plane(kubeconfig: str | None) -> Any:
-    import os
-
-    @contextlib.contextmanager
-    def started() -> Any:
-        if kubeconfig:
-            yield Cluster(Path(kubeconfig))
-            return
-        from controlplane.cluster import ControlPlane, build_tools
-
-        bin_dir = build_tools()
-        os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
-        plane = ControlPlane.start(bin_dir, nodes="real", node_images=("pause", "busybox"))
-        print(f"real-node plane ready in {plane.started_seconds:.1f}s", flush=True)
-        try:
-            yield Cluster(plane.kubeconfig, dict(plane.pids))
-        finally:
-            plane.stop()
-
-    return started()
 
 
 def _namespace(cluster: Cluster, prefix: str) -> str:
@@ -227,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     log_dir = Path("/tmp") / f"kfl-bench-real-{uuid.uuid4().hex[:6]}"
     log_dir.mkdir()
-    with _plane(args.kubeconfig) as cluster:
+    with real_plane(args.kubeconfig) as cluster:
         install_crds(cluster)
         operator_hops = chain_with_operator(cluster, args.chain, log_dir)
         raw_hops = chain_raw(cluster, args.chain)

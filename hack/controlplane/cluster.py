@@ -464,18 +464,7 @@ def reap_orphans(base_dir: Path | None = None) -> list[Path]:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child of ours is dead for our purposes.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
+    return real_node.pid_alive(pid)
 
 
 def _kill_group(pid: int, sig: signal.Signals) -> None:

@@ -170,7 +170,7 @@ def undo(journal: Journal) -> None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGTERM)
             deadline = time.monotonic() + 10
-            while _pid_alive(pid) and time.monotonic() < deadline:
+            while pid_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
@@ -221,7 +221,8 @@ def _restore_iptables(tool: str, saved: str) -> None:
         _run(f"{tool}-restore", input=saved, check=False)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Is `pid` a live process (a zombie counts as dead)?"""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -276,14 +277,14 @@ class RealNode:
         deadline = time.monotonic() + wait_for_node
         while True:
             journal_now = Journal.load()
-            busy = journal_now is not None and any(_pid_alive(pid) for pid in journal_now.pids.values())
+            busy = journal_now is not None and any(pid_alive(pid) for pid in journal_now.pids.values())
             if not busy or time.monotonic() > deadline:
                 break
             time.sleep(2)
         with _locked():
             previous = Journal.load()
             if previous is not None:
-                if any(_pid_alive(pid) for pid in previous.pids.values()):
+                if any(pid_alive(pid) for pid in previous.pids.values()):
                     raise NodeError(
                         f"a real node is already running on this machine ({previous.node_dir}); "
                         "there can be one at a time: stop its plane first (hack/cluster down)"
@@ -453,8 +454,8 @@ state = "{d / "containerd" / "state"}"
             "podPidsLimit": -1,
         }
         (d / "kubelet.yaml").write_text(json.dumps(config, indent=2))
-        log = open(log_dir / "kubelet.log", "wb")  # noqa: SIM115 - owned by the child
-        proc = subprocess.Popen(
+        _spawn(
+            "kubelet",
             [
                 str(bin_dir / "kubelet"),
                 f"--config={d / 'kubelet.yaml'}",
@@ -467,15 +468,9 @@ state = "{d / "containerd" / "state"}"
                 "--node-labels=type=real,kubeflowlite.io/node=real",
                 "--v=1",
             ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env={**os.environ, "PATH": f"/usr/sbin:/usr/bin:/sbin:/bin:{os.environ.get('PATH', '')}"},
+            journal=journal,
+            log_dir=log_dir,
         )
-        log.close()
-        journal.pids["kubelet"] = proc.pid
-        journal.save()
 
     # -- kube-proxy -----------------------------------------------------------------
     def _start_kube_proxy(
@@ -507,22 +502,32 @@ state = "{d / "containerd" / "state"}"
             "iptables": {"localhostNodePorts": False},
         }
         (d / "kube-proxy.yaml").write_text(json.dumps(config, indent=2))
-        log = open(log_dir / "kube-proxy.log", "wb")  # noqa: SIM115 - owned by the child
-        proc = subprocess.Popen(
+        _spawn(
+            "kube-proxy",
             [str(bin_dir / "kube-proxy"), f"--config={d / 'kube-proxy.yaml'}", "--v=1"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env={**os.environ, "PATH": f"/usr/sbin:/usr/bin:/sbin:/bin:{os.environ.get('PATH', '')}"},
+            journal=journal,
+            log_dir=log_dir,
         )
-        log.close()
-        journal.pids["kube-proxy"] = proc.pid
-        journal.save()
 
     def kubelet_alive(self) -> bool:
         journal = Journal.load()
-        return bool(journal and _pid_alive(journal.pids.get("kubelet", 0)))
+        return bool(journal and pid_alive(journal.pids.get("kubelet", 0)))
+
+
+def _spawn(name: str, argv: list[str], *, journal: Journal, log_dir: Path) -> None:
+    """Start a node daemon in its own session, log to log_dir/<name>.log, journal its pid first thing."""
+    log = open(log_dir / f"{name}.log", "wb")  # noqa: SIM115 - owned by the child
+    proc = subprocess.Popen(
+        argv,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, "PATH": f"/usr/sbin:/usr/bin:/sbin:/bin:{os.environ.get('PATH', '')}"},
+    )
+    log.close()
+    journal.pids[name] = proc.pid
+    journal.save()
 
 
 def _tail(path: Path, lines: int = 30) -> str:

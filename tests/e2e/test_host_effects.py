@@ -84,7 +84,7 @@ def test_stop_and_a_crashed_node_leave_the_host_as_it_was() -> None:
     reap_orphans()
     leftover = real_node.Journal.load()
     if leftover is not None:  # an earlier session crashed: start from a clean host
-        assert not any(real_node._pid_alive(p) for p in leftover.pids.values()), (
+        assert not any(real_node.pid_alive(p) for p in leftover.pids.values()), (
             "a real node is running: this module must run before the session's node starts"
         )
         real_node.undo(leftover)

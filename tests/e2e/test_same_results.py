@@ -14,15 +14,16 @@ sides must return a `date` line, within a few minutes of each other.
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from operator_harness import Api, OperatorProcess
+
+from benchmarks.bench_chaos import local_run as local_run_of
+from benchmarks.bench_chaos import outcome, same_value
 
 REPO = Path(__file__).resolve().parents[2]
 DAG_FILES = (
@@ -31,22 +32,6 @@ DAG_FILES = (
     + sorted((REPO / "tests" / "e2e" / "dags").glob("*.yaml"))
 )
 LOGICAL_DATE = "2020-02-09"
-DATE_LINE = re.compile(r"^[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d [A-Z]+ \d{4}$")
-
-
-def run_locally(path: Path, tmp_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """`kubeflowlite run FILE --date D -o json`: the finished DAGRun and the run's XCom values."""
-    runs_dir = tmp_path / "local-runs"
-    completed = subprocess.run(
-        [sys.executable, "-m", "kubeflowlite", "run", str(path), "--date", LOGICAL_DATE, "-o", "json",
-         "--runs-dir", str(runs_dir)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert completed.returncode in (0, 1), completed.stderr
-    run = json.loads(completed.stdout)
-    xcom_files = list(runs_dir.glob("*/*/xcom.json"))
-    xcoms = json.loads(xcom_files[0].read_text()) if xcom_files else {}
-    return run, xcoms
 
 
 def run_on_node(api: Api, path: Path, dag: str, run_name: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -67,24 +52,9 @@ def run_on_node(api: Api, path: Path, dag: str, run_name: str) -> tuple[dict[str
     return run, {task: json.loads(text) for task, text in data.items()}
 
 
-def outcome(run: dict[str, Any]) -> dict[str, Any]:
-    tasks = run["status"]["tasks"]
-    return {
-        "run": run["status"]["state"],
-        "tasks": {name: (t["state"], t.get("tryNumber", 0)) for name, t in sorted(tasks.items())},
-    }
-
-
-def same_value(local: Any, node: Any) -> bool:
-    if isinstance(local, str) and isinstance(node, str) and DATE_LINE.match(local) and DATE_LINE.match(node):
-        parse = lambda text: datetime.strptime(text.replace("  ", " "), "%a %b %d %H:%M:%S %Z %Y")  # noqa: E731
-        return abs(parse(local) - parse(node)) < timedelta(minutes=10)
-    return bool(local == node)
-
-
 @pytest.mark.parametrize("path", DAG_FILES, ids=[p.name for p in DAG_FILES])
 def test_local_and_real_node_agree(path: Path, api: Api, operator: OperatorProcess, tmp_path: Path) -> None:
-    local_run, local_xcoms = run_locally(path, tmp_path)
+    local_run, local_xcoms = local_run_of(path, LOGICAL_DATE, tmp_path / "local-runs")
     node_run, node_xcoms = run_on_node(api, path, local_run["spec"]["dagName"], local_run["metadata"]["name"])
 
     assert outcome(node_run) == outcome(local_run)
