@@ -28,7 +28,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         parts = Path(str(item.fspath)).relative_to(here).parts
         if parts and parts[0] in _MARKERS:
             item.add_marker(getattr(pytest.mark, _MARKERS[parts[0]]))
-    items.sort(key=lambda item: Path(str(item.fspath)).name != FIRST)  # stable: the rest keep their order
+    items.sort(key=lambda item: _order(item, here))  # stable: within a group, the collected order
+
+
+def _order(item: pytest.Item, here: Path) -> int:
+    """Host effects first (before the e2e node starts), then unit, cluster, e2e; browser tests last:
+    Playwright's sync API leaves an event loop running in the main thread, and any later test
+    that calls asyncio.run() in-process would fail."""
+    path = Path(str(item.fspath))
+    if path.name == FIRST:
+        return 0
+    if "page" in getattr(item, "fixturenames", ()):
+        return 4
+    top = path.relative_to(here).parts[0]
+    return {"unit": 1, "cluster": 2, "e2e": 3}.get(top, 1)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
