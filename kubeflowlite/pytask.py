@@ -107,29 +107,8 @@ def build_context(
 ) -> dict[str, Any]:
     """Airflow's context for a Python callable: the names a DAG file's functions ask for."""
     ti = TaskInstance(facts)
-    context: dict[str, Any] = {
-        key: facts.get(key)
-        for key in (
-            "ds",
-            "ds_nodash",
-            "ts",
-            "ts_nodash",
-            "ts_nodash_with_tz",
-            "prev_ds",
-            "next_ds",
-            "prev_ds_nodash",
-            "next_ds_nodash",
-            "run_id",
-            "task_instance_key_str",
-        )
-    }
-    for key in (
-        "logical_date",
-        "data_interval_start",
-        "data_interval_end",
-        "prev_logical_date",
-        "next_logical_date",
-    ):
+    context: dict[str, Any] = {key: facts.get(key) for key in taskenv.PYTASK_TEXT_FACTS}
+    for key in taskenv.PYTASK_TIME_FACTS:
         context[key] = _time(facts.get(key))
     context.update(
         execution_date=context["logical_date"],

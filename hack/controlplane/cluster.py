@@ -235,7 +235,7 @@ class ControlPlane:
             _kill_group(self.pids[name], signal.SIGTERM)
         deadline = time.monotonic() + 10
         for pid in self.pids.values():
-            while _alive(pid) and time.monotonic() < deadline:
+            while real_node.pid_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
             _kill_group(pid, signal.SIGKILL)
             with contextlib.suppress(ChildProcessError):
@@ -285,11 +285,11 @@ class ControlPlane:
         return bool(
             journal
             and journal.node_dir == str(self.state_dir / "node")
-            and all(_alive(journal.pids.get(n, 0)) for n in ("containerd", "kubelet", "kube-proxy"))
+            and all(real_node.pid_alive(journal.pids.get(n, 0)) for n in real_node.DAEMONS)
         )
 
     def alive(self) -> dict[str, bool]:
-        return {name: _alive(pid) for name, pid in self.pids.items()}
+        return {name: real_node.pid_alive(pid) for name, pid in self.pids.items()}
 
     # -- helpers for users of a running plane --------------------------------------------
     def kubectl(
@@ -354,14 +354,14 @@ class ControlPlane:
 
     def _check_components(self) -> None:
         for name, pid in self.pids.items():
-            if not _alive(pid):
+            if not real_node.pid_alive(pid):
                 raise ControlPlaneError(f"{name} exited during start-up:\n{self._tail(name)}")
         if self.node_kind == "real":
             journal = real_node.Journal.load()
             ours = journal is not None and journal.node_dir == str(self.state_dir / "node")
-            for name in ("containerd", "kubelet", "kube-proxy"):
+            for name in real_node.DAEMONS:
                 pid = journal.pids.get(name, 0) if journal and ours else 0
-                if pid and not _alive(pid):
+                if pid and not real_node.pid_alive(pid):
                     raise ControlPlaneError(f"{name} exited during start-up:\n{self._tail(name)}")
 
     def _tail(self, name: str, lines: int = 30) -> str:
@@ -382,7 +382,7 @@ class ControlPlane:
             except (OSError, urllib.error.URLError, ValueError, KeyError) as err:
                 last_error = str(err)
             time.sleep(0.1)
-        names = [*self.pids, *(("containerd", "kubelet", "kube-proxy") if self.node_kind == "real" else ())]
+        names = [*self.pids, *(real_node.DAEMONS if self.node_kind == "real" else ())]
         logs = "\n".join(f"--- {n} ---\n{self._tail(n, 15)}" for n in names)
         raise ControlPlaneError(f"timed out waiting for {what} ({last_error})\n{logs}")
 
@@ -457,14 +457,10 @@ def reap_orphans(base_dir: Path | None = None) -> list[Path]:
             plane = ControlPlane.load(state.parent)
         except (OSError, ValueError, KeyError):
             continue
-        if plane.owner_pid and not _alive(plane.owner_pid):
+        if plane.owner_pid and not real_node.pid_alive(plane.owner_pid):
             plane.stop()
             reaped.append(plane.state_dir)
     return reaped
-
-
-def _alive(pid: int) -> bool:
-    return real_node.pid_alive(pid)
 
 
 def _kill_group(pid: int, sig: signal.Signals) -> None:

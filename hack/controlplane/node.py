@@ -56,6 +56,8 @@ SYSCTLS = (
 
 CNI_BIN_DIR = "/usr/lib/cni"
 NODE_IMAGES = ("pause", "busybox", "python")
+DAEMONS = ("containerd", "kubelet", "kube-proxy")
+"""The node's processes, in start order (stopped in reverse)."""
 
 
 class NodeError(RuntimeError):
@@ -164,7 +166,7 @@ def _mounts_under(prefixes: list[str]) -> list[str]:
 
 def undo(journal: Journal) -> None:
     """Undo everything `journal` records: processes, mounts, netns, cgroups, bridge, iptables, sysctls."""
-    for name in ("kube-proxy", "kubelet", "containerd"):
+    for name in reversed(DAEMONS):
         pid = journal.pids.get(name)
         if pid:
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -395,11 +397,10 @@ state = "{d / "containerd" / "state"}"
 
     def _import_images(self, cache_root: Path, image_names: tuple[str, ...]) -> None:
         for name in image_names:
-            archive = images.archive(name, cache_root)
-            self._ctr("images", "import", "--snapshotter", "overlayfs", str(archive))
+            self.import_archive(images.archive(name, cache_root))
 
     def import_archive(self, archive: Path) -> None:
-        """Load an OCI archive into the node (what `kubeflowlite`'s own image uses)."""
+        """Load an OCI archive into the node's containerd, where the kubelet finds its images."""
         self._ctr("images", "import", "--snapshotter", "overlayfs", str(archive))
 
     # -- kubelet --------------------------------------------------------------------
@@ -508,10 +509,6 @@ state = "{d / "containerd" / "state"}"
             journal=journal,
             log_dir=log_dir,
         )
-
-    def kubelet_alive(self) -> bool:
-        journal = Journal.load()
-        return bool(journal and pid_alive(journal.pids.get("kubelet", 0)))
 
 
 def _spawn(name: str, argv: list[str], *, journal: Journal, log_dir: Path) -> None:

@@ -14,33 +14,12 @@ from datetime import datetime
 from typing import Any
 
 from kubeflowlite.api.dag import DAG, Task
-from kubeflowlite.core import templating
+from kubeflowlite.core import taskenv, templating
 from kubeflowlite.core.xcom import NO_XCOM
 
 __all__ = ["PAYLOAD_VERSION", "payload"]
 
 PAYLOAD_VERSION = 1
-
-_COPIED = (
-    "ds",
-    "ds_nodash",
-    "ts",
-    "ts_nodash",
-    "ts_nodash_with_tz",
-    "prev_ds",
-    "next_ds",
-    "prev_ds_nodash",
-    "next_ds_nodash",
-    "run_id",
-    "task_instance_key_str",
-)
-_TIMES = (
-    "logical_date",
-    "data_interval_start",
-    "data_interval_end",
-    "prev_logical_date",
-    "next_logical_date",
-)
 
 
 def _iso(value: Any) -> str | None:
@@ -98,8 +77,8 @@ def payload(
         "params": dict(context["params"]),
         "conf": dict(context["conf"]),
         "run_type": dag_run.run_type,
-        **{key: context.get(key) for key in _COPIED},
-        **{key: _iso(context.get(key)) for key in _TIMES},
+        **{key: context.get(key) for key in taskenv.PYTASK_TEXT_FACTS},
+        **{key: _iso(context.get(key)) for key in taskenv.PYTASK_TIME_FACTS},
         "xcoms": {name: value for name, value in xcoms.items() if value is not NO_XCOM},
         "variables": dict(variables or {}),
     }

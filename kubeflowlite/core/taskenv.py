@@ -25,3 +25,29 @@ SKIP_EXIT_CODE = 99
 ANNOTATION_SKIP_EXIT_CODE = "kubeflowlite.io/skip-exit-code"
 """On a task Pod: the exit code of its main container that means "skipped" (Python tasks)."""
 """`python -m kubeflowlite.pytask` runs a Python task's function in its process or Pod."""
+
+
+PYTASK_TEXT_FACTS = (
+    "ds",
+    "ds_nodash",
+    "ts",
+    "ts_nodash",
+    "ts_nodash_with_tz",
+    "prev_ds",
+    "next_ds",
+    "prev_ds_nodash",
+    "next_ds_nodash",
+    "run_id",
+    "task_instance_key_str",
+)
+"""Context names a Python task's payload carries as text (core.pytask writes them, the
+stdlib-only bootstrap kubeflowlite.pytask hands them to the function as they are)."""
+
+PYTASK_TIME_FACTS = (
+    "logical_date",
+    "data_interval_start",
+    "data_interval_end",
+    "prev_logical_date",
+    "next_logical_date",
+)
+"""Context names a Python task's payload carries as RFC 3339 times (datetimes in the function)."""

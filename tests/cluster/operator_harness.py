@@ -53,6 +53,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_healthy(
+    process: subprocess.Popen[bytes], url: str, *, what: str, log: Callable[[], str], timeout: float = 60
+) -> None:
+    """Wait until `url` answers; AssertionError with the log if `process` exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(f"{what} exited with {process.returncode}: {log()}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what} did not become healthy: {log()}") from None
+            time.sleep(0.1)
+
+
 class OperatorProcess:
     """`kubeflowlite operator` in a subprocess, watching one namespace; killable and restartable."""
 
@@ -87,17 +104,7 @@ class OperatorProcess:
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-        deadline = time.monotonic() + 60
-        while True:
-            if self.process.poll() is not None:
-                raise AssertionError(f"the operator exited with {self.process.returncode}: {self.log()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{health}/healthz", timeout=1):
-                    return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"the operator did not become healthy: {self.log()}") from None
-                time.sleep(0.1)
+        wait_healthy(self.process, f"http://127.0.0.1:{health}/healthz", what="the operator", log=self.log)
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, no goodbye (what a node failure or an OOM kill does)."""

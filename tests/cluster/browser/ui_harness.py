@@ -10,13 +10,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
-from operator_harness import free_port
+from operator_harness import free_port, wait_healthy
 
 CHROMIUM = os.environ.get("KFL_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -62,17 +60,7 @@ class UIServer:
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-        deadline = time.monotonic() + 60
-        while True:
-            if self.process.poll() is not None:
-                raise AssertionError(f"kubeflowlite ui exited with {self.process.returncode}: {self.log()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1):
-                    return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"kubeflowlite ui did not start: {self.log()}") from None
-                time.sleep(0.1)
+        wait_healthy(self.process, f"{self.url}/healthz", what="kubeflowlite ui", log=self.log)
 
     def stop(self) -> None:
         if self.process.poll() is None:
