@@ -27,8 +27,8 @@ lint: venv ## ruff, mypy --strict and the import layering contracts
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-pytest: venv tools system-packages
-	$(BIN)/pytest
+pytest: venv tools system-packages ## every test, in two parallel lanes (KWOK cluster | unit + real node): hack/test-lanes
+	$(BIN)/python hack/test-lanes $(PYTEST_ARGS)
 
 .PHONY: run
 run: venv ## the main job on the embedded default: the Airflow tutorial DAG, run locally

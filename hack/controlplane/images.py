@@ -15,6 +15,7 @@ warm start only imports them.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
@@ -217,15 +218,20 @@ def archive(name: str, cache_root: Path) -> Path:
     out = out_dir / f"{name}-{image.key()}.oci.tar"
     if out.exists():
         return out
-    with tempfile.TemporaryDirectory(prefix=f"kfl-image-{name}-", dir=out_dir) as tmp:
-        root = Path(tmp) / "rootfs"
-        image.make_rootfs(root)
-        partial = Path(tmp) / "image.tar"
-        write_oci_archive(root, partial, image)
-        partial.replace(out)
-    for stale in out_dir.glob(f"{name}-*.oci.tar"):
-        if stale != out:
-            stale.unlink(missing_ok=True)
+    # Two test lanes (hack/test-lanes) may want the same image at once: one builds, the other waits.
+    with (out_dir / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if out.exists():
+            return out
+        with tempfile.TemporaryDirectory(prefix=f"kfl-image-{name}-", dir=out_dir) as tmp:
+            root = Path(tmp) / "rootfs"
+            image.make_rootfs(root)
+            partial = Path(tmp) / "image.tar"
+            write_oci_archive(root, partial, image)
+            partial.replace(out)
+        for stale in out_dir.glob(f"{name}-*.oci.tar"):
+            if stale != out:
+                stale.unlink(missing_ok=True)
     return out
 
 
