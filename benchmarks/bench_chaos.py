@@ -4,7 +4,8 @@
 
 Starts a hermetic plane with its real node (or uses --kubeconfig), applies every DAG
 of examples/ and tests/e2e/dags/ (retries, timeouts, branches, short-circuits, every
-trigger rule, XCom at and over its limit), creates runs of them one after another
+trigger rule, XCom at and over its limit, triggerDag and an external-task sensor),
+creates runs of them one after another
 and, until every run has ended and at least --kills kills were made, SIGKILLs the
 operator at a random moment (0.2 to 2.5 s apart) and starts it again. Then each
 run is compared with the local runner's run of the same DAG and logical date:
@@ -28,6 +29,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -37,6 +39,7 @@ from typing import Any
 import yaml
 
 from benchmarks.bench_operator import Cluster, Operator, install_crds
+from kubeflowlite import dagfiles
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "hack"))
@@ -51,25 +54,28 @@ class Result:
     kills: int = 0
     runs: int = 0
     duplicate_pods: int = 0
+    duplicate_runs: int = 0
     lost_xcoms: int = 0
     mismatches: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def ok(self) -> bool:
-        return not (self.duplicate_pods or self.lost_xcoms or self.mismatches)
+        return not (self.duplicate_pods or self.duplicate_runs or self.lost_xcoms or self.mismatches)
 
     def summary(self) -> str:
         return (
             f"{self.kills} operator SIGKILLs over {self.runs} runs in {self.seconds:.0f} s: "
-            f"{self.duplicate_pods} duplicate Pods, {self.lost_xcoms} lost XCom values, "
+            f"{self.duplicate_pods} duplicate Pods, {self.duplicate_runs} duplicate DAGRuns, "
+            f"{self.lost_xcoms} lost XCom values, "
             f"{len(self.mismatches)} runs unlike the local runner's"
         )
 
 
 def local_run(path: Path, date: str, runs_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """The DAG run locally (`kubeflowlite run`): the DAGRun object and its XCom values."""
+    dag = dagfiles.load_dag_file(path)[0].dag_id  # a file may hold a triggerDag target after its DAG
     completed = subprocess.run(
-        [sys.executable, "-m", "kubeflowlite", "run", str(path), "--date", date, "-o", "json",
+        [sys.executable, "-m", "kubeflowlite", "run", str(path), "--dag", dag, "--date", date, "-o", "json",
          "--runs-dir", str(runs_dir)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
@@ -128,9 +134,11 @@ def chaos(cluster: Cluster, *, runs: int, kills: int, seed: int, log_dir: Path) 
             cluster.kubectl("get", "serviceaccount", "default", "-n", namespace)
             break
         time.sleep(0.2)
-    dags = {p: next(d for d in yaml.safe_load_all(p.read_text()) if d) for p in DAG_FILES}
-    for manifest in dags.values():
-        cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(manifest))
+    documents = {p: [d for d in yaml.safe_load_all(p.read_text()) if d] for p in DAG_FILES}
+    dags = {p: docs[0] for p, docs in documents.items()}  # the first DAG of a file is the one run
+    for docs in documents.values():
+        for manifest in docs:
+            cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(manifest))
     plan = [(DAG_FILES[i % len(DAG_FILES)], f"2021-01-{1 + i // len(DAG_FILES):02d}") for i in range(runs)]
     names: list[tuple[Path, str, str]] = []
     result = Result(runs=runs)
@@ -202,6 +210,10 @@ def chaos(cluster: Cluster, *, runs: int, kills: int, seed: int, log_dir: Path) 
                     result.lost_xcoms += 1
                 elif not same_value(value, json.loads(stored[task])):
                     result.mismatches.append(f"{name}: XCom of {task} {stored[task]!r} != local {value!r}")
+    # Runs the operator made itself (triggerDag) must not be doubled by a kill either.
+    every_run = json.loads(cluster.kubectl("get", "dagruns", "-n", namespace, "-o", "json"))["items"]
+    per_date = Counter((r["spec"]["dagName"], r["spec"]["logicalDate"]) for r in every_run)
+    result.duplicate_runs = sum(count - 1 for count in per_date.values())
     cluster.kubectl("delete", "namespace", namespace, "--wait=false")
     return result
 

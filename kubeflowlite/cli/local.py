@@ -61,6 +61,13 @@ def dump(document: dict[str, Any], fmt: str) -> str:
 @click.option(
     "-o", "--output", "output", type=click.Choice(["json", "yaml"]), help="Print the finished DAGRun object."
 )
+@click.option(
+    "--trigger-xcom-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    hidden=True,
+    help="Write this run's name there, as JSON: the XCom of the local triggerDag try that started it "
+    "(the operator's triggerDag pushes the same name).",
+)
 def run_cmd(
     file: Path,
     dag_name: str | None,
@@ -70,6 +77,7 @@ def run_cmd(
     parallelism: int | None,
     runs_dir: Path,
     output: str | None,
+    trigger_xcom_file: Path | None,
 ) -> None:
     """Execute one run of a DAG locally, tasks as subprocesses.
 
@@ -99,6 +107,8 @@ def run_cmd(
         parallelism=parallelism,
         dag_file=file,
     )
+    if trigger_xcom_file is not None:
+        trigger_xcom_file.write_text(json.dumps(request.run_name))
     try:
         runner = LocalRunner(request, observer=make_display(console))
     except LocalConfigError as error:

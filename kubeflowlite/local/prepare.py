@@ -118,7 +118,7 @@ def prepare_try(ctx: RunContext, task_name: str, try_number: int) -> ProcessRequ
         if kind is TaskType.sensor and task.sensor is not None:
             argv = sensor_argv(task.sensor, runs_dir=ctx.runs_dir, logical_date=ctx.interval.logical_date)
         elif kind is TaskType.trigger_dag and task.trigger_dag is not None:
-            argv, ok_codes = trigger_argv(ctx, task.trigger_dag, context)
+            argv, ok_codes = trigger_argv(ctx, task.trigger_dag, context, xcom_path)
             return ProcessRequest(
                 task.name, try_number, argv, env, log_path, xcom_path, cwd=ctx.cwd, ok_exit_codes=ok_codes
             )
@@ -246,9 +246,10 @@ class TriggerError(Exception):
 
 
 def trigger_argv(
-    ctx: RunContext, trigger: TriggerDag, context: Mapping[str, Any]
+    ctx: RunContext, trigger: TriggerDag, context: Mapping[str, Any], xcom_path: Path
 ) -> tuple[list[str], tuple[int, ...]]:
-    """The command of a triggerDag try: the same runner, on the target DAG, in a child process.
+    """The command of a triggerDag try: the same runner, on the target DAG, in a child process,
+    which writes the triggered run's name as the try's XCom (as the operator's triggerDag does).
 
     Without waitForCompletion the try succeeds whatever the triggered run's outcome
     (the run still finishes inside the try: locally there is no scheduler to hand it to).
@@ -277,6 +278,8 @@ def trigger_argv(
         json.dumps(conf),
         "--runs-dir",
         str(ctx.runs_dir.resolve()),
+        "--trigger-xcom-file",
+        str(xcom_path.resolve()),
         "-o",
         "json",
     ]

@@ -422,6 +422,9 @@ class TestOtherDags:
         )
         assert target_run.status.state is RunState.success
         assert target_run.spec.conf == {"who": "controller"}
+        # The try's XCom is the triggered run's name, as the operator's triggerDag pushes it.
+        stored = json.loads((result.run_dir.path / "xcom.json").read_text())
+        assert stored["kick"] == target_run.metadata.name == "target-manual-20200209t000000"
         assert tasks["missing"].state is TaskState.failed
         assert (
             tasks["missing"].message
