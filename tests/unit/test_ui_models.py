@@ -41,17 +41,22 @@ def run(name: str, date: str, states: dict[str, str] | None = None, **status: An
     }
 
 
+def compact(*runs: dict[str, Any]) -> list[models.RunStates]:
+    """Runs as the UI's cache keeps them."""
+    return [models.run_states(r) for r in runs]
+
+
 class TestDagList:
     def test_rows_filter_by_tag_and_show_recent_runs_newest_first(self) -> None:
         dags = [dag("a", tags=["x"]), dag("b", tags=["y"], description="<b>bold</b>")]
         runs = [run("r1", "2020-01-01T00:00:00Z"), run("r2", "2020-01-02T00:00:00Z")]
         for r in runs:
             r["spec"]["dagName"] = "a"
-        rows = models.dag_rows(dags, runs)
+        rows = models.dag_rows(dags, compact(*runs))
         assert [r.name for r in rows] == ["a", "b"]
         assert rows[0].recent == [("r2", "running"), ("r1", "running")]
         assert rows[1].description == "<b>bold</b>"  # escaped by the template, not mangled here
-        assert [r.name for r in models.dag_rows(dags, runs, tag="y")] == ["b"]
+        assert [r.name for r in models.dag_rows(dags, compact(*runs), tag="y")] == ["b"]
         assert models.all_tags(dags) == ["x", "y"]
 
     def test_ready_condition_and_its_message(self) -> None:
@@ -66,15 +71,15 @@ class TestDagList:
 class TestGrid:
     def test_columns_oldest_left_and_paged_from_the_newest(self) -> None:
         runs = [run(f"r{i:02d}", f"2020-01-{i:02d}T00:00:00Z") for i in range(1, 31)]
-        first = models.grid(dag(), runs, offset=0, per_page=25)
+        first = models.grid(dag(), compact(*runs), offset=0, per_page=25)
         assert [c.name for c in first.columns] == [f"r{i:02d}" for i in range(6, 31)]
         assert (first.older_offset, first.newer_offset, first.total) == (25, None, 30)
-        older = models.grid(dag(), runs, offset=25, per_page=25)
+        older = models.grid(dag(), compact(*runs), offset=25, per_page=25)
         assert [c.name for c in older.columns] == [f"r{i:02d}" for i in range(1, 6)]
         assert (older.older_offset, older.newer_offset) == (None, 0)
 
     def test_rows_are_tasks_and_cells_carry_states(self) -> None:
-        grid = models.grid(dag(), [run("r1", "2020-01-01T00:00:00Z", {"print_date": "success"})])
+        grid = models.grid(dag(), compact(run("r1", "2020-01-01T00:00:00Z", {"print_date": "success"})))
         assert grid.tasks == ["print_date", "sleep", "templated"]
         assert grid.rows == [["success"], ["none"], ["none"]]
         assert models.parse_watch_key(grid.watch_key) == {"r1": "7"}
@@ -83,7 +88,7 @@ class TestGrid:
     def test_a_task_added_later_is_absent_from_older_runs(self) -> None:
         newer = dag()
         newer["spec"]["tasks"] = [*TASKS, {"name": "new"}]
-        grid = models.grid(newer, [run("r1", "2020-01-01T00:00:00Z")])
+        grid = models.grid(newer, compact(run("r1", "2020-01-01T00:00:00Z")))
         assert grid.tasks[-1] == "new"
         assert grid.rows[-1] == ["absent"]
 
@@ -96,7 +101,7 @@ class TestGrid:
 
     def test_a_new_run_belongs_on_a_full_first_page_only_if_newer_than_its_oldest(self) -> None:
         runs = [run(f"r{i:02d}", f"2020-01-{i:02d}T00:00:00Z") for i in range(1, 31)]
-        first = models.grid(dag(), runs, per_page=25)
+        first = models.grid(dag(), compact(*runs), per_page=25)
         assert first.floor == "2020-01-06T00:00:00Z"
         newer = models.run_states(run("new", "2020-02-01T00:00:00Z"))
         older = models.run_states(run("old", "2019-01-01T00:00:00Z"))
