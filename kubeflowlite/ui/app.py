@@ -30,6 +30,7 @@ import jinja2
 from markupsafe import Markup, escape
 from sse_starlette.sse import EventSourceResponse
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -152,7 +153,7 @@ class UI:
     async def dag_page(self, request: Request) -> Response:
         namespace, name, dag, grid = await self._grid(request)
         rows = models.dag_rows([dag], [], tag=None) if dag is not None else []
-        return self.page(
+        response = self.page(
             request,
             "grid.html",
             namespace=namespace,
@@ -161,6 +162,10 @@ class UI:
             grid=grid,
             error=None,
         )
+        # Once the grid is sent, lay the DAG out for its runs' graph views: the next click is likely one.
+        tasks = ((dag or {}).get("spec") or {}).get("tasks") or []
+        response.background = BackgroundTask(self.layouts.prepare, tasks)
+        return response
 
     async def grid_fragment(self, request: Request) -> Response:
         namespace, name, _, grid = await self._grid(request)

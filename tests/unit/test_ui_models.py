@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 from datetime import UTC, datetime
 from typing import Any
 
@@ -295,6 +296,18 @@ class TestGraph:
         cache.svg([*TASKS, {"name": "more", "dependsOn": ["sleep"]}])
         assert cache.layouts == 2
         assert first.startswith("<svg") and "<?xml" not in first
+
+    def test_a_layout_being_computed_is_computed_once(self) -> None:
+        """The grid's background layout and a click on a run at the same moment run dot once."""
+        cache = graph.LayoutCache()
+        many = [{"name": f"t{i}", "dependsOn": [f"t{i - 1}"] if i else []} for i in range(200)]
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            svgs = list(pool.map(lambda _: cache.svg(many), range(4)))
+        assert cache.layouts == 1
+        assert all(svg is svgs[0] for svg in svgs)
+        cache.prepare(TASKS)  # ahead of the graph page, which then finds it
+        assert cache.svg(TASKS) is cache.svg([dict(t) for t in TASKS])
+        assert cache.layouts == 2
 
     def test_colour_puts_a_state_class_on_every_task_node(self) -> None:
         svg = graph.LayoutCache().svg(TASKS)

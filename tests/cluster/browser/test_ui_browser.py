@@ -137,6 +137,14 @@ def test_tutorial_appears_and_a_triggered_run_turns_green_live(
     expect(page.locator('tr[data-task="sleep"] .bar.queued')).to_have_count(1)  # 2 s Pending: queued time
     shot("gantt")
 
+    # Back on the DAG list: the run is one of its recent dots, and the schedule's next run shows.
+    page.goto(ui.url + "/")
+    dot = row.locator(f'.dots a.dot[href$="/{run_name}/"]')
+    expect(dot).to_have_class(state("success"))
+    expect(row.locator(".next-run")).to_have_text(re.compile(r"^\d{4}-\d\d-\d\dT14:55:00Z$"))
+    dot.click()
+    expect(page.locator("#run-state")).to_have_text("success")
+
 
 def test_clearing_a_failed_task_from_the_ui_reruns_it(
     ui: Any, operator: OperatorProcess, api: Api, page: Page, shot: Any
