@@ -281,14 +281,14 @@ class UI:
         number = _int(request.query_params.get("try")) or 1
         tail = forms.log_tail(request.query_params.get("tail"))
         pod = runview.try_pod(run_name, task, number)
-        text, gone, error = "", False, ""
+        text, gone, error, cut = "", False, "", None
         pod_obj = await self.source.pod(namespace, pod)
         phase = ((pod_obj or {}).get("status") or {}).get("phase")
         waiting, streaming = phase == "Pending", phase == "Running"
         try:
             if not (waiting or streaming):
                 log = await self.source.log(namespace, pod, tail=tail, max_bytes=forms.LOG_MAX_BYTES)
-                text = log.decode("utf-8", "replace")
+                text, cut = log.decode("utf-8", "replace"), forms.log_cut(log, tail)
         except PodGone:
             gone = True
         except kube.ApiError as refused:  # shown in the log panel (htmx swaps only successful responses)
@@ -307,7 +307,8 @@ class UI:
             waiting=waiting,
             streaming=streaming,
             tail=tail,
-            more=forms.more_log(tail),
+            cut=cut,
+            more=forms.more_log(tail) if cut or streaming else None,
         )
 
     async def log_stream(self, request: Request) -> Response:

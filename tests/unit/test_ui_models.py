@@ -264,6 +264,27 @@ class TestForms:
         assert forms.more_log(forms.LOG_TAILS[-1]) == "all"
         assert forms.more_log(None) is None
 
+    def test_a_cut_log_says_so_and_offers_more(self) -> None:
+        first = forms.LOG_TAILS[0]
+        assert forms.log_cut(b"one\ntwo\n", first) is None  # all of it: nothing more to show
+        assert forms.log_cut(b"line\n" * first, first) == f"The last {first} lines: earlier lines are hidden."
+        assert (
+            forms.log_cut(b"x" * forms.LOG_MAX_BYTES, None)
+            == "Cut at 8 MiB: the rest of this log is not shown."
+        )
+        assert forms.log_cut(b"line\n" * 50_000, None) is None  # the whole log was asked for and fits
+
+        template = template_environment().get_template("_log.html")
+        page = dict(namespace="ns", run="r", task="t", number=1, pod="r-t-1", gone=False, error="",
+                    waiting=False, streaming=False, tail=first)  # fmt: skip
+        short = template.render(**page, text="one\n", cut=None, more=None)
+        assert "show more" not in short and "log-cut" not in short
+        long = template.render(
+            **page, text="line\n" * first, cut=forms.log_cut(b"line\n" * first, first), more="2000"
+        )
+        assert "earlier lines are hidden" in long
+        assert 'hx-get="/runs/ns/r/tasks/t/log?try=1&amp;tail=2000"' in long and "show more" in long
+
     def test_cli_and_ui_write_the_same_objects(self) -> None:
         manifest = run_manifest.dagrun_manifest(
             namespace="ns",
@@ -378,6 +399,7 @@ class TestTemplatesEscape:
             waiting=False,
             streaming=False,
             tail=200,
+            cut=None,
             more="2000",
         )
         assert "<script>" not in html and "<img" not in html
@@ -387,6 +409,6 @@ class TestTemplatesEscape:
         template = template_environment().get_template("_log.html")
         html = template.render(
             namespace="ns", run="r", task="t", number=1, pod="p", text="", gone=False,
-            error="<b>boom</b>", waiting=False, streaming=False, tail=None, more=None,
+            error="<b>boom</b>", waiting=False, streaming=False, tail=None, cut=None, more=None,
         )  # fmt: skip
         assert "<b>boom</b>" not in html and "&lt;b&gt;boom&lt;/b&gt;" in html
