@@ -248,6 +248,11 @@ class TestForms:
             "print_date",
             "sleep",
         ]
+        assert forms.clear_tasks(r, "sleep", downstream=False, upstream=True, only_failed=False) == [
+            "print_date",
+            "sleep",
+        ]
+        assert forms.clear_tasks(r, "sleep", downstream=False, upstream=False, only_failed=False) == ["sleep"]
         with pytest.raises(cluster_plans.PlanError, match="no task 'x'"):
             forms.clear_tasks(r, "x", downstream=False, upstream=False, only_failed=False)
         not_started = run("r2", "d")
