@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -307,7 +308,26 @@ def test_a_forbidden_action_shows_the_rbac_message(
     assert not api.dag("locked")["spec"].get("paused")
 
 
-def read_only_kubeconfig(cluster: Any, namespace: str, folder: Path) -> Path:
+def test_runs_the_user_may_not_list_show_the_rbac_message_at_once(
+    start_ui: Any, cluster: Any, api: Api, page: Page, tmp_path: Path
+) -> None:
+    api.apply(dag_manifest("hidden", [{"name": "a", "command": ["true"]}]))
+    kubeconfig = read_only_kubeconfig(cluster, api.namespace, tmp_path, resources=["dags"])
+    ui = start_ui(kubeconfig=kubeconfig)
+    started = time.monotonic()
+    page.goto(ui.url + "/")
+    expect(page.locator("section.error h1")).to_contain_text("Forbidden by the cluster's RBAC")
+    expect(page.locator("section.error .message")).to_contain_text('cannot list resource "dagruns"')
+    assert time.monotonic() - started < 20  # the cache's refused list is not waited out (30 s)
+
+
+def read_only_kubeconfig(
+    cluster: Any,
+    namespace: str,
+    folder: Path,
+    *,
+    resources: tuple[str, ...] | list[str] = ("dags", "dagruns"),
+) -> Path:
     """A kubeconfig for a ServiceAccount that may read our objects in `namespace` and write nothing."""
     role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -316,7 +336,7 @@ def read_only_kubeconfig(cluster: Any, namespace: str, folder: Path) -> Path:
         "rules": [
             {
                 "apiGroups": ["kubeflowlite.io"],
-                "resources": ["dags", "dagruns"],
+                "resources": list(resources),
                 "verbs": ["get", "list", "watch"],
             },
             {
