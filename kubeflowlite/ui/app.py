@@ -30,6 +30,7 @@ import jinja2
 from markupsafe import Markup, escape
 from sse_starlette.sse import EventSourceResponse
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -44,10 +45,12 @@ from starlette.templating import Jinja2Templates
 from kubeflowlite.api.dagrun import RunType
 from kubeflowlite.cli import cluster_plans
 from kubeflowlite.k8s import kube, names, pods
-from kubeflowlite.ui import forms, graph, live, models, render, runview
+from kubeflowlite.ui import forms, graph, informer, live, models, render, runview
 from kubeflowlite.ui.source import PodGone, Scope, Source
 
 HERE = Path(__file__).parent
+CACHE_WAIT_SECONDS = 30.0
+"""How long a page waits for the DAGRun cache's first list before listing on its own."""
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
@@ -72,12 +75,12 @@ def grid_cells(states: list[str]) -> Markup:
 
 
 class UI:
-    """The application's state: the API client, the scope, the live hub, the layouts, the CSRF token."""
+    """The application's state: the API client, the scope, the DAGRun cache, the layouts, the CSRF token."""
 
     def __init__(self, client: kube.Kube, scope: Scope, *, allow_writes: bool = True) -> None:
         self.source = Source(client, scope)
         self.scope = scope
-        self.hub = live.RunHub(client, scope)
+        self.runs = informer.RunCache(client, scope)
         self.layouts = graph.LayoutCache()
         self.csrf = secrets.token_urlsafe(32)
         self.allow_writes = allow_writes
@@ -115,17 +118,33 @@ class UI:
 
     # --- pages ----------------------------------------------------------------------------------------
 
+    async def runs_in(self, namespace: str | None, dag: str | None = None) -> list[models.RunStates]:
+        """The runs of the scope (or of one namespace's DAG) from the cache, once it mirrors the API.
+
+        Before the cache's first list has finished this waits for it (the same one list a
+        render would make); if that list fails (RBAC may refuse list or watch), the runs are
+        listed directly, so the page shows the API server's own answer.
+        """
+        if not await self.runs.warm(CACHE_WAIT_SECONDS):
+            objects = (
+                await self.source.all_runs()
+                if dag is None
+                else await self.source.runs_of(str(namespace), dag)
+            )
+            return [models.run_states(run) for run in objects]
+        if dag is None:
+            return self.runs.all_runs()
+        return self.runs.runs_of(str(namespace), dag)
+
     async def dags(self, request: Request) -> Response:
         tag = request.query_params.get("tag") or None
-        dags, runs = await asyncio.gather(self.source.dags(), self.source.all_runs())
+        dags, runs = await asyncio.gather(self.source.dags(), self.runs_in(self.scope.namespace))
         rows = models.dag_rows(dags, runs, tag=tag)
         return self.page(request, "dags.html", rows=rows, tags=models.all_tags(dags), tag=tag)
 
     async def _grid(self, request: Request) -> tuple[str, str, dict[str, Any] | None, models.Grid]:
         namespace, name = self.namespace(request), str(request.path_params["dag"])
-        dag, runs = await asyncio.gather(
-            self.source.dag(namespace, name), self.source.runs_of(namespace, name)
-        )
+        dag, runs = await asyncio.gather(self.source.dag(namespace, name), self.runs_in(namespace, name))
         if dag is None and not runs:
             raise HTTPException(404, f"DAG {name!r} not found in namespace {namespace!r}")
         offset = _int(request.query_params.get("offset"))
@@ -134,7 +153,7 @@ class UI:
     async def dag_page(self, request: Request) -> Response:
         namespace, name, dag, grid = await self._grid(request)
         rows = models.dag_rows([dag], [], tag=None) if dag is not None else []
-        return self.page(
+        response = self.page(
             request,
             "grid.html",
             namespace=namespace,
@@ -143,6 +162,10 @@ class UI:
             grid=grid,
             error=None,
         )
+        # Once the grid is sent, lay the DAG out for its runs' graph views: the next click is likely one.
+        tasks = ((dag or {}).get("spec") or {}).get("tasks") or []
+        response.background = BackgroundTask(self.layouts.prepare, tasks)
+        return response
 
     async def grid_fragment(self, request: Request) -> Response:
         namespace, name, _, grid = await self._grid(request)
@@ -152,7 +175,7 @@ class UI:
         namespace, name = self.namespace(request), str(request.path_params["dag"])
         events = live.grid_events(
             self.source,
-            self.hub,
+            self.runs,
             namespace=namespace,
             dag=name,
             watch_key=request.query_params.get("runs") or "",
@@ -164,8 +187,7 @@ class UI:
     async def run_events(self, request: Request) -> Response:
         namespace, name = self.namespace(request), str(request.path_params["run"])
         events = live.run_events(
-            self.source,
-            self.hub,
+            self.runs,
             namespace=namespace,
             run_name=name,
             version=request.query_params.get("v") or "",
@@ -190,7 +212,8 @@ class UI:
                 svg = await run_in_threadpool(self.layouts.svg, tasks)
             except graph.LayoutError as error:
                 layout_error = str(error)
-        states = models.run_states(run).column(models.task_ids(None, [run]))
+        compact = models.run_states(run)
+        states = compact.column(models.task_ids(None, [compact]))
         return self.page(
             request,
             "run.html",
@@ -258,14 +281,14 @@ class UI:
         number = _int(request.query_params.get("try")) or 1
         tail = forms.log_tail(request.query_params.get("tail"))
         pod = runview.try_pod(run_name, task, number)
-        text, gone, error = "", False, ""
+        text, gone, error, cut = "", False, "", None
         pod_obj = await self.source.pod(namespace, pod)
         phase = ((pod_obj or {}).get("status") or {}).get("phase")
         waiting, streaming = phase == "Pending", phase == "Running"
         try:
             if not (waiting or streaming):
                 log = await self.source.log(namespace, pod, tail=tail, max_bytes=forms.LOG_MAX_BYTES)
-                text = log.decode("utf-8", "replace")
+                text, cut = log.decode("utf-8", "replace"), forms.log_cut(log, tail)
         except PodGone:
             gone = True
         except kube.ApiError as refused:  # shown in the log panel (htmx swaps only successful responses)
@@ -284,7 +307,8 @@ class UI:
             waiting=waiting,
             streaming=streaming,
             tail=tail,
-            more=forms.more_log(tail),
+            cut=cut,
+            more=forms.more_log(tail) if cut or streaming else None,
         )
 
     async def log_stream(self, request: Request) -> Response:
@@ -429,10 +453,11 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        ui.runs.start()  # list and watch DAGRuns now, so the first page finds them in memory
         try:
             yield
         finally:
-            await ui.hub.close()
+            await ui.runs.close()
             await client.close()
 
     async def healthz(_: Request) -> Response:

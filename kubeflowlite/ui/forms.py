@@ -79,3 +79,12 @@ def more_log(tail: int | None) -> str | None:
     if tail is None:
         return None
     return next((str(step) for step in LOG_TAILS if step > tail), "all")
+
+
+def log_cut(log: bytes, tail: int | None) -> str | None:
+    """What a log page leaves out of `log` (read with `tail` lines, at most LOG_MAX_BYTES), or None if nothing."""
+    if len(log) >= LOG_MAX_BYTES:
+        return f"Cut at {LOG_MAX_BYTES // (1024 * 1024)} MiB: the rest of this log is not shown."
+    if tail is not None and log.count(b"\n") >= tail:
+        return f"The last {tail} lines: earlier lines are hidden."
+    return None

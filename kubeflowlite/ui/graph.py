@@ -14,6 +14,7 @@ appears as text escaped by Graphviz, and the templates insert the SVG as markup.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -92,28 +93,56 @@ def run_dot(source: str) -> str:
 
 
 class LayoutCache:
-    """SVG layouts by spec hash, least recently used dropped first; safe to share between threads."""
+    """SVG layouts by spec hash, least recently used dropped first; safe to share between threads.
+
+    A layout being computed is computed once: a second caller for the same spec waits
+    for it (the grid page lays its DAG out in the background, and a click on a run
+    while that runs must not start `dot` again).
+    """
 
     def __init__(self, size: int = CACHE_SIZE) -> None:
         self.size = size
         self._svgs: OrderedDict[str, str] = OrderedDict()
         self._lock = threading.Lock()
+        self._computing: dict[str, threading.Lock] = {}
         self.layouts = 0
         """How many times dot ran (what the cache saves)."""
 
-    def svg(self, tasks: Sequence[Mapping[str, Any]]) -> str:
-        key = spec_key(tasks)
+    def _cached(self, key: str) -> str | None:
         with self._lock:
             if key in self._svgs:
                 self._svgs.move_to_end(key)
                 return self._svgs[key]
-        svg = run_dot(dot_source(tasks))
+            return None
+
+    def svg(self, tasks: Sequence[Mapping[str, Any]]) -> str:
+        key = spec_key(tasks)
+        found = self._cached(key)
+        if found is not None:
+            return found
         with self._lock:
-            self.layouts += 1
-            self._svgs[key] = svg
-            while len(self._svgs) > self.size:
-                self._svgs.popitem(last=False)
-        return svg
+            computing = self._computing.setdefault(key, threading.Lock())
+        with computing:
+            found = self._cached(key)
+            if found is not None:
+                return found
+            try:
+                svg = run_dot(dot_source(tasks))
+            finally:
+                with self._lock:
+                    self._computing.pop(key, None)
+            with self._lock:
+                self.layouts += 1
+                self._svgs[key] = svg
+                while len(self._svgs) > self.size:
+                    self._svgs.popitem(last=False)
+            return svg
+
+    def prepare(self, tasks: Sequence[Mapping[str, Any]]) -> None:
+        """Lay `tasks` out ahead of need (a page's background task); a failure shows when the graph is opened."""
+        if tasks:
+            with contextlib.suppress(LayoutError):
+                self.svg(tasks)
 
 
 _NODE = re.compile(r'<g id="(g[a-z0-9]{16})" class="node task">')

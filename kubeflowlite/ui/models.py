@@ -42,9 +42,9 @@ def run_state(run: Obj) -> str:
     return str((run.get("status") or {}).get("state") or "queued")
 
 
-def newest_first(runs: Iterable[Obj]) -> list[Obj]:
+def newest_first(runs: Iterable[RunStates]) -> list[RunStates]:
     """Runs by logical date, newest first (name breaks ties)."""
-    return sorted(runs, key=lambda run: (logical_date(run), name_of(run)), reverse=True)
+    return sorted(runs, key=lambda run: (run.logical_date, run.name), reverse=True)
 
 
 # --- the DAG list ------------------------------------------------------------------------------------
@@ -76,12 +76,11 @@ def ready_condition(dag: Obj) -> tuple[bool | None, str]:
     return None, ""
 
 
-def dag_rows(dags: Iterable[Obj], runs: Iterable[Obj], *, tag: str | None = None) -> list[DagRow]:
+def dag_rows(dags: Iterable[Obj], runs: Iterable[RunStates], *, tag: str | None = None) -> list[DagRow]:
     """The DAG list, by namespace and name; only DAGs carrying `tag` when one is given."""
-    by_dag: dict[tuple[str, str], list[Obj]] = {}
+    by_dag: dict[tuple[str, str], list[RunStates]] = {}
     for run in runs:
-        key = (namespace_of(run), str((run.get("spec") or {}).get("dagName") or ""))
-        by_dag.setdefault(key, []).append(run)
+        by_dag.setdefault((run.namespace, run.dag), []).append(run)
     rows = []
     for dag in sorted(dags, key=lambda d: (namespace_of(d), name_of(d))):
         spec = dag.get("spec") or {}
@@ -100,8 +99,8 @@ def dag_rows(dags: Iterable[Obj], runs: Iterable[Obj], *, tag: str | None = None
                 schedule=str(spec.get("schedule") or "manual"),
                 paused=bool(spec.get("paused")),
                 next_run=str(status.get("nextRun") or "-"),
-                last_run_state=str(status.get("lastRunState") or (run_state(recent[0]) if recent else "-")),
-                recent=[(name_of(run), run_state(run)) for run in recent],
+                last_run_state=str(status.get("lastRunState") or (recent[0].state if recent else "-")),
+                recent=[(run.name, run.state) for run in recent],
                 ready=ready,
                 ready_message=message,
             )
@@ -116,14 +115,12 @@ def all_tags(dags: Iterable[Obj]) -> list[str]:
 # --- the grid ----------------------------------------------------------------------------------------
 
 
-def task_ids(dag: Obj | None, runs: Iterable[Obj]) -> list[str]:
+def task_ids(dag: Obj | None, runs: Iterable[RunStates]) -> list[str]:
     """The grid's rows: the DAG's tasks in order, then tasks only earlier runs had."""
     order: list[str] = [str(t.get("name")) for t in ((dag or {}).get("spec") or {}).get("tasks") or []]
     seen = set(order)
     for run in runs:
-        snapshot = (run.get("status") or {}).get("dagSpec") or {}
-        for task in snapshot.get("tasks") or []:
-            name = str(task.get("name"))
+        for name in run.snapshot or ():
             if name not in seen:
                 seen.add(name)
                 order.append(name)
@@ -134,8 +131,8 @@ def task_ids(dag: Obj | None, runs: Iterable[Obj]) -> list[str]:
 class RunStates:
     """What the grid needs of a DAGRun: who it is and its task states (not its dagSpec, not its history).
 
-    The live stream keeps and compares these, so a followed 1,000-task run costs
-    a small dict per event instead of the whole object.
+    The UI's cache (`informer`) keeps one per run and the live stream compares
+    them, so a 1,000-task run costs a small dict instead of the whole object.
     """
 
     namespace: str
@@ -145,27 +142,33 @@ class RunStates:
     logical_date: str
     state: str
     tasks: Mapping[str, str]
-    snapshot: frozenset[str] | None
-    """The tasks of the run's dagSpec snapshot; None before the run started."""
+    snapshot: tuple[str, ...] | None
+    """The tasks of the run's dagSpec snapshot, in order; None before the run started."""
+    run_type: str = "manual"
 
     def task_state(self, task: str) -> str:
+        return self._state(task, frozenset(self.snapshot) if self.snapshot is not None else None)
+
+    def _state(self, task: str, snapshot: frozenset[str] | None) -> str:
         found = self.tasks.get(task)
         if found is not None:
             return found
-        if self.snapshot is not None and task not in self.snapshot:
+        if snapshot is not None and task not in snapshot:
             return "absent"  # the task was not part of the DAG when this run started
         return "none"
 
     def column(self, tasks: Sequence[str]) -> dict[str, str]:
-        return {task: self.task_state(task) for task in tasks}
+        snapshot = frozenset(self.snapshot) if self.snapshot is not None else None
+        return {task: self._state(task, snapshot) for task in tasks}
 
 
 def run_states(run: Obj) -> RunStates:
     status = run.get("status") or {}
+    spec = run.get("spec") or {}
     snapshot = status.get("dagSpec")
     return RunStates(
         namespace=namespace_of(run),
-        dag=str((run.get("spec") or {}).get("dagName") or ""),
+        dag=str(spec.get("dagName") or ""),
         name=name_of(run),
         resource_version=str((run.get("metadata") or {}).get("resourceVersion") or ""),
         logical_date=logical_date(run),
@@ -173,7 +176,8 @@ def run_states(run: Obj) -> RunStates:
         tasks={
             task: str((i or {}).get("state") or "none") for task, i in (status.get("tasks") or {}).items()
         },
-        snapshot=frozenset(str(t.get("name")) for t in snapshot.get("tasks") or []) if snapshot else None,
+        snapshot=tuple(str(t.get("name")) for t in snapshot.get("tasks") or []) if snapshot else None,
+        run_type=str(spec.get("runType") or "manual"),
     )
 
 
@@ -229,7 +233,9 @@ class Grid:
         return max(0, self.offset - self.per_page) if self.offset > 0 else None
 
 
-def grid(dag: Obj | None, runs: Iterable[Obj], *, offset: int = 0, per_page: int = RUNS_PER_PAGE) -> Grid:
+def grid(
+    dag: Obj | None, runs: Iterable[RunStates], *, offset: int = 0, per_page: int = RUNS_PER_PAGE
+) -> Grid:
     """A page of the grid: `per_page` runs from `offset` (0 = the newest runs)."""
     ordered = newest_first(runs)
     offset = max(0, min(offset, max(0, len(ordered) - 1)))
@@ -237,16 +243,16 @@ def grid(dag: Obj | None, runs: Iterable[Obj], *, offset: int = 0, per_page: int
     tasks = task_ids(dag, page)
     columns = [
         Column(
-            name=name_of(run),
-            logical_date=logical_date(run),
-            state=run_state(run),
-            run_type=str((run.get("spec") or {}).get("runType") or "manual"),
-            resource_version=str((run.get("metadata") or {}).get("resourceVersion") or ""),
+            name=run.name,
+            logical_date=run.logical_date,
+            state=run.state,
+            run_type=run.run_type,
+            resource_version=run.resource_version,
         )
         for run in page
     ]
-    states = [run_states(run) for run in page]
-    rows = [[column.task_state(task) for column in states] for task in tasks]
+    states = [list(run.column(tasks).values()) for run in page]
+    rows = [list(row) for row in zip(*states, strict=True)] if states else [[] for _ in tasks]
     watch_key = ",".join(f"{c.name}:{c.resource_version}" for c in columns)
     return Grid(
         tasks=tasks,

@@ -15,7 +15,7 @@ from typing import Any
 from kubeflowlite.cli.cluster_plans import human_seconds, seconds_between
 from kubeflowlite.core.schedule import parse_time
 from kubeflowlite.k8s import names
-from kubeflowlite.ui.models import Obj, logical_date, name_of, namespace_of, run_state, task_ids
+from kubeflowlite.ui.models import Obj, logical_date, name_of, namespace_of, run_state, run_states, task_ids
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ def gantt(run: Obj, pods: Iterable[Obj], *, now: datetime) -> tuple[list[Bar], s
         if moment is not None:
             created[name_of(pod)] = moment
     spans: list[tuple[str, TryRow, datetime | None, datetime, datetime]] = []
-    order = task_ids(None, [run])
+    order = task_ids(None, [run_states(run)])
     for task in order:
         for attempt in tries(run, task, now=now):
             start = _moment(attempt.start if attempt.start != "-" else None)

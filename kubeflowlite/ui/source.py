@@ -62,14 +62,6 @@ class Source:
     async def run(self, namespace: str, name: str) -> Obj | None:
         return await self.client.get_or_none(kube.DAGRUNS, namespace, name)
 
-    async def run_versions(self, namespace: str) -> dict[str, str]:
-        """Run name -> resourceVersion of every DAGRun in `namespace` (metadata only: cheap)."""
-        items = await self.client.list_metadata(kube.DAGRUNS, namespace)
-        return {
-            str((i.get("metadata") or {}).get("name")): str((i.get("metadata") or {}).get("resourceVersion"))
-            for i in items
-        }
-
     async def pods_of(self, namespace: str, run: str) -> list[Obj]:
         return await self.client.list_objects(kube.PODS, namespace, label_selector=names.run_selector(run))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,17 +42,22 @@ def run(name: str, date: str, states: dict[str, str] | None = None, **status: An
     }
 
 
+def compact(*runs: dict[str, Any]) -> list[models.RunStates]:
+    """Runs as the UI's cache keeps them."""
+    return [models.run_states(r) for r in runs]
+
+
 class TestDagList:
     def test_rows_filter_by_tag_and_show_recent_runs_newest_first(self) -> None:
         dags = [dag("a", tags=["x"]), dag("b", tags=["y"], description="<b>bold</b>")]
         runs = [run("r1", "2020-01-01T00:00:00Z"), run("r2", "2020-01-02T00:00:00Z")]
         for r in runs:
             r["spec"]["dagName"] = "a"
-        rows = models.dag_rows(dags, runs)
+        rows = models.dag_rows(dags, compact(*runs))
         assert [r.name for r in rows] == ["a", "b"]
         assert rows[0].recent == [("r2", "running"), ("r1", "running")]
         assert rows[1].description == "<b>bold</b>"  # escaped by the template, not mangled here
-        assert [r.name for r in models.dag_rows(dags, runs, tag="y")] == ["b"]
+        assert [r.name for r in models.dag_rows(dags, compact(*runs), tag="y")] == ["b"]
         assert models.all_tags(dags) == ["x", "y"]
 
     def test_ready_condition_and_its_message(self) -> None:
@@ -66,15 +72,15 @@ class TestDagList:
 class TestGrid:
     def test_columns_oldest_left_and_paged_from_the_newest(self) -> None:
         runs = [run(f"r{i:02d}", f"2020-01-{i:02d}T00:00:00Z") for i in range(1, 31)]
-        first = models.grid(dag(), runs, offset=0, per_page=25)
+        first = models.grid(dag(), compact(*runs), offset=0, per_page=25)
         assert [c.name for c in first.columns] == [f"r{i:02d}" for i in range(6, 31)]
         assert (first.older_offset, first.newer_offset, first.total) == (25, None, 30)
-        older = models.grid(dag(), runs, offset=25, per_page=25)
+        older = models.grid(dag(), compact(*runs), offset=25, per_page=25)
         assert [c.name for c in older.columns] == [f"r{i:02d}" for i in range(1, 6)]
         assert (older.older_offset, older.newer_offset) == (None, 0)
 
     def test_rows_are_tasks_and_cells_carry_states(self) -> None:
-        grid = models.grid(dag(), [run("r1", "2020-01-01T00:00:00Z", {"print_date": "success"})])
+        grid = models.grid(dag(), compact(run("r1", "2020-01-01T00:00:00Z", {"print_date": "success"})))
         assert grid.tasks == ["print_date", "sleep", "templated"]
         assert grid.rows == [["success"], ["none"], ["none"]]
         assert models.parse_watch_key(grid.watch_key) == {"r1": "7"}
@@ -83,7 +89,7 @@ class TestGrid:
     def test_a_task_added_later_is_absent_from_older_runs(self) -> None:
         newer = dag()
         newer["spec"]["tasks"] = [*TASKS, {"name": "new"}]
-        grid = models.grid(newer, [run("r1", "2020-01-01T00:00:00Z")])
+        grid = models.grid(newer, compact(run("r1", "2020-01-01T00:00:00Z")))
         assert grid.tasks[-1] == "new"
         assert grid.rows[-1] == ["absent"]
 
@@ -96,7 +102,7 @@ class TestGrid:
 
     def test_a_new_run_belongs_on_a_full_first_page_only_if_newer_than_its_oldest(self) -> None:
         runs = [run(f"r{i:02d}", f"2020-01-{i:02d}T00:00:00Z") for i in range(1, 31)]
-        first = models.grid(dag(), runs, per_page=25)
+        first = models.grid(dag(), compact(*runs), per_page=25)
         assert first.floor == "2020-01-06T00:00:00Z"
         newer = models.run_states(run("new", "2020-02-01T00:00:00Z"))
         older = models.run_states(run("old", "2019-01-01T00:00:00Z"))
@@ -242,6 +248,11 @@ class TestForms:
             "print_date",
             "sleep",
         ]
+        assert forms.clear_tasks(r, "sleep", downstream=False, upstream=True, only_failed=False) == [
+            "print_date",
+            "sleep",
+        ]
+        assert forms.clear_tasks(r, "sleep", downstream=False, upstream=False, only_failed=False) == ["sleep"]
         with pytest.raises(cluster_plans.PlanError, match="no task 'x'"):
             forms.clear_tasks(r, "x", downstream=False, upstream=False, only_failed=False)
         not_started = run("r2", "d")
@@ -257,6 +268,27 @@ class TestForms:
         assert forms.more_log(forms.LOG_TAILS[0]) == str(forms.LOG_TAILS[1])
         assert forms.more_log(forms.LOG_TAILS[-1]) == "all"
         assert forms.more_log(None) is None
+
+    def test_a_cut_log_says_so_and_offers_more(self) -> None:
+        first = forms.LOG_TAILS[0]
+        assert forms.log_cut(b"one\ntwo\n", first) is None  # all of it: nothing more to show
+        assert forms.log_cut(b"line\n" * first, first) == f"The last {first} lines: earlier lines are hidden."
+        assert (
+            forms.log_cut(b"x" * forms.LOG_MAX_BYTES, None)
+            == "Cut at 8 MiB: the rest of this log is not shown."
+        )
+        assert forms.log_cut(b"line\n" * 50_000, None) is None  # the whole log was asked for and fits
+
+        template = template_environment().get_template("_log.html")
+        page = dict(namespace="ns", run="r", task="t", number=1, pod="r-t-1", gone=False, error="",
+                    waiting=False, streaming=False, tail=first)  # fmt: skip
+        short = template.render(**page, text="one\n", cut=None, more=None)
+        assert "show more" not in short and "log-cut" not in short
+        long = template.render(
+            **page, text="line\n" * first, cut=forms.log_cut(b"line\n" * first, first), more="2000"
+        )
+        assert "earlier lines are hidden" in long
+        assert 'hx-get="/runs/ns/r/tasks/t/log?try=1&amp;tail=2000"' in long and "show more" in long
 
     def test_cli_and_ui_write_the_same_objects(self) -> None:
         manifest = run_manifest.dagrun_manifest(
@@ -290,6 +322,18 @@ class TestGraph:
         cache.svg([*TASKS, {"name": "more", "dependsOn": ["sleep"]}])
         assert cache.layouts == 2
         assert first.startswith("<svg") and "<?xml" not in first
+
+    def test_a_layout_being_computed_is_computed_once(self) -> None:
+        """The grid's background layout and a click on a run at the same moment run dot once."""
+        cache = graph.LayoutCache()
+        many = [{"name": f"t{i}", "dependsOn": [f"t{i - 1}"] if i else []} for i in range(200)]
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            svgs = list(pool.map(lambda _: cache.svg(many), range(4)))
+        assert cache.layouts == 1
+        assert all(svg is svgs[0] for svg in svgs)
+        cache.prepare(TASKS)  # ahead of the graph page, which then finds it
+        assert cache.svg(TASKS) is cache.svg([dict(t) for t in TASKS])
+        assert cache.layouts == 2
 
     def test_colour_puts_a_state_class_on_every_task_node(self) -> None:
         svg = graph.LayoutCache().svg(TASKS)
@@ -360,6 +404,7 @@ class TestTemplatesEscape:
             waiting=False,
             streaming=False,
             tail=200,
+            cut=None,
             more="2000",
         )
         assert "<script>" not in html and "<img" not in html
@@ -369,6 +414,6 @@ class TestTemplatesEscape:
         template = template_environment().get_template("_log.html")
         html = template.render(
             namespace="ns", run="r", task="t", number=1, pod="p", text="", gone=False,
-            error="<b>boom</b>", waiting=False, streaming=False, tail=None, more=None,
+            error="<b>boom</b>", waiting=False, streaming=False, tail=None, cut=None, more=None,
         )  # fmt: skip
         assert "<b>boom</b>" not in html and "&lt;b&gt;boom&lt;/b&gt;" in html

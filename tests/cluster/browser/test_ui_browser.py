@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -136,6 +137,14 @@ def test_tutorial_appears_and_a_triggered_run_turns_green_live(
     expect(page.locator("table.gantt tr")).to_have_count(3)
     expect(page.locator('tr[data-task="sleep"] .bar.queued')).to_have_count(1)  # 2 s Pending: queued time
     shot("gantt")
+
+    # Back on the DAG list: the run is one of its recent dots, and the schedule's next run shows.
+    page.goto(ui.url + "/")
+    dot = row.locator(f'.dots a.dot[href$="/{run_name}/"]')
+    expect(dot).to_have_class(state("success"))
+    expect(row.locator(".next-run")).to_have_text(re.compile(r"^\d{4}-\d\d-\d\dT14:55:00Z$"))
+    dot.click()
+    expect(page.locator("#run-state")).to_have_text("success")
 
 
 def test_clearing_a_failed_task_from_the_ui_reruns_it(
@@ -299,7 +308,26 @@ def test_a_forbidden_action_shows_the_rbac_message(
     assert not api.dag("locked")["spec"].get("paused")
 
 
-def read_only_kubeconfig(cluster: Any, namespace: str, folder: Path) -> Path:
+def test_runs_the_user_may_not_list_show_the_rbac_message_at_once(
+    start_ui: Any, cluster: Any, api: Api, page: Page, tmp_path: Path
+) -> None:
+    api.apply(dag_manifest("hidden", [{"name": "a", "command": ["true"]}]))
+    kubeconfig = read_only_kubeconfig(cluster, api.namespace, tmp_path, resources=["dags"])
+    ui = start_ui(kubeconfig=kubeconfig)
+    started = time.monotonic()
+    page.goto(ui.url + "/")
+    expect(page.locator("section.error h1")).to_contain_text("Forbidden by the cluster's RBAC")
+    expect(page.locator("section.error .message")).to_contain_text('cannot list resource "dagruns"')
+    assert time.monotonic() - started < 20  # the cache's refused list is not waited out (30 s)
+
+
+def read_only_kubeconfig(
+    cluster: Any,
+    namespace: str,
+    folder: Path,
+    *,
+    resources: tuple[str, ...] | list[str] = ("dags", "dagruns"),
+) -> Path:
     """A kubeconfig for a ServiceAccount that may read our objects in `namespace` and write nothing."""
     role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -308,7 +336,7 @@ def read_only_kubeconfig(cluster: Any, namespace: str, folder: Path) -> Path:
         "rules": [
             {
                 "apiGroups": ["kubeflowlite.io"],
-                "resources": ["dags", "dagruns"],
+                "resources": list(resources),
                 "verbs": ["get", "list", "watch"],
             },
             {
