@@ -80,6 +80,35 @@ def _time(value: Any) -> Any:
     return value
 
 
+def _interval_as_cron(every: timedelta, start: Any, timezone: Any) -> str | None:
+    """Airflow's `schedule=timedelta(...)` as the cron expression with the same run times, if one has.
+
+    Airflow's delta timetable runs at start_date, start_date + every, ...: a cron
+    expression anchored at start_date's UTC time does the same when `every` is N minutes
+    (N divides 60), N hours (N divides 24), a day or a week. A DAG with another
+    timezone, no datetime start_date, or another interval has none (None).
+    """
+    if timezone not in (None, "UTC") or not isinstance(start, datetime):
+        return None
+    at = start.astimezone(UTC) if start.tzinfo is not None else start
+    if at.second or at.microsecond:
+        return None
+    seconds = int(every.total_seconds())
+    if seconds != every.total_seconds() or seconds <= 0 or seconds % 60:
+        return None
+    minutes = seconds // 60
+    if minutes < 60 and 60 % minutes == 0:
+        return f"{at.minute % minutes}-59/{minutes} * * * *" if minutes > 1 else "* * * * *"
+    if minutes % 60 == 0 and minutes < 24 * 60 and (24 * 60) % minutes == 0:
+        hours = minutes // 60
+        return f"{at.minute} {at.hour % hours}-23/{hours} * * *" if hours > 1 else f"{at.minute} * * * *"
+    if minutes == 24 * 60:
+        return f"{at.minute} {at.hour} * * *"
+    if minutes == 7 * 24 * 60:
+        return f"{at.minute} {at.hour} * * {at.isoweekday() % 7}"
+    return None
+
+
 def _plain(value: Any) -> Any:
     """Enums as their values, tuples as lists, recursively (for params, conf, pod, ...)."""
     if isinstance(value, Enum):
@@ -189,11 +218,16 @@ def to_document(dag: model.DAG, *, source: str | None = None) -> dict[str, Any]:
         if key in ("start_date", "end_date"):
             spec[key] = _time(value)
         elif key == "schedule" and isinstance(value, timedelta):
+            cron = _interval_as_cron(value, dag.fields.get("start_date"), dag.fields.get("timezone"))
+            if cron is not None:
+                spec[key] = cron
+                continue
             issues.append(
                 LocatedIssue(
                     "schedule",
-                    f"a timedelta schedule ({value}) is not supported: use a cron expression or "
-                    "@hourly/@daily/... (Airflow's timetable of fixed intervals has no cron equivalent)",
+                    f"a timedelta schedule ({value}) is not supported here: only a whole number of "
+                    "minutes dividing an hour, of hours dividing a day, one day or one week, starting "
+                    "on start_date (a UTC DAG) has a cron equivalent; use a cron expression",
                     dag.location,
                 )
             )

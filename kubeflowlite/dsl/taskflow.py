@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from kubeflowlite.dsl.model import DAG, DagDefinitionError, caller_location, current_dag
-from kubeflowlite.dsl.tasks import BaseTask, DependencyMixin, Python
+from kubeflowlite.dsl.tasks import BaseTask, DependencyMixin, Python, no_mapping
 
 __all__ = ["TaskFunction", "XComArg", "dag", "task"]
 
@@ -37,6 +37,10 @@ class XComArg(DependencyMixin):
 
     def __repr__(self) -> str:
         return f"XComArg({self.operator.task_id!r}, key={self.key!r})"
+
+    def __str__(self) -> str:
+        """As in Airflow: the template that pulls the value (`f"echo {xcom}"` in a templated field)."""
+        return f"{{{{ task_instance.xcom_pull(task_ids='{self.operator.task_id}', key='{self.key}') }}}}"
 
 
 class ReturnedBash:
@@ -82,6 +86,15 @@ class TaskFunction:
     def override(self, **options: Any) -> TaskFunction:
         """The same function with other task options (task_id, retries, ...) for the next call."""
         return TaskFunction(self.function, flags=self.flags, options={**self.options, **options})
+
+    def expand(self, **_: Any) -> XComArg:
+        raise no_mapping(f"@task {self.function.__name__}().expand")
+
+    def partial(self, **_: Any) -> TaskFunction:
+        raise no_mapping(f"@task {self.function.__name__}().partial")
+
+    def expand_kwargs(self, *_: Any) -> XComArg:
+        raise no_mapping(f"@task {self.function.__name__}().expand_kwargs")
 
     def __call__(self, *args: Any, **kwargs: Any) -> XComArg:
         location = caller_location()
@@ -132,19 +145,34 @@ class _TaskDecorator:
     def bash(self) -> _TaskDecorator:
         return _TaskDecorator(bash=True)
 
+    def __getattr__(self, name: str) -> Any:
+        """@task.virtualenv, @task.docker, @task.sensor, ...: refused, naming the decorator and the line."""
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise DagDefinitionError(
+            f"@task.{name} is not supported by kubeflowlite (supported: @task, @task.python, @task.branch, "
+            "@task.short_circuit, @task.bash; a task's image= gives it other packages)",
+            caller_location(),
+        )
+
 
 task = _TaskDecorator()
 """@task, @task(retries=2, multiple_outputs=True), @task.branch, @task.short_circuit, @task.bash."""
 
 
-def dag(dag_id: str | None = None, **dag_options: Any) -> Callable[[Callable[..., Any]], Callable[..., DAG]]:
+def dag(
+    dag_id: str | None = None, *, dag_class: type[DAG] = DAG, **dag_options: Any
+) -> Callable[[Callable[..., Any]], Callable[..., DAG]]:
     """@dag(schedule=..., start_date=...): calling the function builds a DAG named after it (or dag_id).
 
     A DAG id is a Kubernetes object name, so the function name's underscores become
-    hyphens (my_pipeline -> my-pipeline).
+    hyphens (my_pipeline -> my-pipeline; `dag_class.id_from_function`). `dag_class`
+    is the DAG type built (kubeflowlite.airflow's takes Airflow's arguments).
 
     The function's keyword arguments with defaults become the DAG's params, as in Airflow.
     """
+
+    decorated_at = caller_location()
 
     def decorate(function: Callable[..., Any]) -> Callable[..., DAG]:
         @functools.wraps(function)
@@ -158,7 +186,10 @@ def dag(dag_id: str | None = None, **dag_options: Any) -> Callable[[Callable[...
                     params.setdefault(name, parameter.default)
             if params:
                 options["params"] = params
-            created = DAG(dag_id or function.__name__.replace("_", "-").lower(), **options)
+            try:
+                created = dag_class(dag_id or dag_class.id_from_function(function.__name__), **options)
+            except DagDefinitionError as error:  # about the @dag(...) arguments: name that line
+                raise DagDefinitionError(error.detail, decorated_at) from None
             created.location = caller_location()
             with created:
                 function(*args, **kwargs)
