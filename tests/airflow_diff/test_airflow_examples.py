@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -149,8 +150,12 @@ def run_ours(file: Path, dag_id: str, *, env: dict[str, str], runs: Path) -> dic
     return {name: task["state"] for name, task in run["status"]["tasks"].items()}
 
 
+AIRFLOW_PROCESSES = 2
+"""Airflow drivers run side by side, each on its own copy of the migrated sqlite database."""
+
+
 def run_airflow(venv: Path, home: Path, files: dict[str, Path]) -> dict[str, Any]:
-    """Every task's final state per DAG id, from Airflow (db migrate, then airflow_driver.py)."""
+    """Every task's final state per DAG id, from Airflow (db migrate once, then airflow_driver.py)."""
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(home),
@@ -159,28 +164,45 @@ def run_airflow(venv: Path, home: Path, files: dict[str, Path]) -> dict[str, Any
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
     }
     env.pop("PYTHONPATH", None)
+
+    def database(index: int) -> dict[str, str]:
+        return {**env, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow-{index}.db"}
+
     migrate = subprocess.run(
-        [str(venv / "bin" / "airflow"), "db", "migrate"], env=env, capture_output=True, text=True, timeout=600
-    )
-    assert migrate.returncode == 0, migrate.stderr[-3000:]
-    jobs = [{"file": str(path), "dag_id": dag_id, "date": DATE} for dag_id, path in files.items()]
-    completed = subprocess.run(
-        [str(venv / "bin" / "python"), str(Path(__file__).with_name("airflow_driver.py"))],
-        input=json.dumps(jobs),
-        env=env,
+        [str(venv / "bin" / "airflow"), "db", "migrate"],
+        env=database(0),
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=600,
     )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    return dict(json.loads(completed.stdout.strip().splitlines()[-1]))
+    assert migrate.returncode == 0, migrate.stderr[-3000:]
+    for index in range(1, AIRFLOW_PROCESSES):
+        shutil.copyfile(home / "airflow-0.db", home / f"airflow-{index}.db")
+    jobs = [{"file": str(path), "dag_id": dag_id, "date": DATE} for dag_id, path in files.items()]
+    drivers = [
+        subprocess.Popen(
+            [str(venv / "bin" / "python"), str(Path(__file__).with_name("airflow_driver.py"))],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=database(index),
+            text=True,
+        )
+        for index in range(AIRFLOW_PROCESSES)
+    ]
+    answer: dict[str, Any] = {}
+    for index, driver in enumerate(drivers):
+        out, err = driver.communicate(json.dumps(jobs[index::AIRFLOW_PROCESSES]), timeout=900)
+        assert driver.returncode == 0, err[-3000:]
+        answer.update(json.loads(out.strip().splitlines()[-1]))
+    return answer
 
 
 @pytest.fixture(scope="session")
 def examples(
     airflow_venv: Path, example_dags: Path, third_party: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Any:
-    """Both sides of every example, run concurrently: Airflow in one process, ours two at a time."""
+    """Both sides of every example, run concurrently: Airflow in AIRFLOW_PROCESSES processes, ours two at a time."""
     root = tmp_path_factory.mktemp("airflow-examples")
     rewritten, home = root / "ours", root / "airflow-home"
     rewritten.mkdir()
