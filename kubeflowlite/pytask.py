@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from kubeflowlite.core import taskenv, variables, xcom
-from kubeflowlite.dsl import files, model
+from kubeflowlite.dsl import files, model, taskflow
 from kubeflowlite.dsl import tasks as dsl_tasks
 from kubeflowlite.dsl.taskflow import TaskFunction
 
@@ -102,6 +102,34 @@ class _Macros:
         return getattr(templating.MACROS, name)
 
 
+class _Variables:
+    """`var.value.x` / `var.json.x` in a Python task (and a @task.bash template): core.variables."""
+
+    def __init__(self, *, as_json: bool) -> None:
+        self._as_json = as_json
+
+    def get(self, name: str, default: Any = None) -> Any:
+        raw = variables.lookup(name)
+        if raw is None:
+            return default
+        return json.loads(raw) if self._as_json else raw
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        missing = object()
+        value = self.get(name, missing)
+        if value is missing:
+            raise KeyError(f"Variable {name} does not exist")
+        return value
+
+
+class _Var:
+    def __init__(self) -> None:
+        self.value = _Variables(as_json=False)
+        self.json = _Variables(as_json=True)
+
+
 def build_context(
     facts: Mapping[str, Any], dag: model.DAG | None, task: dsl_tasks.BaseTask | None
 ) -> dict[str, Any]:
@@ -121,6 +149,7 @@ def build_context(
         dag=dag,
         task=task,
         macros=_Macros(),
+        var=_Var(),
         try_number=facts["try_number"],
     )
     return context
@@ -227,7 +256,8 @@ def run(environ: Mapping[str, str]) -> int:
     args = resolve(list(facts.get("args") or []), ti)
     kwargs = resolve(dict(facts.get("kwargs") or {}), ti)
     try:
-        result = call_with_context(function, args, kwargs, context)
+        with taskflow.running(context):
+            result = call_with_context(function, args, kwargs, context)
     except Exception as error:
         if _is_skip(error):
             print(f"[kubeflowlite] task skipped: {type(error).__name__}: {error}", file=sys.stderr)

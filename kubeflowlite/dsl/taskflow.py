@@ -6,6 +6,8 @@ for the task's future return value. Passing it to another task's call makes that
 task downstream and, when it runs, pulls the value (`xcom["key"]` pulls one key of
 a dict result). `@task.branch` and `@task.short_circuit` make branch and
 short-circuit tasks; `@task.bash` runs the shell script the function returns.
+While a task's function runs (kubeflowlite.pytask), get_current_context() returns
+its context, as in Airflow.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 from kubeflowlite.dsl.model import DAG, DagDefinitionError, caller_location, current_dag
 from kubeflowlite.dsl.tasks import BaseTask, DependencyMixin, Python, no_mapping
 
-__all__ = ["TaskFunction", "XComArg", "dag", "task"]
+__all__ = ["TaskFunction", "XComArg", "dag", "get_current_context", "running", "task"]
 
 RETURN_VALUE = "return_value"
 
@@ -39,21 +41,69 @@ class XComArg(DependencyMixin):
         return f"XComArg({self.operator.task_id!r}, key={self.key!r})"
 
     def __str__(self) -> str:
-        """As in Airflow: the template that pulls the value (`f"echo {xcom}"` in a templated field)."""
-        return f"{{{{ task_instance.xcom_pull(task_ids='{self.operator.task_id}', key='{self.key}') }}}}"
+        """As in Airflow: the template that pulls the value (`f"echo {xcom}"` in a templated field).
+
+        Airflow writes `task_instance.xcom_pull(...)`; `ti` is the same object there and
+        the name every kubeflowlite template context has.
+        """
+        return f"{{{{ ti.xcom_pull(task_ids='{self.operator.task_id}', key='{self.key}') }}}}"
+
+
+_running: list[Mapping[str, Any]] = []
+"""The context of the task this process is running (kubeflowlite.pytask sets it around the call)."""
+
+
+def get_current_context() -> Mapping[str, Any]:
+    """Airflow's get_current_context(): the running task's context (`ds`, `ti`, `params`, ...)."""
+    if not _running:
+        raise RuntimeError("get_current_context() is only available while a task runs")
+    return _running[-1]
+
+
+class running:
+    """`with running(context):` the function called inside sees `context` as get_current_context()."""
+
+    def __init__(self, context: Mapping[str, Any]) -> None:
+        self.context = context
+
+    def __enter__(self) -> Mapping[str, Any]:
+        _running.append(self.context)
+        return self.context
+
+    def __exit__(self, *exc: object) -> None:
+        _running.remove(self.context)
+
+
+_MARKUP = ("{{", "{%", "{#")
 
 
 class ReturnedBash:
     """@task.bash: call the function, run the shell script it returns, return its last output line.
 
-    What Airflow's @task.bash does, run by the Python task's bootstrap: the script's
-    output goes to the task's log, a non-zero exit fails the task. (The returned
-    script is not Jinja-rendered here; build it with the function's arguments.)
+    What Airflow's @task.bash does, run by the Python task's bootstrap: the returned
+    script is a Jinja template rendered with the task's context (as a BashOperator's
+    bash_command), its output goes to the task's log, a non-zero exit fails the task.
+    Rendering a script with markup needs the full kubeflowlite (and jinja2) in the
+    task's image, as `macros` does.
     """
 
     def __init__(self, function: Callable[..., Any]) -> None:
         functools.update_wrapper(self, function)
         self.function = function
+
+    def render(self, script: str) -> str:
+        """`script` rendered as a template with the running task's context (unchanged without markup)."""
+        if not any(mark in script for mark in _MARKUP):
+            return script
+        what = f"@task.bash {self.function.__name__}()"
+        try:
+            from kubeflowlite.core import templating
+        except ImportError as error:
+            raise RuntimeError(
+                f"{what} returned a Jinja template; rendering it needs kubeflowlite and jinja2 "
+                f"installed in the task's image ({error})"
+            ) from None
+        return templating.render_string(script, get_current_context(), field=what)
 
     def __call__(self, *args: Any, **kwargs: Any) -> str | None:
         import subprocess
@@ -62,6 +112,7 @@ class ReturnedBash:
         script = self.function(*args, **kwargs)
         if not isinstance(script, str) or not script.strip():
             raise ValueError(f"@task.bash {self.function.__name__}() must return a non-empty shell script")
+        script = self.render(script)
         last: str | None = None
         with subprocess.Popen(["sh", "-c", script], stdout=subprocess.PIPE, text=True) as process:
             assert process.stdout is not None
