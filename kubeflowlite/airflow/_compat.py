@@ -283,6 +283,20 @@ def _python_options(what: str, options: dict[str, Any], location: Location) -> d
     }
 
 
+_TASKFLOW_OWN = ("task_id", "multiple_outputs", "ignore_downstream_trigger_rules")
+"""@task options that are the TaskFlow decorator's own, passed through as they are."""
+
+
+def taskflow_options(options: dict[str, Any], location: Location, dag: model.DAG) -> dict[str, Any]:
+    """Airflow's @task(...) options as Python task fields: the operator arguments' rules apply."""
+    options = dict(options)
+    own = {key: options.pop(key) for key in _TASKFLOW_OWN if key in options}
+    options.pop("show_return_value_in_logs", None)
+    if options.pop("templates_exts", None):
+        raise _unsupported("@task", "templates_exts", location, _HINTS["templates_exts"])
+    return {**own, **_task_options("@task", options, location, dag=dag)}
+
+
 class PythonOperator(dsl_tasks.Python):
     """Airflow's PythonOperator: python_callable, op_args, op_kwargs (templated), templates_dict, provide_context."""
 

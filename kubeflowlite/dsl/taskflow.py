@@ -16,10 +16,10 @@ import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kubeflowlite.dsl.model import DAG, DagDefinitionError, caller_location, current_dag
+from kubeflowlite.dsl.model import DAG, DagDefinitionError, Location, caller_location, current_dag
 from kubeflowlite.dsl.tasks import BaseTask, DependencyMixin, Python, no_mapping
 
-__all__ = ["TaskFunction", "XComArg", "dag", "get_current_context", "running", "task"]
+__all__ = ["TaskDecorator", "TaskFunction", "XComArg", "dag", "get_current_context", "running", "task"]
 
 RETURN_VALUE = "return_value"
 
@@ -125,18 +125,32 @@ class ReturnedBash:
         return last
 
 
+OptionsHook = Callable[[dict[str, Any], Location, DAG], dict[str, Any]]
+"""Turns a @task's options (as written) into Python task fields, given the call's line and DAG."""
+
+
 class TaskFunction:
     """A function decorated with @task: call it inside a DAG to add a task."""
 
-    def __init__(self, function: Callable[..., Any], *, flags: Mapping[str, Any], options: Mapping[str, Any]):
+    def __init__(
+        self,
+        function: Callable[..., Any],
+        *,
+        flags: Mapping[str, Any],
+        options: Mapping[str, Any],
+        translate: OptionsHook | None = None,
+    ):
         functools.update_wrapper(self, function)
         self.function = function
         self.flags = dict(flags)
         self.options = dict(options)
+        self.translate = translate
 
     def override(self, **options: Any) -> TaskFunction:
         """The same function with other task options (task_id, retries, ...) for the next call."""
-        return TaskFunction(self.function, flags=self.flags, options={**self.options, **options})
+        return TaskFunction(
+            self.function, flags=self.flags, options={**self.options, **options}, translate=self.translate
+        )
 
     def expand(self, **_: Any) -> XComArg:
         raise no_mapping(f"@task {self.function.__name__}().expand")
@@ -157,6 +171,8 @@ class TaskFunction:
                 "or a @dag function",
                 location,
             )
+        if self.translate is not None:
+            options = self.translate(options, location, owner)
         task_id = owner.unique_task_id(options.pop("task_id", None) or self.function.__name__)
         flags = dict(self.flags)
         runs = ReturnedBash(self.function) if flags.pop("bash", False) else self.function
@@ -165,36 +181,39 @@ class TaskFunction:
         return XComArg(created)
 
 
-class _TaskDecorator:
+class TaskDecorator:
     """`task`, `task.python`, `task.branch`, `task.short_circuit`: with or without options."""
 
-    def __init__(self, **flags: Any) -> None:
+    def __init__(self, *, translate: OptionsHook | None = None, **flags: Any) -> None:
         self._flags = flags
+        self._translate = translate
 
     def __call__(self, python_callable: Callable[..., Any] | None = None, **options: Any) -> Any:
         if python_callable is not None:
-            return TaskFunction(python_callable, flags=self._flags, options=options)
+            return TaskFunction(
+                python_callable, flags=self._flags, options=options, translate=self._translate
+            )
 
         def decorate(function: Callable[..., Any]) -> TaskFunction:
-            return TaskFunction(function, flags=self._flags, options=options)
+            return TaskFunction(function, flags=self._flags, options=options, translate=self._translate)
 
         return decorate
 
     @property
-    def python(self) -> _TaskDecorator:
-        return _TaskDecorator(**self._flags)
+    def python(self) -> TaskDecorator:
+        return TaskDecorator(translate=self._translate, **self._flags)
 
     @property
-    def branch(self) -> _TaskDecorator:
-        return _TaskDecorator(branch=True)
+    def branch(self) -> TaskDecorator:
+        return TaskDecorator(translate=self._translate, branch=True)
 
     @property
-    def short_circuit(self) -> _TaskDecorator:
-        return _TaskDecorator(short_circuit=True)
+    def short_circuit(self) -> TaskDecorator:
+        return TaskDecorator(translate=self._translate, short_circuit=True)
 
     @property
-    def bash(self) -> _TaskDecorator:
-        return _TaskDecorator(bash=True)
+    def bash(self) -> TaskDecorator:
+        return TaskDecorator(translate=self._translate, bash=True)
 
     def __getattr__(self, name: str) -> Any:
         """@task.virtualenv, @task.docker, @task.sensor, ...: refused, naming the decorator and the line."""
@@ -207,8 +226,11 @@ class _TaskDecorator:
         )
 
 
-task = _TaskDecorator()
-"""@task, @task(retries=2, multiple_outputs=True), @task.branch, @task.short_circuit, @task.bash."""
+task = TaskDecorator()
+"""@task, @task(retries=2, multiple_outputs=True), @task.branch, @task.short_circuit, @task.bash.
+
+`TaskDecorator(translate=...)` makes another such decorator whose options are translated
+first (kubeflowlite.airflow's, for Airflow's operator arguments)."""
 
 
 def dag(

@@ -103,7 +103,7 @@ UNSUPPORTED: dict[str, Unsupported] = {
     "example_workday_timetable": Unsupported("airflow.example_dags", "airflow.example_dags"),
     "tutorial_objectstorage": Unsupported("airflow.io", "airflow.io"),
     "tutorial_taskflow_api_virtualenv": Unsupported("is_venv_installed", "import is_venv_installed"),
-    "tutorial_taskflow_templates": Unsupported("get_current_context", "import get_current_context"),
+    "tutorial_taskflow_templates": Unsupported("templates_exts", "template_test.override("),
 }
 """Example file -> the unsupported Airflow feature its error must name, and where."""
 

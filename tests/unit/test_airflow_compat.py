@@ -222,6 +222,11 @@ def test_an_airflow2_dag_runs_with_airflows_task_states(
             "@task <lambda>().expand: dynamic task mapping is not supported by kubeflowlite",
         ),
         (
+            "from kubeflowlite.airflow.decorators import task\n    task(lambda: 1, sla=60)()",
+            "sla=60",
+            "@task: 'sla' is not supported by kubeflowlite (SLAs are not tracked)",
+        ),
+        (
             "BashOperator.partial(task_id='t').expand(bash_command=['true'])",
             ".partial(",
             "BashOperator.partial: dynamic task mapping is not supported by kubeflowlite",
