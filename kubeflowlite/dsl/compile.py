@@ -28,7 +28,7 @@ from kubeflowlite.api.dag import XCOM_REF_KEY
 from kubeflowlite.core import durations, loading
 from kubeflowlite.core.schedule import format_time
 from kubeflowlite.core.validation import InvalidDAGError, Issue
-from kubeflowlite.dsl import model
+from kubeflowlite.dsl import model, siblings
 from kubeflowlite.dsl import tasks as dsl_tasks
 from kubeflowlite.dsl.taskflow import XComArg
 
@@ -252,6 +252,9 @@ def to_document(dag: model.DAG, *, source: str | None = None) -> dict[str, Any]:
     if any(isinstance(task, dsl_tasks.Python) for task in dag.tasks.values()):
         code = source if source is not None else Path(dag.location.file).read_text(encoding="utf-8")
         spec["python_source"] = {"filename": Path(dag.location.file).name, "code": code}
+        modules = siblings.sibling_modules(dag.location.file, code)
+        if modules:
+            spec["python_source"]["modules"] = modules
     return {"apiVersion": "kubeflowlite.io/v1alpha1", "kind": "DAG", "metadata": metadata, "spec": spec}
 
 

@@ -497,3 +497,56 @@ def test_a_timedelta_schedule_compiles_to_cron_anchored_at_the_start() -> None:
     with DAG("d", schedule=timedelta(days=1), start_date=datetime(2021, 1, 1, 14, 55)) as dag:
         Empty("e")
     assert dag.compile().spec.schedule == "55 14 * * *"
+
+
+def test_the_modules_a_dag_file_imports_from_its_folder_are_found_transitively(tmp_path: Path) -> None:
+    from kubeflowlite.dsl.siblings import sibling_modules
+
+    (tmp_path / "helpers.py").write_text("import json\nfrom shared.util import f\n")
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "__init__.py").write_text("")
+    (tmp_path / "shared" / "util.py").write_text("import deeper\ndef f(): return 1\n")
+    (tmp_path / "deeper.py").write_text("X = 1\n")
+    (tmp_path / "unused.py").write_text("Y = 2\n")
+    (tmp_path / "shared" / "__pycache__").mkdir()
+    (tmp_path / "shared" / "__pycache__" / "stale.py").write_text("")
+    dag_file = tmp_path / "the_dag.py"
+    source = "import os\nimport helpers\nfrom . import nothing\n\ndef g():\n    import the_dag\n"
+    dag_file.write_text(source)
+    assert sibling_modules(dag_file, source) == {
+        "deeper.py": "X = 1\n",
+        "helpers.py": "import json\nfrom shared.util import f\n",
+        "shared/__init__.py": "",
+        "shared/util.py": "import deeper\ndef f(): return 1\n",
+    }
+    assert sibling_modules(tmp_path / "no_such_file.py", source) == {}
+
+
+def test_a_python_task_imports_the_helpers_beside_its_dag_file_when_run_locally(tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from kubeflowlite.cli.main import main
+
+    (tmp_path / "helpers.py").write_text("def double(x):\n    return 2 * x\n")
+    path = tmp_path / "helped_dag.py"
+    path.write_text(
+        "from kubeflowlite import DAG, task\nfrom helpers import double\n\n"
+        "@task\ndef use():\n    return double(21)\n\nwith DAG('helped'):\n    use()\n"
+    )
+    runs = tmp_path / "runs"
+    result = CliRunner().invoke(main, ["run", str(path), "--runs-dir", str(runs), "--date", "2024-01-01"])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = (runs / "helped").iterdir()
+    assert json.loads((run_dir / "xcom.json").read_text()) == {"use": 42}
+
+
+@pytest.mark.parametrize("bad", ["../escape.py", "/abs.py", "lib/notes.txt", "a//b.py", "x-y.py"])
+def test_shipped_module_paths_must_stay_inside_the_source_folder(tmp_path: Path, bad: str) -> None:
+    with DAG("d") as dag:
+        Python("p", print)
+    document = dag.compile().to_wire()
+    document["spec"]["pythonSource"]["modules"] = {bad: ""}
+    with pytest.raises(InvalidDAGError, match="invalid module path"):
+        loading.parse_dag(document, source="x")
