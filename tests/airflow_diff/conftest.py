@@ -5,7 +5,7 @@ a venv cached outside the repo); its example DAG files are read from that instal
 test time, never copied into this repository. Tests here carry the `airflow` marker
 (tests/conftest.py) and run no cluster.
 
-The one rewrite applied to an example before kubeflowlite runs it (REWRITE) is the
+The one rewrite applied to an example before kubeflowlite runs it (import_rewrite) is the
 one a user makes: import lines `from airflow... import` name `kubeflowlite.airflow...`
 instead. The examples' other third-party imports, pendulum and httpx,
 come from the Airflow venv (THIRD_PARTY, on PYTHONPATH), as a user's environment
@@ -14,7 +14,6 @@ would provide it; nothing else of Airflow is importable by the kubeflowlite side
 
 from __future__ import annotations
 
-import re
 import subprocess
 from pathlib import Path
 
@@ -22,16 +21,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-REWRITE = re.compile(r"^(\s*)from\s+airflow(?=[.\s])", re.MULTILINE)
-"""An import line `from airflow... import ...` (the only form Airflow's examples use)."""
-
 THIRD_PARTY = ("pendulum", "tzdata", "httpx", "httpcore")
 """Packages of the Airflow venv the example DAG files import besides Airflow itself."""
-
-
-def rewrite_imports(source: str) -> str:
-    """`source` with only its Airflow import lines changed to kubeflowlite.airflow."""
-    return REWRITE.sub(r"\1from kubeflowlite.airflow", source)
 
 
 @pytest.fixture(scope="session")

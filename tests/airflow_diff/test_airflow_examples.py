@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import rewrite_imports
+from import_rewrite import rewrite_imports
 
 from kubeflowlite.airflow._compat import dag_name
 
