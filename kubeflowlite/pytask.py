@@ -185,7 +185,7 @@ def find_callable(
     for part in str(facts.get("callable") or "").split("."):
         target = getattr(target, part, None)
     if isinstance(target, TaskFunction):
-        target = target.function
+        target = taskflow.ReturnedBash(target.function) if target.flags.get("bash") else target.function
     if not callable(target):
         raise TaskInputError(
             f"{filename} defines no task {facts['task_id']!r} in DAG {facts['dag_id']!r} "
@@ -282,8 +282,37 @@ def run(environ: Mapping[str, str]) -> int:
     return 0
 
 
+def join_installed_package() -> None:
+    """Let a Pod's shipped runtime reach the rest of an installed kubeflowlite, if the image has one.
+
+    In a Pod the shipped runtime (the stdlib-only part of kubeflowlite, k8s.pysource) is
+    first on sys.path, so it hides a kubeflowlite installed in the image (the project
+    image has one). Adding the installed package's folders to the loaded packages'
+    __path__ keeps its other modules importable after the shipped ones: templating, for
+    `macros` and @task.bash templates. A complete kubeflowlite (a local run) is left alone.
+    """
+    import kubeflowlite
+
+    shipped = Path(kubeflowlite.__file__ or "").resolve().parent
+    if (shipped / "core" / "templating.py").exists():
+        return
+    for entry in sys.path:
+        installed = Path(entry or ".").resolve() / "kubeflowlite"
+        if installed == shipped or not (installed / "core" / "templating.py").is_file():
+            continue
+        for name, module in list(sys.modules.items()):
+            folders = getattr(module, "__path__", None)
+            if name.split(".")[0] != "kubeflowlite" or folders is None:
+                continue
+            folder = installed.joinpath(*name.split(".")[1:])
+            if folder.is_dir() and str(folder) not in folders:
+                folders.append(str(folder))
+        return
+
+
 def main() -> None:
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    join_installed_package()
     sys.exit(run(os.environ))
 
 

@@ -83,8 +83,8 @@ class ReturnedBash:
     What Airflow's @task.bash does, run by the Python task's bootstrap: the returned
     script is a Jinja template rendered with the task's context (as a BashOperator's
     bash_command), its output goes to the task's log, a non-zero exit fails the task.
-    Rendering a script with markup needs the full kubeflowlite (and jinja2) in the
-    task's image, as `macros` does.
+    In a Pod, rendering a script with markup needs kubeflowlite (and jinja2) installed
+    in the task's image, as `macros` does (the project image has them).
     """
 
     def __init__(self, function: Callable[..., Any]) -> None:

@@ -11,8 +11,9 @@ into an environment variable by the operator. The Pod gets no service account to
 
 Task image contract: python3 >= 3.11 on PATH, plus whatever the DAG file imports at
 module level (pandas, ...). kubeflowlite itself need not be installed; the default
-image is the project's own. (`macros` in a Python task's context needs the full package
-installed in the image.)
+image is the project's own. (`macros` and @task.bash templates in a Python task need the
+full package installed in the image: kubeflowlite.pytask.join_installed_package reaches it
+behind the shipped runtime.)
 
 Pure manifest builders (the runtime files are read once from this install) plus one
 small `ensure_configmap` that creates the ConfigMap once per run.
