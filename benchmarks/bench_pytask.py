@@ -17,6 +17,8 @@ chain alternating N bash tasks (`true`) and N Python function tasks (returning N
 all in the python:3.11-kfl image (hack/controlplane/images.py); a Pod watch times each
 Pod from its creation to its container seen running and seen terminated. The Python
 Pods' extra over the bash Pods (medians) is what a Python task adds to a Pod's start.
+The kubelet reports container states on its ~1 s relist, so these times come in steps
+of about a second; the process figures above say what lies within one step.
 
     .venv/bin/python -m benchmarks.bench_pytask --node [--pods 10]
 """
