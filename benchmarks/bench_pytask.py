@@ -10,6 +10,17 @@ that matters is bootstrap - bare interpreter: the time a Python task costs on to
 the container's own start. Goal: under 150 ms (median).
 
     .venv/bin/python -m benchmarks.bench_pytask [--repeat 15]
+
+With --node (as root; it starts the hermetic plane with its REAL node, and stops it,
+undoing its host changes, at the end): the same on real Pods. The operator runs a
+chain alternating N bash tasks (`true`) and N Python function tasks (returning None),
+all in the python:3.11-kfl image (hack/controlplane/images.py); a Pod watch times each
+Pod from its creation to its container seen running and seen terminated. The Python
+Pods' extra over the bash Pods (medians) is what a Python task adds to a Pod's start.
+The kubelet reports container states on its ~1 s relist, so these times come in steps
+of about a second; the process figures above say what lies within one step.
+
+    .venv/bin/python -m benchmarks.bench_pytask --node [--pods 10]
 """
 
 from __future__ import annotations
@@ -82,10 +93,83 @@ def bootstrap_env(directory: Path, source: str, task_id: str) -> dict[str, str]:
     }
 
 
+POD_DAG = """
+from kubeflowlite import DAG, Bash, Python
+
+IMAGE = {image!r}
+
+def nothing():
+    return None
+
+with DAG("pod-start", max_active_tasks=1):
+    previous = None
+    for i in range({pods}):
+        for task in (Bash(f"bash-{{i}}", "true", image=IMAGE), Python(f"python-{{i}}", nothing, image=IMAGE)):
+            if previous is not None:
+                previous >> task
+            previous = task
+"""
+
+
+def on_node(pods: int) -> dict[str, dict[str, list[float]]]:
+    """Seconds from each Pod's creation to its container running and terminated, by task kind."""
+    from benchmarks.bench_chaos import real_plane
+    from benchmarks.bench_operator import Operator, dagrun, install_crds
+    from benchmarks.bench_real_node import ContainerWatch, _namespace, _wait
+    from controlplane import images  # hack/ is on sys.path (benchmarks.bench_real_node)
+    from controlplane.cluster import ControlPlane
+    from kubeflowlite import dagfiles
+    from kubeflowlite.k8s import kube
+
+    with tempfile.TemporaryDirectory(prefix="kfl-bench-pods-") as scratch, real_plane(None) as cluster:
+        ControlPlane.load(cluster.kubeconfig.parent).load_image("python")
+        install_crds(cluster)
+        namespace = _namespace(cluster, "bench-pytask")
+        watch = ContainerWatch(kube.load_cluster_config(str(cluster.kubeconfig)), namespace)
+        watch.start()
+        watch.ready.wait(10)
+        source = Path(scratch) / "pod_start.py"
+        source.write_text(textwrap.dedent(POD_DAG.format(image=images.PYTHON_IMAGE, pods=pods)))
+        (compiled,) = dagfiles.load_dag_file(source)
+        operator = Operator(cluster.kubeconfig, namespace, Path(scratch) / "operator.log")
+        try:
+            cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(compiled.to_wire()))
+            cluster.kubectl("create", "-n", namespace, "-f", "-", stdin=dagrun("pod-start-run", "pod-start"))
+            _wait(lambda: len(watch.container_ended) >= 2 * pods, 120 + 20 * pods, "the chain to finish")
+        finally:
+            operator.stop()
+    figures: dict[str, dict[str, list[float]]] = {}
+    for kind in ("bash", "python"):
+        names = [pod for pod in watch.created if f"-{kind}-" in pod]
+        figures[kind] = {
+            "running": [watch.container_started[pod] - watch.created[pod] for pod in names],
+            "terminated": [watch.container_ended[pod] - watch.created[pod] for pod in names],
+        }
+    return figures
+
+
+def print_node_figures(figures: dict[str, dict[str, list[float]]], pods: int) -> None:
+    def ms(values: list[float]) -> float:
+        return statistics.median(values) * 1000
+
+    print(f"real node, {pods} Pods of each kind, python:3.11-kfl image, median ms from the Pod's creation:")
+    print(f"{'':28}{'container running':>18}{'container terminated':>22}")
+    for kind, label in (("bash", "bash task (sh -c true)"), ("python", "Python task (returns None)")):
+        print(f"  {label:<26}{ms(figures[kind]['running']):>18.0f}{ms(figures[kind]['terminated']):>22.0f}")
+    extra_run = ms(figures["python"]["running"]) - ms(figures["bash"]["running"])
+    extra_end = ms(figures["python"]["terminated"]) - ms(figures["bash"]["terminated"])
+    print(f"  {'Python adds':<26}{extra_run:>+18.0f}{extra_end:>+22.0f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--node", action="store_true", help="time real Pods on the real node (root)")
+    parser.add_argument("--pods", type=int, default=10, help="with --node: Pods of each kind")
     args = parser.parse_args(argv)
+    if args.node:
+        print_node_figures(on_node(args.pods), args.pods)
+        return 0
     python = sys.executable
     with tempfile.TemporaryDirectory(prefix="kfl-bench-") as scratch:
         directory = Path(scratch)

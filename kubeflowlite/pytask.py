@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from kubeflowlite.core import taskenv, variables, xcom
-from kubeflowlite.dsl import files, model
+from kubeflowlite.dsl import files, model, taskflow
 from kubeflowlite.dsl import tasks as dsl_tasks
 from kubeflowlite.dsl.taskflow import TaskFunction
 
@@ -102,6 +102,34 @@ class _Macros:
         return getattr(templating.MACROS, name)
 
 
+class _Variables:
+    """`var.value.x` / `var.json.x` in a Python task (and a @task.bash template): core.variables."""
+
+    def __init__(self, *, as_json: bool) -> None:
+        self._as_json = as_json
+
+    def get(self, name: str, default: Any = None) -> Any:
+        raw = variables.lookup(name)
+        if raw is None:
+            return default
+        return json.loads(raw) if self._as_json else raw
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        missing = object()
+        value = self.get(name, missing)
+        if value is missing:
+            raise KeyError(f"Variable {name} does not exist")
+        return value
+
+
+class _Var:
+    def __init__(self) -> None:
+        self.value = _Variables(as_json=False)
+        self.json = _Variables(as_json=True)
+
+
 def build_context(
     facts: Mapping[str, Any], dag: model.DAG | None, task: dsl_tasks.BaseTask | None
 ) -> dict[str, Any]:
@@ -121,6 +149,7 @@ def build_context(
         dag=dag,
         task=task,
         macros=_Macros(),
+        var=_Var(),
         try_number=facts["try_number"],
     )
     return context
@@ -156,7 +185,7 @@ def find_callable(
     for part in str(facts.get("callable") or "").split("."):
         target = getattr(target, part, None)
     if isinstance(target, TaskFunction):
-        target = target.function
+        target = taskflow.ReturnedBash(target.function) if target.flags.get("bash") else target.function
     if not callable(target):
         raise TaskInputError(
             f"{filename} defines no task {facts['task_id']!r} in DAG {facts['dag_id']!r} "
@@ -227,7 +256,8 @@ def run(environ: Mapping[str, str]) -> int:
     args = resolve(list(facts.get("args") or []), ti)
     kwargs = resolve(dict(facts.get("kwargs") or {}), ti)
     try:
-        result = call_with_context(function, args, kwargs, context)
+        with taskflow.running(context):
+            result = call_with_context(function, args, kwargs, context)
     except Exception as error:
         if _is_skip(error):
             print(f"[kubeflowlite] task skipped: {type(error).__name__}: {error}", file=sys.stderr)
@@ -252,8 +282,37 @@ def run(environ: Mapping[str, str]) -> int:
     return 0
 
 
+def join_installed_package() -> None:
+    """Let a Pod's shipped runtime reach the rest of an installed kubeflowlite, if the image has one.
+
+    In a Pod the shipped runtime (the stdlib-only part of kubeflowlite, k8s.pysource) is
+    first on sys.path, so it hides a kubeflowlite installed in the image (the project
+    image has one). Adding the installed package's folders to the loaded packages'
+    __path__ keeps its other modules importable after the shipped ones: templating, for
+    `macros` and @task.bash templates. A complete kubeflowlite (a local run) is left alone.
+    """
+    import kubeflowlite
+
+    shipped = Path(kubeflowlite.__file__ or "").resolve().parent
+    if (shipped / "core" / "templating.py").exists():
+        return
+    for entry in sys.path:
+        installed = Path(entry or ".").resolve() / "kubeflowlite"
+        if installed == shipped or not (installed / "core" / "templating.py").is_file():
+            continue
+        for name, module in list(sys.modules.items()):
+            folders = getattr(module, "__path__", None)
+            if name.split(".")[0] != "kubeflowlite" or folders is None:
+                continue
+            folder = installed.joinpath(*name.split(".")[1:])
+            if folder.is_dir() and str(folder) not in folders:
+                folders.append(str(folder))
+        return
+
+
 def main() -> None:
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    join_installed_package()
     sys.exit(run(os.environ))
 
 

@@ -6,6 +6,8 @@ once per session by tests/cluster/conftest.py, or the cluster named by
 KFL_TEST_KUBECONFIG); those tests carry the `cluster` marker.
 tests/e2e/ runs task Pods for real on the real node (hack/controlplane/node.py) and
 compares them with the local runner; those tests carry the `e2e` marker.
+tests/airflow_diff/ runs Airflow's own example DAGs with Apache Airflow itself (the
+pinned venv of hack/airflow-venv) and with the local runner; those carry `airflow`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 import pytest
 
-_MARKERS = {"cluster": "cluster", "e2e": "e2e"}
+_MARKERS = {"cluster": "cluster", "e2e": "e2e", "airflow_diff": "airflow"}
 
 
 FIRST = "test_host_effects.py"

@@ -10,6 +10,7 @@ error naming the argument and the line: never silently ignored.
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,7 @@ __all__ = [
     "DAG",
     "AirflowException",
     "AirflowSkipException",
+    "BaseOperator",
     "BashOperator",
     "BranchPythonOperator",
     "DummyOperator",
@@ -219,8 +221,17 @@ class DAG(model.DAG):
         super().__init__(name, default_args=defaults, annotations=annotations, **fields)
         self.location = location
 
+    @staticmethod
+    def id_from_function(name: str) -> str:
+        """A @dag function's name is its Airflow dag_id as written (__init__ makes it a name)."""
+        return name
+
 
 # -- operators ------------------------------------------------------------------------------
+
+
+_TEMPLATE_PUSH = re.compile(r"\{\{[^}]*\bxcom_push\s*\(")
+"""`{{ ti.xcom_push(...) }}` in a template: Airflow stores the value while rendering; not here."""
 
 
 class BashOperator(dsl_tasks.Bash):
@@ -240,6 +251,14 @@ class BashOperator(dsl_tasks.Bash):
                 "template files are not read: inline the script",
             )
         options.pop("append_env", None)
+        for text in (command, *dict(options.get("env") or {}).values()):
+            if isinstance(text, str) and _TEMPLATE_PUSH.search(text):
+                raise _unsupported(
+                    "BashOperator",
+                    "xcom_push in a template",
+                    location,
+                    "templates only read; a bash task's XCom is its last output line",
+                )
         if "skip_exit_code" in options or "skip_on_exit_code" in options:
             raise _unsupported("BashOperator", "skip_on_exit_code", location)
         options.pop("output_encoding", None)
@@ -262,6 +281,20 @@ def _python_options(what: str, options: dict[str, Any], location: Location) -> d
         "templates_dict": options.pop("templates_dict", None),
         "multiple_outputs": bool(options.pop("multiple_outputs", False)),
     }
+
+
+_TASKFLOW_OWN = ("task_id", "multiple_outputs", "ignore_downstream_trigger_rules")
+"""@task options that are the TaskFlow decorator's own, passed through as they are."""
+
+
+def taskflow_options(options: dict[str, Any], location: Location, dag: model.DAG) -> dict[str, Any]:
+    """Airflow's @task(...) options as Python task fields: the operator arguments' rules apply."""
+    options = dict(options)
+    own = {key: options.pop(key) for key in _TASKFLOW_OWN if key in options}
+    options.pop("show_return_value_in_logs", None)
+    if options.pop("templates_exts", None):
+        raise _unsupported("@task", "templates_exts", location, _HINTS["templates_exts"])
+    return {**own, **_task_options("@task", options, location, dag=dag)}
 
 
 class PythonOperator(dsl_tasks.Python):
@@ -373,6 +406,21 @@ class TriggerDagRunOperator(dsl_tasks.Trigger):
         fields = _task_options("TriggerDagRunOperator", options, location, dag=options.get("dag"))
         super().__init__(task_id, **trigger, **fields)
         self.location = location
+
+
+class BaseOperator:
+    """Airflow's BaseOperator, importable so that a custom operator is refused where it is defined.
+
+    A subclass's execute() would run inside Airflow's worker; kubeflowlite runs
+    tasks as processes and Pods, so the class statement itself is the error.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        raise DagDefinitionError(
+            f"custom operator {cls.__name__}: subclassing BaseOperator is not supported by kubeflowlite "
+            "(write the work as a @task function or a PythonOperator callable)",
+            caller_location(),
+        )
 
 
 # -- the rest --------------------------------------------------------------------------------

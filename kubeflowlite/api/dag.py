@@ -121,6 +121,14 @@ class PythonSource(ApiModel):
 
     filename: str = Field(description="The file's name (for tracebacks), e.g. tutorial.py.", min_length=1)
     code: str = Field(description="The file's source text.")
+    modules: dict[str, str] | None = Field(
+        default=None,
+        description=(
+            "Modules beside the DAG file that it imports (helpers.py, a package's files), by path "
+            "relative to the file's folder (e.g. helpers.py, lib/__init__.py) -> source text; placed "
+            "beside the source wherever a Python task runs."
+        ),
+    )
 
 
 class TaskDefaults(ApiModel):

@@ -12,6 +12,7 @@ CLI's tree view and other callers use to walk the DAG in a stable order.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -191,10 +192,22 @@ def validate_dag(dag: DAG) -> list[Issue]:
     return issues
 
 
+PYTHON_MODULE_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*\.py$")
+"""A shipped module's path (spec.pythonSource.modules): relative, `/`-separated identifiers, ending in .py."""
+
+
 def _check_python_source(spec: DAGSpec) -> list[Issue]:
-    """A Python task calls a function of spec.pythonSource, so the DAG must carry it."""
+    """A Python task calls a function of spec.pythonSource, so the DAG must carry it; module paths stay inside."""
     if spec.python_source is not None:
-        return []
+        return [
+            Issue(
+                "spec.pythonSource.modules",
+                f"invalid module path {path!r}: a relative path of Python identifiers ending in .py "
+                "(e.g. helpers.py, lib/util.py)",
+            )
+            for path in spec.python_source.modules or {}
+            if not PYTHON_MODULE_PATH.match(path)
+        ]
     return [
         Issue(f"spec.tasks[{index}].python", "a Python task needs spec.pythonSource (the DAG file's source)")
         for index, task in enumerate(spec.tasks)

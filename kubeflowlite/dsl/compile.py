@@ -28,7 +28,7 @@ from kubeflowlite.api.dag import XCOM_REF_KEY
 from kubeflowlite.core import durations, loading
 from kubeflowlite.core.schedule import format_time
 from kubeflowlite.core.validation import InvalidDAGError, Issue
-from kubeflowlite.dsl import model
+from kubeflowlite.dsl import model, siblings
 from kubeflowlite.dsl import tasks as dsl_tasks
 from kubeflowlite.dsl.taskflow import XComArg
 
@@ -78,6 +78,35 @@ def _time(value: Any) -> Any:
     if isinstance(value, date):
         return format_time(datetime(value.year, value.month, value.day, tzinfo=UTC))
     return value
+
+
+def _interval_as_cron(every: timedelta, start: Any, timezone: Any) -> str | None:
+    """Airflow's `schedule=timedelta(...)` as the cron expression with the same run times, if one has.
+
+    Airflow's delta timetable runs at start_date, start_date + every, ...: a cron
+    expression anchored at start_date's UTC time does the same when `every` is N minutes
+    (N divides 60), N hours (N divides 24), a day or a week. A DAG with another
+    timezone, no datetime start_date, or another interval has none (None).
+    """
+    if timezone not in (None, "UTC") or not isinstance(start, datetime):
+        return None
+    at = start.astimezone(UTC) if start.tzinfo is not None else start
+    if at.second or at.microsecond:
+        return None
+    seconds = int(every.total_seconds())
+    if seconds != every.total_seconds() or seconds <= 0 or seconds % 60:
+        return None
+    minutes = seconds // 60
+    if minutes < 60 and 60 % minutes == 0:
+        return f"{at.minute % minutes}-59/{minutes} * * * *" if minutes > 1 else "* * * * *"
+    if minutes % 60 == 0 and minutes < 24 * 60 and (24 * 60) % minutes == 0:
+        hours = minutes // 60
+        return f"{at.minute} {at.hour % hours}-23/{hours} * * *" if hours > 1 else f"{at.minute} * * * *"
+    if minutes == 24 * 60:
+        return f"{at.minute} {at.hour} * * *"
+    if minutes == 7 * 24 * 60:
+        return f"{at.minute} {at.hour} * * {at.isoweekday() % 7}"
+    return None
 
 
 def _plain(value: Any) -> Any:
@@ -189,11 +218,16 @@ def to_document(dag: model.DAG, *, source: str | None = None) -> dict[str, Any]:
         if key in ("start_date", "end_date"):
             spec[key] = _time(value)
         elif key == "schedule" and isinstance(value, timedelta):
+            cron = _interval_as_cron(value, dag.fields.get("start_date"), dag.fields.get("timezone"))
+            if cron is not None:
+                spec[key] = cron
+                continue
             issues.append(
                 LocatedIssue(
                     "schedule",
-                    f"a timedelta schedule ({value}) is not supported: use a cron expression or "
-                    "@hourly/@daily/... (Airflow's timetable of fixed intervals has no cron equivalent)",
+                    f"a timedelta schedule ({value}) is not supported here: only a whole number of "
+                    "minutes dividing an hour, of hours dividing a day, one day or one week, starting "
+                    "on start_date (a UTC DAG) has a cron equivalent; use a cron expression",
                     dag.location,
                 )
             )
@@ -218,6 +252,9 @@ def to_document(dag: model.DAG, *, source: str | None = None) -> dict[str, Any]:
     if any(isinstance(task, dsl_tasks.Python) for task in dag.tasks.values()):
         code = source if source is not None else Path(dag.location.file).read_text(encoding="utf-8")
         spec["python_source"] = {"filename": Path(dag.location.file).name, "code": code}
+        modules = siblings.sibling_modules(dag.location.file, code)
+        if modules:
+            spec["python_source"]["modules"] = modules
     return {"apiVersion": "kubeflowlite.io/v1alpha1", "kind": "DAG", "metadata": metadata, "spec": spec}
 
 

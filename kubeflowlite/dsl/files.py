@@ -13,6 +13,7 @@ Standard library only: a Python task's process (kubeflowlite.pytask) uses
 from __future__ import annotations
 
 import os
+import re
 import sys
 import traceback
 import types
@@ -59,6 +60,31 @@ def _error_location(error: BaseException, filename: str) -> model.Location:
     return model.Location(filename, line)
 
 
+_COMPAT_PACKAGE = "kubeflowlite.airflow"
+_CANNOT_IMPORT = re.compile(r"cannot import name '([^']+)' from '([^']+)'")
+
+
+def _unsupported_import(error: BaseException) -> str | None:
+    """An import of an Airflow name or module kubeflowlite.airflow lacks, said as such (else None).
+
+    kubeflowlite.airflow mirrors Airflow's import paths, so a path or name missing
+    there is an Airflow feature kubeflowlite does not support.
+    """
+    if not isinstance(error, ImportError):
+        return None
+    module, name = error.name or "", None
+    match = _CANNOT_IMPORT.search(str(error))
+    if match and not isinstance(error, ModuleNotFoundError):
+        name, module = match.group(1), match.group(2)
+    if module != _COMPAT_PACKAGE and not module.startswith(_COMPAT_PACKAGE + "."):
+        return None
+    airflow_path = module[len("kubeflowlite.") :] + (f".{name}" if name else "")
+    return (
+        f"{airflow_path} is not supported by kubeflowlite "
+        f"({_COMPAT_PACKAGE} has no such {'name' if name else 'module'})"
+    )
+
+
 def exec_dag_source(source: str, filename: str) -> tuple[types.ModuleType, list[model.DAG]]:
     """Run `source` (a DAG file's text, shown in tracebacks as `filename`) as a new module.
 
@@ -82,8 +108,9 @@ def exec_dag_source(source: str, filename: str) -> tuple[types.ModuleType, list[
         raise DagFileError(_error_location(error, filename), f"syntax error: {error.msg}") from error
     except Exception as error:
         location = _error_location(error, filename)
+        message = _unsupported_import(error)
         raise DagFileError(
-            location, f"importing the DAG file raised {type(error).__name__}: {error}"
+            location, message or f"importing the DAG file raised {type(error).__name__}: {error}"
         ) from error
     finally:
         if added:

@@ -177,6 +177,11 @@ class DAG:
         for collector in _collectors:
             collector.append(self)
 
+    @staticmethod
+    def id_from_function(name: str) -> str:
+        """The id of a DAG built by a @dag function called `name`: a Kubernetes name (`_` -> `-`)."""
+        return name.replace("_", "-").lower()
+
     # -- context manager ------------------------------------------------------------------
 
     def __enter__(self) -> DAG:

@@ -34,6 +34,7 @@ __all__ = [
     "ShortCircuit",
     "Trigger",
     "chain",
+    "no_mapping",
 ]
 
 
@@ -137,6 +138,15 @@ def chain(*elements: Any) -> None:
 # -- tasks ------------------------------------------------------------------------------
 
 
+def no_mapping(what: str) -> DagDefinitionError:
+    """The error for Airflow's dynamic task mapping (`.partial(...)`, `.expand(...)`), at the caller's line."""
+    return DagDefinitionError(
+        f"{what}: dynamic task mapping is not supported by kubeflowlite (a DAG's tasks are fixed when "
+        "it is compiled; loop in the DAG file or inside one task)",
+        caller_location(),
+    )
+
+
 class BaseTask(DependencyMixin):
     """A task of a DAG: its id, the spec fields the user set, its upstream tasks and its line.
 
@@ -177,6 +187,11 @@ class BaseTask(DependencyMixin):
 
     def _own_tasks(self) -> list[BaseTask]:
         return [self]
+
+    @classmethod
+    def partial(cls, **_: Any) -> Any:
+        """Airflow's `Operator.partial(...).expand(...)`: refused (no dynamic task mapping)."""
+        raise no_mapping(f"{cls.__name__}.partial")
 
     def _add_upstream(self, upstream: BaseTask, location: Location) -> None:
         if upstream.dag is not self.dag:

@@ -2,7 +2,8 @@
 
 The same bootstrap as locally (`python3 -m kubeflowlite.pytask`) runs in the task's
 Pod. Its inputs arrive without API access: a ConfigMap owned by the run
-(`<run>-pysrc`, labelled like the run's other objects) holds the DAG file's source
+(`<run>-pysrc`, labelled like the run's other objects) holds the DAG file's source,
+the modules beside it that it imports (spec.pythonSource.modules, placed beside it),
 and the bootstrap's own stdlib-only modules (RUNTIME_FILES, the operator's
 version), mounted read-only at /kfl/python (source/ and lib/, on PYTHONPATH); the
 try's context (core.pytask.payload, the run's XCom values included) is rendered
@@ -10,8 +11,9 @@ into an environment variable by the operator. The Pod gets no service account to
 
 Task image contract: python3 >= 3.11 on PATH, plus whatever the DAG file imports at
 module level (pandas, ...). kubeflowlite itself need not be installed; the default
-image is the project's own. (`macros` in a Python task's context needs the full package
-installed in the image.)
+image is the project's own. (`macros` and @task.bash templates in a Python task need the
+full package installed in the image: kubeflowlite.pytask.join_installed_package reaches it
+behind the shipped runtime.)
 
 Pure manifest builders (the runtime files are read once from this install) plus one
 small `ensure_configmap` that creates the ConfigMap once per run.
@@ -102,6 +104,14 @@ def source_key(source: PythonSource) -> str:
     return name or "dag.py"
 
 
+def _module_keys(source: PythonSource) -> dict[str, str]:
+    """ConfigMap key -> relative path of each module shipped beside the source (keys allow no `/`)."""
+    return {
+        f"module.{index}.{path.replace('/', '.')}": path
+        for index, path in enumerate(sorted(source.modules or {}))
+    }
+
+
 def configmap_manifest(
     *, run_name: str, run_uid: str, namespace: str, dag_name: str, source: PythonSource
 ) -> dict[str, Any]:
@@ -119,15 +129,18 @@ def configmap_manifest(
         "immutable": True,
         "data": {
             source_key(source): source.code,
+            **{key: (source.modules or {})[path] for key, path in _module_keys(source).items()},
             **{_runtime_key(path): text for path, text in runtime_files().items()},
         },
     }
 
 
 def _volume_items(source: PythonSource) -> list[dict[str, str]]:
-    """ConfigMap keys to files: the source under source/, the runtime as lib/kubeflowlite/..."""
+    """ConfigMap keys to files: the source and its modules under source/ (the DAG file's folder,
+    on sys.path when the bootstrap imports it), the runtime as lib/kubeflowlite/..."""
     return [
         {"key": source_key(source), "path": f"source/{source_key(source)}"},
+        *({"key": key, "path": f"source/{path}"} for key, path in _module_keys(source).items()),
         *({"key": _runtime_key(path), "path": f"lib/kubeflowlite/{path}"} for path in runtime_files()),
     ]
 

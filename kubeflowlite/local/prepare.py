@@ -157,8 +157,9 @@ def python_argv(
 ) -> list[str]:
     """A Python task's try: `python -m kubeflowlite.pytask`, the DAG source and the try's context in files.
 
-    The source is written once per run under `source/`, the context next to the
-    try's log; `env` gains the variables naming them (core.taskenv).
+    The source is written once per run under `source/` (with the modules beside the DAG
+    file it imports), the context next to the try's log; `env` gains the variables naming
+    them (core.taskenv).
     """
     source = ctx.dag.spec.python_source
     if source is None:
@@ -166,6 +167,10 @@ def python_argv(
     source_path = ctx.run_dir.path / "source" / Path(source.filename).name
     if not source_path.exists():
         source_path.parent.mkdir(parents=True, exist_ok=True)
+        for relative, text in (source.modules or {}).items():  # paths checked by core.validation
+            module = source_path.parent / relative
+            module.parent.mkdir(parents=True, exist_ok=True)
+            module.write_text(text, encoding="utf-8")
         source_path.write_text(source.code, encoding="utf-8")
     facts = pytask.payload(
         dag=ctx.dag,

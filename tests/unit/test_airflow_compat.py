@@ -196,6 +196,46 @@ def test_an_airflow2_dag_runs_with_airflows_task_states(
             "TriggerRule.DUMMY",
             "TriggerRule.DUMMY is not supported by kubeflowlite (supported: ALL_SUCCESS,",
         ),
+        (
+            "from kubeflowlite.airflow.utils.task_group import TaskGroup",
+            "task_group",
+            "airflow.utils.task_group is not supported by kubeflowlite",
+        ),
+        (
+            "from kubeflowlite.airflow.operators.python import PythonVirtualenvOperator",
+            "PythonVirtualenvOperator",
+            "airflow.operators.python.PythonVirtualenvOperator is not supported by kubeflowlite",
+        ),
+        (
+            "from kubeflowlite.airflow.models.baseoperator import BaseOperator\n    class Mine(BaseOperator): pass",
+            "class Mine",
+            "custom operator Mine: subclassing BaseOperator is not supported by kubeflowlite",
+        ),
+        (
+            "from kubeflowlite.airflow.decorators import task\n    task.virtualenv(lambda: 1)",
+            "task.virtualenv",
+            "@task.virtualenv is not supported by kubeflowlite",
+        ),
+        (
+            "from kubeflowlite.airflow.decorators import task\n    task(lambda x: x).expand(x=[1, 2])",
+            ".expand(",
+            "@task <lambda>().expand: dynamic task mapping is not supported by kubeflowlite",
+        ),
+        (
+            "from kubeflowlite.airflow.decorators import task\n    task(lambda: 1, sla=60)()",
+            "sla=60",
+            "@task: 'sla' is not supported by kubeflowlite (SLAs are not tracked)",
+        ),
+        (
+            "BashOperator.partial(task_id='t').expand(bash_command=['true'])",
+            ".partial(",
+            "BashOperator.partial: dynamic task mapping is not supported by kubeflowlite",
+        ),
+        (
+            "BashOperator(task_id='t', bash_command='echo {{ ti.xcom_push(key=1, value=2) }}')",
+            "xcom_push",
+            "BashOperator: 'xcom_push in a template' is not supported by kubeflowlite",
+        ),
     ],
 )
 def test_unsupported_airflow_features_are_errors_naming_them_and_the_line(
@@ -336,3 +376,94 @@ def test_dag_arguments_beyond_description_must_be_named(tmp_path: Path) -> None:
     )
     with pytest.raises(InvalidDAGError, match="a DAG needs at least one task"):  # accepted, but empty
         dagfiles.load_dag_file(path)
+
+
+def test_task_bash_renders_the_returned_script_with_the_task_context(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KFL_VAR_color", "teal")
+    path = write(
+        tmp_path,
+        """
+        from datetime import datetime
+        from kubeflowlite.airflow.decorators import dag, task
+        from kubeflowlite.airflow.operators.python import get_current_context
+
+        @dag(schedule=None, start_date=datetime(2024, 1, 1), params={"who": "world"})
+        def bash_templates():
+            @task
+            def up():
+                return get_current_context()["ds_nodash"]
+
+            @task.bash
+            def greet(prefix):
+                # rendered after the call, as Airflow renders @task.bash's return value
+                return (
+                    prefix + " {{ params.who }} {{ ds }} {{ macros.ds_add(ds, 1) }} "
+                    "{{ ti.xcom_pull(task_ids='up') }} {{ var.value.color }} {{ task.task_id }}"
+                )
+
+            @task.bash
+            def plain():
+                return "echo 'a {literal} brace'"
+
+            up() >> greet("echo hello")
+            plain()
+
+        bash_templates()
+        """,
+    )
+    run_, run_dir = run(path, tmp_path / "runs", "--date", "2024-03-01", "-p", "who=you")
+    assert states(run_) == {"up": "success", "greet": "success", "plain": "success"}
+    values = json.loads((run_dir / "xcom.json").read_text())
+    assert values["greet"] == "hello you 2024-03-01 2024-03-02 20240301 teal greet"
+    assert values["plain"] == "a {literal} brace"
+    (compiled,) = dagfiles.load_dag_file(path)  # Airflow's @dag: its dag_id made a name, the original kept
+    assert compiled.dag_id == "bash-templates"
+    assert compiled.metadata.annotations["kubeflowlite.io/airflow-dag-id"] == "bash_templates"
+
+
+def test_task_bash_template_errors_fail_the_task_naming_the_decorator(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        from kubeflowlite.airflow.decorators import dag, task
+
+        @dag(schedule=None)
+        def broken_template():
+            @task.bash
+            def bad():
+                return "echo {{ no_such_name.x }}"
+
+            bad()
+
+        broken_template()
+        """,
+    )
+    run_, run_dir = run(path, tmp_path / "runs", "--date", "2024-03-01")
+    assert states(run_) == {"bad": "failed"}
+    assert "@task.bash bad()" in (run_dir / "bad" / "try-1.log").read_text()
+
+
+def test_get_current_context_outside_a_running_task_is_an_error() -> None:
+    from kubeflowlite.airflow.operators.python import get_current_context
+
+    with pytest.raises(RuntimeError, match="only available while a task runs"):
+        get_current_context()
+
+
+def test_an_xcomarg_in_a_string_is_airflows_pull_template(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        from kubeflowlite.airflow import DAG, XComArg
+        from kubeflowlite.airflow.operators.bash import BashOperator
+        with DAG("d"):
+            push = BashOperator(task_id="push", bash_command="echo pushed")
+            pull = BashOperator(task_id="pull", bash_command=f"echo got {XComArg(push)}")
+            push >> pull
+        """,
+    )
+    run_, run_dir = run(path, tmp_path / "runs", "--date", "2024-03-01")
+    assert states(run_) == {"push": "success", "pull": "success"}
+    assert json.loads((run_dir / "xcom.json").read_text())["pull"] == "got pushed"

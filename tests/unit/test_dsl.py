@@ -8,7 +8,7 @@ the YAML examples parsed by core.loading, and errors by their text (file and lin
 from __future__ import annotations
 
 import textwrap
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -442,3 +442,111 @@ def test_python_task_with_lambda_and_output(tmp_path: Path) -> None:
         Python("second", lambda value: value, args=[first.output])
     assert dag.tasks["second"].upstream_task_ids == {"first"}
     assert isinstance(dag.tasks["second"], tasks.Python)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    start=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2030, 1, 1)).map(
+        lambda moment: moment.replace(second=0, microsecond=0)
+    ),
+    every=st.sampled_from(
+        [timedelta(minutes=n) for n in (1, 5, 15, 30)]
+        + [timedelta(hours=n) for n in (1, 2, 6, 12)]
+        + [timedelta(days=1), timedelta(weeks=1)]
+    ),
+)
+def test_a_timedelta_schedule_becomes_the_cron_with_the_same_run_times(
+    start: datetime, every: timedelta
+) -> None:
+    from croniter import croniter
+
+    from kubeflowlite.dsl import compile as compiler
+
+    cron = compiler._interval_as_cron(every, start.replace(tzinfo=UTC), None)
+    assert cron is not None
+    fires = croniter(cron, start.replace(tzinfo=UTC) - timedelta(seconds=1))
+    assert [fires.get_next(datetime) for _ in range(4)] == [
+        start.replace(tzinfo=UTC) + k * every for k in range(4)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("every", "start", "timezone"),
+    [
+        (timedelta(minutes=7), datetime(2024, 1, 1, tzinfo=UTC), None),
+        (timedelta(hours=5), datetime(2024, 1, 1, tzinfo=UTC), None),
+        (timedelta(days=2), datetime(2024, 1, 1, tzinfo=UTC), None),
+        (timedelta(days=1), datetime(2024, 1, 1, 0, 0, 30, tzinfo=UTC), None),
+        (timedelta(days=1), datetime(2024, 1, 1, tzinfo=UTC), "Europe/Berlin"),
+        (timedelta(days=1), None, None),
+    ],
+)
+def test_a_timedelta_schedule_without_a_cron_equivalent_is_an_error(
+    every: timedelta, start: datetime | None, timezone: str | None
+) -> None:
+    with DAG("d", schedule=every, start_date=start, timezone=timezone) as dag:
+        Empty("e")
+    with pytest.raises(InvalidDAGError) as caught:
+        dag.compile()
+    assert f"{dag.location}: schedule: a timedelta schedule ({every}) is not supported here" in str(
+        caught.value
+    )
+
+
+def test_a_timedelta_schedule_compiles_to_cron_anchored_at_the_start() -> None:
+    with DAG("d", schedule=timedelta(days=1), start_date=datetime(2021, 1, 1, 14, 55)) as dag:
+        Empty("e")
+    assert dag.compile().spec.schedule == "55 14 * * *"
+
+
+def test_the_modules_a_dag_file_imports_from_its_folder_are_found_transitively(tmp_path: Path) -> None:
+    from kubeflowlite.dsl.siblings import sibling_modules
+
+    (tmp_path / "helpers.py").write_text("import json\nfrom shared.util import f\n")
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "__init__.py").write_text("")
+    (tmp_path / "shared" / "util.py").write_text("import deeper\ndef f(): return 1\n")
+    (tmp_path / "deeper.py").write_text("X = 1\n")
+    (tmp_path / "unused.py").write_text("Y = 2\n")
+    (tmp_path / "shared" / "__pycache__").mkdir()
+    (tmp_path / "shared" / "__pycache__" / "stale.py").write_text("")
+    dag_file = tmp_path / "the_dag.py"
+    source = "import os\nimport helpers\nfrom . import nothing\n\ndef g():\n    import the_dag\n"
+    dag_file.write_text(source)
+    assert sibling_modules(dag_file, source) == {
+        "deeper.py": "X = 1\n",
+        "helpers.py": "import json\nfrom shared.util import f\n",
+        "shared/__init__.py": "",
+        "shared/util.py": "import deeper\ndef f(): return 1\n",
+    }
+    assert sibling_modules(tmp_path / "no_such_file.py", source) == {}
+
+
+def test_a_python_task_imports_the_helpers_beside_its_dag_file_when_run_locally(tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from kubeflowlite.cli.main import main
+
+    (tmp_path / "helpers.py").write_text("def double(x):\n    return 2 * x\n")
+    path = tmp_path / "helped_dag.py"
+    path.write_text(
+        "from kubeflowlite import DAG, task\nfrom helpers import double\n\n"
+        "@task\ndef use():\n    return double(21)\n\nwith DAG('helped'):\n    use()\n"
+    )
+    runs = tmp_path / "runs"
+    result = CliRunner().invoke(main, ["run", str(path), "--runs-dir", str(runs), "--date", "2024-01-01"])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = (runs / "helped").iterdir()
+    assert json.loads((run_dir / "xcom.json").read_text()) == {"use": 42}
+
+
+@pytest.mark.parametrize("bad", ["../escape.py", "/abs.py", "lib/notes.txt", "a//b.py", "x-y.py"])
+def test_shipped_module_paths_must_stay_inside_the_source_folder(tmp_path: Path, bad: str) -> None:
+    with DAG("d") as dag:
+        Python("p", print)
+    document = dag.compile().to_wire()
+    document["spec"]["pythonSource"]["modules"] = {bad: ""}
+    with pytest.raises(InvalidDAGError, match="invalid module path"):
+        loading.parse_dag(document, source="x")

@@ -227,3 +227,114 @@ def test_the_shipped_runtime_runs_a_task_with_a_bare_python(tmp_path: Path) -> N
     )
     assert completed.returncode == 0, completed.stderr
     assert json.loads((tmp_path / "xcom.json").read_text()) == 42
+
+
+def test_modules_beside_the_dag_file_ship_in_the_configmap_and_import_in_the_pod(tmp_path: Path) -> None:
+    """helpers.py and a package beside the DAG file travel in the ConfigMap, mounted beside the source."""
+    (tmp_path / "helpers.py").write_text("import lib\n\ndef double(x):\n    return 2 * x + lib.OFFSET\n")
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "__init__.py").write_text("from lib.inner import OFFSET\n")
+    (tmp_path / "lib" / "inner.py").write_text("OFFSET = 100\n")
+    path = tmp_path / "helper_dag.py"
+    path.write_text(
+        "from kubeflowlite import DAG, task\nfrom helpers import double\n\n"
+        "@task\ndef use():\n    return double(21)\n\nwith DAG('helped'):\n    use()\n"
+    )
+    (dag,) = dagfiles.load_dag_file(path)
+    assert dag.spec.python_source is not None
+    assert sorted(dag.spec.python_source.modules or {}) == ["helpers.py", "lib/__init__.py", "lib/inner.py"]
+    facts = facts_for(dag)
+    pod = launch.pod_for_try(facts, "use", 1, xcoms={}, now=DAY)
+    assert isinstance(pod, dict)
+    configmap = pysource.configmap_manifest(
+        run_name=facts.run_name,
+        run_uid="uid-1",
+        namespace="ns",
+        dag_name="helped",
+        source=dag.spec.python_source,
+    )
+    items = {item["path"]: item["key"] for item in pod["spec"]["volumes"][0]["configMap"]["items"]}
+    for relative in ("helpers.py", "lib/__init__.py", "lib/inner.py"):
+        assert configmap["data"][items[f"source/{relative}"]] == (tmp_path / relative).read_text()
+    mount = tmp_path / "mount"
+    materialize(configmap, pod["spec"]["volumes"][0], mount)
+    env = {
+        name: value.replace("/kfl/python", str(mount))
+        for name, value in env_of(pod).items()
+        if name.startswith(("KFL_", "PYTHONPATH"))
+    }
+    env[ENV_XCOM_FILE] = str(tmp_path / "xcom.json")
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    completed = subprocess.run(
+        [sys.executable, "-S", "-m", "kubeflowlite.pytask"],
+        env={"PATH": "/usr/bin:/bin", **env},
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads((tmp_path / "xcom.json").read_text()) == 142
+
+
+def test_a_pod_reaches_an_installed_kubeflowlite_behind_the_shipped_runtime(tmp_path: Path) -> None:
+    """In the project image (kubeflowlite installed) @task.bash templates and macros render in the Pod.
+
+    The installed package is this repository's, placed after the shipped lib/ on the path;
+    without it, the shipped runtime alone says what is missing instead of rendering.
+    """
+    path = tmp_path / "templated_dag.py"
+    path.write_text(
+        "from kubeflowlite import DAG, task\n\n"
+        "@task.bash\ndef say():\n    return 'echo {{ ds }} {{ macros.ds_add(ds, 1) }}'\n\n"
+        "with DAG('etl'):\n    say()\n"
+    )
+    (dag,) = dagfiles.load_dag_file(path)
+    assert dag.spec.python_source is not None
+    facts = facts_for(dag)
+    pod = launch.pod_for_try(facts, "say", 1, xcoms={}, now=DAY)
+    assert isinstance(pod, dict)
+    configmap = pysource.configmap_manifest(
+        run_name=facts.run_name,
+        run_uid="uid-1",
+        namespace="ns",
+        dag_name="etl",
+        source=dag.spec.python_source,
+    )
+    mount = tmp_path / "mount"
+    materialize(configmap, pod["spec"]["volumes"][0], mount)
+    env = {
+        name: value.replace("/kfl/python", str(mount))
+        for name, value in env_of(pod).items()
+        if name.startswith(("KFL_", "PYTHONPATH"))
+    }
+    env[ENV_XCOM_FILE] = str(tmp_path / "xcom.json")
+    repo = Path(__file__).resolve().parents[2]
+    site = Path(
+        subprocess.check_output(
+            [
+                sys.executable,
+                "-c",
+                "import jinja2, os; print(os.path.dirname(os.path.dirname(jinja2.__file__)))",
+            ],
+            text=True,
+        ).strip()
+    )
+
+    def bootstrap(python_path: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-S", "-m", "kubeflowlite.pytask"],
+            env={"PATH": "/usr/bin:/bin", **env, "PYTHONPATH": python_path},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    alone = bootstrap(env["PYTHONPATH"])
+    assert alone.returncode == 1
+    assert "rendering it needs kubeflowlite and jinja2 installed in the task's image" in alone.stderr
+    installed = bootstrap(f"{env['PYTHONPATH']}:{repo}:{site}")
+    assert installed.returncode == 0, installed.stderr
+    assert json.loads((tmp_path / "xcom.json").read_text()) == "2024-03-01 2024-03-02"

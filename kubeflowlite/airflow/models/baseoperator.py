@@ -1,5 +1,5 @@
-"""airflow.models.baseoperator: chain and cross_downstream."""
+"""airflow.models.baseoperator: chain, cross_downstream, and BaseOperator (subclassing it is refused)."""
 
-from kubeflowlite.airflow._compat import chain, cross_downstream
+from kubeflowlite.airflow._compat import BaseOperator, chain, cross_downstream
 
-__all__ = ["chain", "cross_downstream"]
+__all__ = ["BaseOperator", "chain", "cross_downstream"]
