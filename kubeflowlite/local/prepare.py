@@ -232,9 +232,9 @@ def sensor_argv(sensor: ExternalTaskSensor, *, runs_dir: Path, logical_date: dat
         "--failed",
         ",".join(sensor.failed_states),
         "--poke-interval",
-        str(durations.parse_duration(sensor.poke_interval).total_seconds()),
+        sensor.poke_interval,
         "--timeout",
-        str(durations.parse_duration(sensor.timeout).total_seconds()),
+        sensor.timeout,
     ]
     if sensor.task is not None:
         argv += ["--task", sensor.task]

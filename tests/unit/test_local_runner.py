@@ -379,7 +379,10 @@ class TestOtherDags:
         result = run_dag(sensing, runs)
         tasks = result.run.status.tasks
         assert tasks["wait_load"].state is TaskState.success
-        assert "upstream.load is success" in result.run_dir.log_path("wait_load", 1).read_text()
+        assert (
+            "upstream.load at 2020-02-09T00:00:00Z is success"
+            in result.run_dir.log_path("wait_load", 1).read_text()
+        )
         assert tasks["wait_day_before"].state is TaskState.failed
         assert "timed out" in result.run_dir.log_path("wait_day_before", 1).read_text()
 
