@@ -88,7 +88,7 @@ def run_cmd(
     from kubeflowlite.local.runner import LocalRunner, RunRequest, stop_on_signals
     from kubeflowlite.local.runtime_config import LocalConfigError
 
-    console = Console(file=sys.stderr if output else sys.stdout, highlight=False)
+    console = Console(file=sys.stderr if output else sys.stdout, highlight=False, emoji=False)
     request = RunRequest(
         dag=dag,
         logical_date=logical_date,
