@@ -60,9 +60,9 @@ class FakeTries:
 
 @dataclass
 class AsyncTries:
-    """The same fake, awaited."""
+    """A synchronous fake port, awaited."""
 
-    tries: FakeTries
+    tries: loop.Launcher
 
     async def observe(self) -> Mapping[str, Attempt]:
         return self.tries.observe()
@@ -294,3 +294,78 @@ class TestSensorRule:
         assert (
             waiting == "waiting for up.load at 2024-04-30T00:00:00Z to be skipped/success (now: no run yet)"
         )
+
+
+@dataclass
+class Simulated:
+    """A port whose tries succeed by the next observe, except those refused at launch."""
+
+    refused: set[str]
+    done: dict[str, Attempt] = field(default_factory=dict)
+    pending: list[StartTry] = field(default_factory=list)
+
+    def observe(self) -> Mapping[str, Attempt]:
+        for start in self.pending:
+            self.done[start.task] = Attempt(start.task, start.try_number, AttemptPhase.succeeded, NOW, NOW)
+        self.pending = []
+        return dict(self.done)
+
+    def launch(self, starts: Sequence[StartTry]) -> Mapping[str, Attempt]:
+        immediate = {}
+        for start in starts:
+            if start.task in self.refused and start.try_number == 1:
+                immediate[start.task] = Attempt(
+                    start.task, 1, AttemptPhase.failed, NOW, NOW, message="refused"
+                )
+                self.done[start.task] = immediate[start.task]
+            else:
+                self.pending.append(start)
+        return immediate
+
+    def stop(self, stops: Sequence[StopTry]) -> None:
+        raise AssertionError(f"nothing runs long enough to be stopped: {stops}")
+
+
+@given(
+    st.integers(2, 8),
+    st.sets(st.integers(0, 7)),
+    st.sampled_from(["all_success", "all_done", "one_failed"]),
+    st.integers(1, 4),
+)
+def test_the_loop_with_and_without_the_engines_memory_decides_alike(
+    size: int, refused: set[int], rule: str, slots: int
+) -> None:
+    """Passes of a shell that keeps the engine's memory (local) and of one that does not (operator)
+    give the same status at every pass, immediate refusals and retries included."""
+    tasks = [{"name": "t0", "bash": "true", "retries": 1, "retryDelay": "0s"}]
+    tasks += [
+        {
+            "name": f"t{i}",
+            "bash": "true",
+            "dependsOn": [f"t{i - 1}"],
+            "triggerRule": rule,
+            "retries": 1,
+            "retryDelay": "0s",
+        }
+        for i in range(1, size)
+    ]
+    dag = spec(*tasks, maxActiveTasks=slots)
+    refused_names = {f"t{i}" for i in refused if i < size}
+    local, operator = Simulated(set(refused_names)), Simulated(set(refused_names))
+    local_status = operator_status = DAGRunStatus()
+    seen: Mapping[str, Attempt] | None = {}
+    for _ in range(4 * size + 4):
+        mine = loop.run_pass(loop.Ask(dag=dag, status=local_status, now=NOW, seen=seen), local)
+        theirs = asyncio.run(
+            loop.run_pass_async(
+                loop.Ask(dag=dag, status=operator_status, now=NOW, remember=False), AsyncTries(operator)
+            )
+        )
+        assert mine.decision.status == theirs.decision.status
+        local_status, operator_status, seen = mine.decision.status, theirs.decision.status, mine.attempts
+        if local_status.state.finished:
+            break
+    assert local_status.state.finished
+    for name in refused_names:  # a refused first try was retried (retries: 1) and the retry succeeded
+        instance = local_status.tasks[name]
+        assert instance.try_number == 0 or (instance.try_number, instance.state) == (2, TaskState.success)
