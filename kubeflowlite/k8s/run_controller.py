@@ -2,7 +2,8 @@
 
 Level-triggered, in kubebuilder's shape: load the run (from the view, never the
 API), list its children (Pods by the `kubeflowlite.io/run` label, from the view),
-fold them into attempts, call the pure `engine.decide`, then act:
+fold them into attempts and ask the engine: one pass of the loop both shells share
+(core.loop; `_PodTries` is this shell's side of its launcher port), then act:
 
 1. XCom values of succeeded tries are stored (one ConfigMap write) *before*
    anything else, so the engine's "success" is never persisted ahead of its value;
