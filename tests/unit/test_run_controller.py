@@ -281,3 +281,26 @@ def test_a_held_run_says_why_once_and_wakes_its_dag() -> None:
     h.reconcile()
     assert h.api.count("patch", "dagruns") == writes  # the same reason: not written again
     assert h.api.count("create", "pods") == 0
+
+
+def test_a_sensor_is_poked_in_the_pass_that_starts_it_and_asks_to_be_woken() -> None:
+    h = harness([{"name": "wait", "sensor": {"dag": "other", "pokeInterval": "45s", "timeout": "1h"}}])
+    delay = h.reconcile()
+    task = h.status()["tasks"]["wait"]
+    assert task["state"] == "running" and task["message"].startswith("waiting for other at")
+    assert "podName" not in task and h.api.count("create", "pods") == 0
+    assert delay == 45.0
+
+
+def test_a_template_error_fails_the_try_in_the_same_pass_and_its_downstream_follows() -> None:
+    h = harness(
+        [
+            {"name": "broken", "bash": "{{ nope.nothing }}", "retries": 0},
+            {"name": "cleanup", "bash": "true", "dependsOn": ["broken"], "triggerRule": "all_failed"},
+        ]
+    )
+    h.reconcile()
+    tasks = h.status()["tasks"]
+    assert tasks["broken"]["state"] == "failed" and "template error" in tasks["broken"]["message"]
+    assert tasks["cleanup"]["state"] == "queued"  # decided again in the same pass: no second reconcile
+    assert h.api.count("create", "pods") == 1  # cleanup's Pod only
