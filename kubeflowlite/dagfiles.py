@@ -9,13 +9,14 @@ file and line. It lives outside core because importing a Python file runs user c
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kubeflowlite.api.dag import DAG
 from kubeflowlite.core import loading
 from kubeflowlite.core.validation import InvalidDAGError, Issue
-from kubeflowlite.dsl import compile as compiler
-from kubeflowlite.dsl import files
-from kubeflowlite.dsl.model import Location
+
+if TYPE_CHECKING:
+    from kubeflowlite.dsl.model import Location
 
 __all__ = ["DAG_FILE_SUFFIXES", "PYTHON_SUFFIX", "load_dag_file", "load_dags", "looks_like_dag_file"]
 
@@ -36,6 +37,10 @@ def looks_like_dag_file(path: Path) -> bool:
 
 def load_python_file(path: str | Path) -> list[DAG]:
     """The DAGs a Python file defines, compiled; InvalidDAGError naming file and line otherwise."""
+    # The DSL is imported for Python files only: a YAML file's commands never pay for it.
+    from kubeflowlite.dsl import compile as compiler
+    from kubeflowlite.dsl import files
+
     file = Path(path)
     try:
         imported = files.import_dag_file(file)
@@ -86,6 +91,8 @@ def load_dags(path: str | Path) -> list[DAG]:
     root = Path(path)
     if not root.is_dir():
         return load_dag_file(root)
+    from kubeflowlite.dsl import compile as compiler
+
     candidates = sorted(p for p in root.rglob("*") if p.suffix in DAG_FILE_SUFFIXES and p.is_file())
     dags: list[DAG] = []
     issues: list[Issue] = []

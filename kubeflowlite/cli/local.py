@@ -88,15 +88,12 @@ def run_cmd(
     dag = load_dag(file, dag_name)
     logical_date = options.now_if_none(date)
     run_conf = options.run_conf(conf, params)
-    from rich.console import Console
-
     from kubeflowlite.api.dagrun import RunType
     from kubeflowlite.k8s import names
     from kubeflowlite.local.display import make_display
     from kubeflowlite.local.runner import LocalRunner, RunRequest, stop_on_signals
     from kubeflowlite.local.runtime_config import LocalConfigError
 
-    console = Console(file=sys.stderr if output else sys.stdout, highlight=False)
     request = RunRequest(
         dag=dag,
         logical_date=logical_date,
@@ -110,7 +107,7 @@ def run_cmd(
     if trigger_xcom_file is not None:
         trigger_xcom_file.write_text(json.dumps(request.run_name))
     try:
-        runner = LocalRunner(request, observer=make_display(console))
+        runner = LocalRunner(request, observer=make_display(sys.stderr if output else sys.stdout))
     except LocalConfigError as error:
         fail_invalid(str(error))
     with stop_on_signals(runner):

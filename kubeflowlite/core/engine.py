@@ -67,10 +67,11 @@ from typing import Any, cast
 
 from kubeflowlite.api.dag import DAGSpec, Task, TaskType, TriggerRule, effective_field
 from kubeflowlite.api.dagrun import DAGRunStatus, RunState, TaskInstanceStatus, TaskMap, TaskState, TryRecord
-from kubeflowlite.core import durations, retries, triggers, validation
+from kubeflowlite.core import durations, retries, runstatus, triggers, validation
 from kubeflowlite.core.xcom import NO_XCOM, XComError, branch_targets, is_falsy
 
 __all__ = [
+    "INTERRUPTED",
     "IN_FLIGHT",
     "NO_XCOM",
     "Attempt",
@@ -80,6 +81,11 @@ __all__ = [
     "StartTry",
     "StopTry",
     "decide",
+    "held",
+    "interrupted",
+    "stalled",
+    "stalled_status",
+    "waiting_reasons",
 ]
 
 
@@ -1035,3 +1041,104 @@ def decide(run: RunInput, *, remember: bool = True) -> Decision:
         index.status = status
         _MEMORY.keep(index)
     return Decision(status=status, start=work.start, stop=stops, wake_at=work.wake_at)
+
+
+# --- run states decided outside the pass: held, stalled, interrupted --------------------------------
+
+INTERRUPTED = "run interrupted"
+"""The message of tries and runs ended by a stop request (Ctrl-C, SIGTERM)."""
+
+
+def held(status: DAGRunStatus, hold: runstatus.Hold, *, now: datetime) -> DAGRunStatus | None:
+    """A run that may not start yet: queued, its Admitted=False condition saying why.
+
+    None when the status already says exactly that (nothing to write).
+    """
+    condition = runstatus.admitted_condition(hold)
+    current = next((c for c in status.conditions if c.type == condition.type), None)
+    if current is not None and (current.status, current.reason, current.message) == (
+        condition.status,
+        condition.reason,
+        condition.message,
+    ):
+        return None
+    return status.model_copy(
+        update={
+            "state": RunState.queued,
+            "conditions": runstatus.set_condition(status.conditions, condition, now=now),
+        }
+    )
+
+
+def stalled(decision: Decision, attempts: Mapping[str, Attempt]) -> bool:
+    """Nothing can ever move without an outside event: the run is unfinished, no try is alive or
+    to be started, and no wake-up is due (dependsOnPast on a failed previous run, for example).
+
+    The operator waits for that event (another run ending); a local run has none to wait for.
+    """
+    return (
+        not decision.finished
+        and not decision.start
+        and decision.wake_at is None
+        and not any(attempt.phase in _ALIVE for attempt in attempts.values())
+    )
+
+
+def stalled_status(status: DAGRunStatus, *, now: datetime) -> DAGRunStatus:
+    """The final status of a stalled run that nothing will wake: failed; waiting tasks keep their
+    state and the message saying why they wait."""
+    return status.model_copy(update={"state": RunState.failed, "end_time": _format_time(now)})
+
+
+def waiting_reasons(status: DAGRunStatus) -> list[str]:
+    """`task: why it waits` for each unfinished task (what a stalled run reports)."""
+    return [
+        f"{task}: {instance.message or instance.state.value}"
+        for task, instance in status.tasks.items()
+        if not instance.state.finished
+    ]
+
+
+def interrupted(
+    dag: DAGSpec, status: DAGRunStatus, attempts: Mapping[str, Attempt], *, now: datetime
+) -> DAGRunStatus:
+    """The final status of a stopped run: tried tasks failed, untried ones none, the run failed.
+
+    `attempts` are the tries as last observed, after every try was stopped.
+    """
+    tasks: dict[str, TaskInstanceStatus] = {}
+    for task, instance in status.tasks.items():
+        attempt = attempts.get(task)
+        if instance.state.finished:
+            tasks[task] = instance
+        elif attempt is not None and attempt.try_number >= instance.try_number:
+            tasks[task] = _with(
+                instance,
+                state=TaskState.failed,
+                try_number=attempt.try_number,
+                start_time=_format_time(attempt.start_time) if attempt.start_time else instance.start_time,
+                end_time=_format_time(attempt.end_time or now),
+                exit_code=attempt.exit_code,
+                message=INTERRUPTED,
+                next_try_at=None,
+            )
+        elif instance.try_number >= 1:
+            tasks[task] = _with(
+                instance,
+                state=TaskState.failed,
+                message=f"{INTERRUPTED} before the next try",
+                next_try_at=None,
+            )
+        else:
+            tasks[task] = _with(
+                instance, state=TaskState.none, message=f"{INTERRUPTED} before the task started"
+            )
+    finished = sum(1 for instance in tasks.values() if instance.state in _FINISHED)
+    return status.model_copy(
+        update={
+            "state": RunState.failed,
+            "tasks": TaskMap(tasks),
+            "end_time": _format_time(now),
+            "tasks_summary": f"{finished}/{len(dag.tasks)}",
+        }
+    )

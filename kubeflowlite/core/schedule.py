@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
-
 from kubeflowlite.api.dag import DAGSpec
 
 __all__ = [
@@ -118,6 +116,8 @@ def validate_cron(schedule: str) -> str:
             f"invalid cron expression {schedule!r}: expected 5 fields (minute hour day-of-month month "
             f"day-of-week), got {len(fields)}"
         )
+    from croniter import croniter  # (imported when a cron schedule is met: not every command needs it)
+
     try:
         croniter(expression)
     except (ValueError, KeyError, TypeError) as error:
@@ -187,6 +187,8 @@ class Schedule:
     def _next_fire(self, after: datetime) -> datetime:
         """The first fire time strictly after `after`."""
         assert self.expression is not None
+        from croniter import croniter
+
         iterator = croniter(self.expression, _utc(after).astimezone(self.tz))
         for _ in range(_SEARCH_LIMIT):
             fire: datetime = iterator.get_next(datetime)
@@ -198,6 +200,8 @@ class Schedule:
     def _prev_fire(self, before: datetime) -> datetime:
         """The last fire time strictly before `before`."""
         assert self.expression is not None
+        from croniter import croniter
+
         iterator = croniter(self.expression, _utc(before).astimezone(self.tz))
         for _ in range(_SEARCH_LIMIT):
             fire: datetime = iterator.get_prev(datetime)

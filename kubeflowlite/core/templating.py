@@ -21,16 +21,16 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
-
-import jinja2
-from jinja2.exceptions import SecurityError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from typing import TYPE_CHECKING, Any
 
 from kubeflowlite.api.dag import DAG, Task
 from kubeflowlite.core import variables as variable_rules
 from kubeflowlite.core.connections import template_connections
 from kubeflowlite.core.schedule import RunInterval, Schedule
+
+if TYPE_CHECKING:
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 __all__ = [
     "VARIABLE_ENV_PREFIX",
@@ -71,16 +71,19 @@ class RenderedTask:
     env: dict[str, str] = field(default_factory=dict)
 
 
-def _make_environment() -> ImmutableSandboxedEnvironment:
+@functools.cache
+def _environment() -> ImmutableSandboxedEnvironment:
+    """The one Jinja environment, made (and Jinja imported) the first time text with markup is seen:
+    commands without templates, and CLI commands that render none, never pay for it."""
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
     # keep_trailing_newline: a bash script's last line ends with a newline as written.
     return ImmutableSandboxedEnvironment(
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
     )
-
-
-_ENV = _make_environment()
 
 
 # -- the context ------------------------------------------------------------------------
@@ -363,8 +366,10 @@ def check_syntax(text: str) -> TemplateSyntaxIssue | None:
     """
     if not has_markup(text):
         return None
+    import jinja2
+
     try:
-        _ENV.parse(text)
+        _environment().parse(text)
     except jinja2.TemplateSyntaxError as error:
         return TemplateSyntaxIssue(error.message or str(error), error.lineno)
     return None
@@ -384,11 +389,19 @@ def _error_line(error: BaseException) -> int | None:
 @functools.lru_cache(maxsize=1024)
 def _compile(text: str) -> jinja2.Template:
     """Compiled templates are immutable, so one compilation serves every try that renders the same text."""
-    return _ENV.from_string(text)
+    return _environment().from_string(text)
 
 
 def render_string(text: str, context: Mapping[str, Any], *, field: str = "template") -> str:
-    """`text` rendered with `context`; TemplateError naming `field` on any syntax or runtime error."""
+    """`text` rendered with `context`; TemplateError naming `field` on any syntax or runtime error.
+
+    Text without markup renders as itself (as Jinja would render it), without Jinja.
+    """
+    if not has_markup(text):
+        return text
+    import jinja2
+    from jinja2.exceptions import SecurityError
+
     try:
         template = _compile(text)
     except jinja2.TemplateSyntaxError as error:

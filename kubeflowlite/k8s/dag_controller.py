@@ -32,6 +32,7 @@ from typing import Any
 
 from kubeflowlite.api.dag import Condition, DAGSpec
 from kubeflowlite.api.dagrun import RunType
+from kubeflowlite.core import runstatus
 from kubeflowlite.core.schedule import RunInterval, Schedule, format_time, parse_time
 from kubeflowlite.k8s import kube, names
 from kubeflowlite.k8s import run_rules as rules
@@ -266,4 +267,4 @@ def _conditions_wire(
 ) -> list[dict[str, Any]]:
     """The conditions list with Ready set (wire form); lastTransitionTime kept while the status holds."""
     parsed = [Condition.model_validate(c) for c in existing]
-    return [c.to_wire() for c in rules.set_condition(parsed, condition, now=now)]
+    return [c.to_wire() for c in runstatus.set_condition(parsed, condition, now=now)]

@@ -35,8 +35,9 @@ from typing import Any, Protocol
 from kubeflowlite.api.dag import ExternalTaskSensor, Task, TaskType, TriggerDag
 from kubeflowlite.api.dagrun import RunType, TaskInstanceStatus
 from kubeflowlite.core import durations, templating
+from kubeflowlite.core import sensor as sensor_rule
 from kubeflowlite.core.engine import NO_XCOM, Attempt, AttemptPhase
-from kubeflowlite.core.schedule import format_time, parse_time
+from kubeflowlite.core.schedule import parse_time
 from kubeflowlite.k8s import kube, launch
 from kubeflowlite.k8s.run_manifest import dagrun_manifest
 
@@ -94,27 +95,21 @@ def poke(
 ) -> Outcome:
     """One poke of an external-task sensor try started at `started`; `runs` are the watched DAG's runs."""
     target = logical_date + durations.parse_signed_duration(sensor.offset)
-    what = f"{sensor.dag}.{sensor.task}" if sensor.task else sensor.dag
-    states = [run_state(run, sensor.task) for run in watched_runs(runs, target)]
-    allowed = set(sensor.allowed_states)
-    failed = set(sensor.failed_states)
-    when = format_time(target)
-    if any(state in allowed for state in states):
-        return Outcome(
-            _attempt(task, try_number, AttemptPhase.succeeded, started, now, f"{what} at {when} is done")
-        )
-    bad = next((state for state in states if state in failed), None)
-    if bad is not None:
-        message = f"{what} at {when} is {bad} (one of the failed states {sorted(failed)})"
-        return Outcome(_attempt(task, try_number, AttemptPhase.failed, started, now, message))
-    timeout = durations.parse_duration(sensor.timeout)
-    seen = ", ".join(sorted({s or "none" for s in states})) or "no run yet"
-    if now - started >= timeout:
-        message = f"sensor timed out after {sensor.timeout} waiting for {what} at {when} (last seen: {seen})"
-        return Outcome(_attempt(task, try_number, AttemptPhase.failed, started, now, message))
-    wake = min(now + durations.parse_duration(sensor.poke_interval), started + timeout)
-    message = f"waiting for {what} at {when} to be {'/'.join(sorted(allowed))} (now: {seen})"
-    return Outcome(_attempt(task, try_number, AttemptPhase.running, started, None, message), wake_at=wake)
+    found = sensor_rule.poke(
+        [run_state(run, sensor.task) for run in watched_runs(runs, target)],
+        what=f"{sensor.dag}.{sensor.task}" if sensor.task else sensor.dag,
+        target=target,
+        allowed=sensor.allowed_states,
+        failed=sensor.failed_states,
+        timeout=sensor.timeout,
+        poke_interval=sensor.poke_interval,
+        started=started,
+        now=now,
+    )
+    ended = None if found.phase is AttemptPhase.running else now
+    return Outcome(
+        _attempt(task, try_number, found.phase, started, ended, found.message), wake_at=found.wake_at
+    )
 
 
 # --- triggerDag -----------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Level-triggered, in kubebuilder's shape: load the run (from the view, never the
 API), list its children (Pods by the `kubeflowlite.io/run` label, from the view),
-fold them into attempts, call the pure `engine.decide`, then act:
+fold them into attempts and ask the engine: one pass of the loop both shells share
+(core.loop; `_PodTries` is this shell's side of its launcher port), then act:
 
 1. XCom values of succeeded tries are stored (one ConfigMap write) *before*
    anything else, so the engine's "success" is never persisted ahead of its value;
@@ -32,7 +33,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -40,9 +41,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from kubeflowlite.api.dag import DAGSpec, Task, effective_field
-from kubeflowlite.api.dagrun import DAGRunSpec, DAGRunStatus, RunState, RunType, TaskState
-from kubeflowlite.core import engine, loading
-from kubeflowlite.core.engine import IN_FLIGHT, Attempt, AttemptPhase, RunInput
+from kubeflowlite.api.dagrun import DAGRunSpec, DAGRunStatus, RunState, RunType
+from kubeflowlite.core import engine, loading, loop, runstatus
+from kubeflowlite.core.engine import IN_FLIGHT, Attempt, AttemptPhase
 from kubeflowlite.core.schedule import Schedule, parse_time
 from kubeflowlite.core.validation import InvalidDAGError
 from kubeflowlite.k8s import (
@@ -233,7 +234,7 @@ class RunController:
             try:
                 parse_time(spec.logical_date)
             except ValueError as error:
-                hold = rules.Hold("InvalidSpec", f"spec.logicalDate: {error}")
+                hold = runstatus.Hold("InvalidSpec", f"spec.logicalDate: {error}")
             if hold is not None or dag_spec is None:
                 await self._hold(namespace, name, body, memory, hold, now)
                 return None
@@ -268,14 +269,26 @@ class RunController:
             secrets_listed=config.secrets_listed,
         )
         work = _Pass(facts=facts, memory=memory, clear=clear, now=now)
-        await self._observe(work)
-        work.clock.lap("observe")
+        previous = None
         if any(_depends_on_past(memory.spec, t) for t in memory.spec.tasks):
-            work.previous = rules.previous_run_states(
+            previous = rules.previous_run_states(
                 self.current(body), self.runs_of_dag(namespace, spec.dag_name)
             )
-        decision = await self._decide(work)
-        work.clock.lap("decide")
+        outcome = await loop.run_pass_async(
+            loop.Ask(
+                dag=facts.spec,
+                status=memory.status,
+                now=now,
+                previous_run=previous,
+                clear=clear,
+                # The status passed in is the one written (decorated with Pod names and
+                # conditions), never the engine's own, so the engine's memory could not be used.
+                remember=False,
+            ),
+            _PodTries(self, work),
+        )
+        decision = outcome.decision
+        work.clock.lap("observe, decide")
         old_status = memory.status
         await self._act(work, decision)
         metrics.record_transition(
@@ -325,39 +338,6 @@ class RunController:
         work.attempts = xcom_store.checked_attempts(work.attempts)
         work.values.update(xcom_store.values_to_store(work.attempts, work.stored))
 
-    async def _decide(self, work: _Pass) -> engine.Decision:
-        """The engine's decision, asked again while starting tries produces immediate outcomes.
-
-        Every StartTry is prepared once: a Pod manifest, or (inline tasks, templates
-        that fail) an attempt that exists right away and goes back to the engine.
-        """
-        facts, now = work.facts, work.now
-        # remember=False: the status passed in is the one written (decorated with Pod names and
-        # conditions), never the engine's own, so the engine's memory could not be used.
-        decision = engine.decide(work.run_input(), remember=False)
-        for _ in range(len(facts.spec.tasks) + 1):
-            immediate: dict[str, Attempt] = {}
-            for start in decision.start:
-                key = (start.task, start.try_number)
-                if key in work.prepared:
-                    continue
-                if start.task in work.inline:
-                    task = work.inline[start.task]
-                    outcome = await self._inline(facts, task, start.try_number, now, work.values, now)
-                    work.prepared[key] = immediate[start.task] = outcome.attempt
-                    work.wakes.append(outcome.wake_at)
-                    continue
-                prepared = launch.pod_for_try(facts, start.task, start.try_number, xcoms=work.values, now=now)
-                work.prepared[key] = prepared
-                if isinstance(prepared, Attempt):
-                    immediate[start.task] = prepared
-            if not immediate:
-                return decision
-            work.attempts.update(xcom_store.checked_attempts(immediate))
-            work.values.update(xcom_store.values_to_store(work.attempts, work.values))
-            decision = engine.decide(work.run_input(), remember=False)
-        return decision
-
     async def _act(self, work: _Pass, decision: engine.Decision) -> None:
         """XCom first; then Pods and the status patch concurrently; then podCleanup."""
         facts, memory, now = work.facts, work.memory, work.now
@@ -371,12 +351,14 @@ class RunController:
         )
         work.clock.lap("xcom")
 
-        new_status = rules.with_pod_names(decision.status, run_name=name, pod_tasks=work.pod_tasks)
-        admitted = rules.admitted_condition(None)
-        if not any(c.type == admitted.type and c.status == "True" for c in new_status.conditions):
-            new_status = new_status.model_copy(
-                update={"conditions": rules.set_condition(new_status.conditions, admitted, now=now)}
-            )
+        new_status = runstatus.decorated(
+            decision.status,
+            spec=facts.spec,
+            interval=facts.interval,
+            now=now,
+            pod_name=rules.pod_namer(name, work.pod_tasks),
+            admitted=True,
+        )
         creates = [
             item
             for start in decision.start
@@ -397,13 +379,13 @@ class RunController:
             )
         stops = [
             names.pod_name(name, stop.task, stop.try_number)
-            for stop in decision.stop
+            for stop in work.stops
             if stop.task in work.pod_tasks
         ]
         results = await asyncio.gather(
             *(self._create_pod(memory, manifest) for manifest in creates),
             *(self.client.delete(kube.PODS, namespace, pod) for pod in stops),
-            self._write_status(namespace, name, memory, new_status, facts, now),
+            self._write_status(namespace, name, memory, new_status),
             return_exceptions=True,
         )
         work.clock.lap(f"act ({len(creates)} creates, {len(stops)} deletes)")
@@ -476,17 +458,8 @@ class RunController:
             if seen is None or seen.try_number <= failure.try_number:
                 attempts[task] = failure
 
-    async def _write_status(
-        self,
-        namespace: str,
-        name: str,
-        memory: RunMemory,
-        status: DAGRunStatus,
-        facts: launch.RunFacts,
-        now: datetime,
-    ) -> None:
+    async def _write_status(self, namespace: str, name: str, memory: RunMemory, status: DAGRunStatus) -> None:
         """Patch the status if it changed (the duration alone is not a change); updates the memory."""
-        status = rules.with_run_facts(status, spec=facts.spec, interval=facts.interval, now=now)
         wire = status.to_wire()
         if _without_duration(wire) == _without_duration(memory.wire):
             memory.status = status
@@ -519,27 +492,18 @@ class RunController:
         name: str,
         body: Obj,
         memory: RunMemory,
-        hold: rules.Hold | None,
+        hold: runstatus.Hold | None,
         now: datetime,
     ) -> None:
         """A run that may not start yet: say why (once), and wait for the event that changes it."""
-        hold = hold or rules.Hold("InvalidDAG", "the DAG is invalid")
-        condition = rules.admitted_condition(hold)
-        current = next((c for c in memory.status.conditions if c.type == condition.type), None)
-        if current is not None and (current.status, current.reason, current.message) == (
-            condition.status,
-            condition.reason,
-            condition.message,
-        ):
-            return
-        status = memory.status.model_copy(
-            update={
-                "state": RunState.queued,
-                "conditions": rules.set_condition(memory.status.conditions, condition, now=now),
-            }
+        status = engine.held(
+            memory.status, hold or runstatus.Hold("InvalidDAG", "the DAG is invalid"), now=now
         )
+        if status is None:
+            return
+        first = not any(c.type == runstatus.CONDITION_ADMITTED for c in memory.status.conditions)
         await self._patch_status(namespace, name, memory, status, status.to_wire())
-        if current is None:
+        if first:
             self.enqueue(dag_key(namespace, (body.get("spec") or {}).get("dagName", "")))
 
     async def _after_write(
@@ -624,7 +588,6 @@ class _Pass:
     memory: RunMemory
     clear: tuple[str, tuple[str, ...]] | None
     now: datetime
-    previous: dict[str, TaskState] | None = None
     pods: list[Obj] = field(default_factory=list)
     attempts: dict[str, Attempt] = field(default_factory=dict)
     stored: dict[str, str] = field(default_factory=dict)
@@ -632,6 +595,9 @@ class _Pass:
     values: dict[str, str] = field(default_factory=dict)
     """Stored values plus those observed in this pass (what templates render with)."""
     prepared: dict[tuple[str, int], dict[str, Any] | Attempt] = field(default_factory=dict)
+    """Each try launched in this pass: its Pod manifest (created with the status write), or its outcome."""
+    stops: list[engine.StopTry] = field(default_factory=list)
+    """Tries to stop: their Pods are deleted with the status write."""
     wakes: list[datetime | None] = field(default_factory=list)
     clock: _Stopwatch = field(default_factory=lambda: _Stopwatch())
 
@@ -643,15 +609,47 @@ class _Pass:
     def inline(self) -> dict[str, Task]:
         return {task.name: task for task in self.facts.spec.tasks if inline_tasks.is_inline(task)}
 
-    def run_input(self) -> RunInput:
-        return RunInput(
-            dag=self.facts.spec,
-            status=self.memory.status,
-            attempts=self.attempts,
-            now=self.now,
-            previous_run=self.previous,
-            clear=self.clear,
-        )
+
+class _PodTries:
+    """The operator's implementation of the execution port (core.loop.AsyncLauncher) for one pass.
+
+    observe: the run's Pods (from the view), refused creates, and the in-flight sensor
+    and triggerDag tries evaluated now. launch: a Pod manifest per try (created with
+    the status write, step 2 of the module docstring), or for inline tasks and tries
+    that fail before they run, the outcome at once. stop: the Pods deleted with the
+    status write.
+    """
+
+    def __init__(self, controller: RunController, work: _Pass) -> None:
+        self.controller = controller
+        self.work = work
+
+    async def observe(self) -> dict[str, Attempt]:
+        await self.controller._observe(self.work)
+        return self.work.attempts
+
+    async def launch(self, starts: Sequence[engine.StartTry]) -> dict[str, Attempt]:
+        work, facts, now = self.work, self.work.facts, self.work.now
+        immediate: dict[str, Attempt] = {}
+        for start in starts:
+            key = (start.task, start.try_number)
+            if start.task in work.inline:
+                task = work.inline[start.task]
+                outcome = await self.controller._inline(facts, task, start.try_number, now, work.values, now)
+                work.prepared[key] = immediate[start.task] = outcome.attempt
+                work.wakes.append(outcome.wake_at)
+                continue
+            prepared = launch.pod_for_try(facts, start.task, start.try_number, xcoms=work.values, now=now)
+            work.prepared[key] = prepared
+            if isinstance(prepared, Attempt):
+                immediate[start.task] = prepared
+        checked = xcom_store.checked_attempts(immediate)
+        work.attempts.update(checked)
+        work.values.update(xcom_store.values_to_store(work.attempts, work.values))
+        return checked
+
+    async def stop(self, stops: Sequence[engine.StopTry]) -> None:
+        self.work.stops.extend(stops)
 
 
 class _Stopwatch:

@@ -10,32 +10,26 @@ tested without a cluster:
   is valid and not paused, and maxActiveRuns has room, oldest logical date first);
 - `previous_run_states`: the task states of the run before this one (dependsOnPast);
 - `pods_to_clean`: which Pods the DAG's podCleanup policy deletes now;
-- status decoration: Pod names, the snapshot, data interval, duration, conditions.
+- `pod_namer`: the Pod name of a try, for the one status decoration (core.runstatus).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kubeflowlite.api.dag import Condition, DAGSpec, TaskType
+from kubeflowlite.api.dag import DAGSpec, TaskType
 from kubeflowlite.api.dagrun import DAGRunStatus, RunState, TaskState
+from kubeflowlite.core import runstatus
 from kubeflowlite.core.engine import Attempt, AttemptPhase
-from kubeflowlite.core.runstatus import with_run_facts as with_run_facts
-from kubeflowlite.core.schedule import format_time, parse_time
+from kubeflowlite.core.runstatus import Hold
+from kubeflowlite.core.schedule import parse_time
 from kubeflowlite.k8s import names, observe
 
 Obj = Mapping[str, Any]
 
-CONDITION_ADMITTED = "Admitted"
-"""DAGRun condition: True once the run has started; False with the reason it waits (maxActiveRuns, paused...)."""
-
 _FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
-_POD_STATES = frozenset(
-    {TaskState.queued, TaskState.running, TaskState.success, TaskState.failed, TaskState.up_for_retry}
-)
 
 
 # --- observing ------------------------------------------------------------------------------------
@@ -114,14 +108,6 @@ def pending_deadline(pods: Iterable[Obj], pending_timeout: timedelta) -> datetim
 
 
 # --- starting a run -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Hold:
-    """Why a run may not start yet (shown as its Admitted=False condition)."""
-
-    reason: str
-    message: str
 
 
 def run_started(run: Obj) -> bool:
@@ -249,50 +235,13 @@ def pod_task_names(spec: DAGSpec) -> frozenset[str]:
     return frozenset(task.name for task in spec.tasks if task.effective_type() not in inline)
 
 
-def with_pod_names(status: DAGRunStatus, *, run_name: str, pod_tasks: frozenset[str]) -> DAGRunStatus:
-    """Each Pod task's current try with the name of its Pod (deterministic, so never a guess)."""
-    tasks = dict(status.tasks)
-    changed = False
-    for task, instance in status.tasks.items():
-        wanted = None
-        if task in pod_tasks and instance.try_number >= 1 and instance.state in _POD_STATES:
-            wanted = names.pod_name(run_name, task, instance.try_number)
-        if instance.pod_name != wanted:
-            tasks[task] = instance.model_copy(update={"pod_name": wanted})
-            changed = True
-    return status.model_copy(update={"tasks": tasks}) if changed else status
+def pod_namer(run_name: str, pod_tasks: frozenset[str]) -> runstatus.PodNamer:
+    """The Pod name of a try of one of `pod_tasks` (runstatus.decorated records it in the status)."""
 
+    def pod_name(task: str, try_number: int) -> str | None:
+        return names.pod_name(run_name, task, try_number) if task in pod_tasks else None
 
-def set_condition(conditions: list[Condition], condition: Condition, *, now: datetime) -> list[Condition]:
-    """`conditions` with `condition` put in place; lastTransitionTime moves only when its status changes."""
-    result = []
-    found = False
-    for existing in conditions:
-        if existing.type != condition.type:
-            result.append(existing)
-            continue
-        found = True
-        same_status = existing.status == condition.status
-        result.append(
-            condition.model_copy(
-                update={
-                    "last_transition_time": existing.last_transition_time
-                    if same_status and existing.last_transition_time
-                    else format_time(now)
-                }
-            )
-        )
-    if not found:
-        result.append(condition.model_copy(update={"last_transition_time": format_time(now)}))
-    return result
-
-
-def admitted_condition(hold: Hold | None) -> Condition:
-    if hold is None:
-        return Condition(
-            type=CONDITION_ADMITTED, status="True", reason="Started", message="the run has started"
-        )
-    return Condition(type=CONDITION_ADMITTED, status="False", reason=hold.reason, message=hold.message)
+    return pod_name
 
 
 def state_of(status: Obj) -> RunState:

@@ -1,9 +1,9 @@
 """Task tries as local subprocesses: the local counterpart of the operator's Pods.
 
-The narrow port the runner drives (launch a try, poll what every try is doing,
-terminate a try) is the same one the operator implements with Pods, and `poll`
-answers in the engine's own terms (`Attempt`), so nothing above this module knows
-that a try is a process.
+The processes behind the local runner's implementation of the execution port
+(core.loop.Launcher, which the operator implements with Pods): launch a try, poll
+what every try is doing, terminate a try, all answered in the engine's own terms
+(`Attempt`), so nothing above this module knows that a try is a process.
 
 Rules that make a subprocess behave like a task Pod:
 - each try runs in its own session (so its own process group): terminating a try
@@ -116,8 +116,11 @@ class SubprocessLauncher:
 
     # -- the port -------------------------------------------------------------------------
 
-    def launch(self, request: ProcessRequest | ImmediateResult) -> None:
-        """Start a try. A try of a task replaces the task's previous try, which must have ended."""
+    def launch(self, request: ProcessRequest | ImmediateResult) -> Attempt | None:
+        """Start a try; its attempt if it ended at once (no process, or one that could not start).
+
+        A try of a task replaces the task's previous try, which must have ended.
+        """
         previous = self._tries.live.get(request.task)
         if previous is not None:
             raise RuntimeError(f"task {request.task!r} still has try {previous.request.try_number} running")
@@ -134,7 +137,7 @@ class SubprocessLauncher:
             )
             if request.phase is AttemptPhase.failed and request.message:
                 _note(request.log_path, request.message)
-            return
+            return self._tries.done[request.task]
         self._tries.done.pop(request.task, None)
         request.log_path.parent.mkdir(parents=True, exist_ok=True)
         request.xcom_path.unlink(missing_ok=True)
@@ -162,9 +165,10 @@ class SubprocessLauncher:
                 end_time=now_utc(),
                 message=message,
             )
-            return
+            return self._tries.done[request.task]
         pidfd = self._open_pidfd(popen.pid)
         self._tries.live[request.task] = _Process(request, popen, start, pidfd)
+        return None
 
     def poll(self) -> dict[str, Attempt]:
         """The latest try of every launched task, reaping the tries whose process has ended."""

@@ -21,6 +21,7 @@ message, as a Pod that cannot be built would.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -76,6 +77,22 @@ class RunContext:
     xcom_values: Mapping[str, Any] = field(default_factory=dict)
     """The run's XCom values so far (task id -> value), the live mapping: given to Python tasks."""
 
+    @functools.cached_property
+    def absolute_run_dir(self) -> RunDir:
+        """The run directory with its path resolved (once per run, not once per try)."""
+        return RunDir(self.run_dir.path.resolve())
+
+    @functools.cached_property
+    def _tasks(self) -> dict[str, Task]:
+        return {task.name: task for task in self.dag.spec.tasks}
+
+    def task(self, name: str) -> Task:
+        """Task `name` with the DAG's defaults applied; KeyError if the DAG has none of that name."""
+        task = self._tasks.get(name)
+        if task is None:
+            raise KeyError(f"DAG {self.dag.dag_id!r} has no task {name!r}")
+        return effective_task(self.dag.spec, task)
+
 
 def find_task(dag: DAG, name: str) -> Task:
     for task in dag.spec.tasks:
@@ -101,7 +118,7 @@ def context_for(ctx: RunContext, task: Task, try_number: int) -> dict[str, Any]:
 
 def prepare_try(ctx: RunContext, task_name: str, try_number: int) -> ProcessRequest | ImmediateResult:
     """What to launch for try `try_number` of `task_name`."""
-    task = find_task(ctx.dag, task_name)
+    task = ctx.task(task_name)
     log_path = ctx.run_dir.log_path(task.name, try_number)
     xcom_path = ctx.run_dir.xcom_path(task.name, try_number)
 
@@ -114,7 +131,7 @@ def prepare_try(ctx: RunContext, task_name: str, try_number: int) -> ProcessRequ
     try:
         context = context_for(ctx, task, try_number)
         rendered = templating.render_task(task, context)
-        env = task_env(ctx, task, try_number, rendered.env, xcom_path)
+        env = task_env(ctx, task, try_number, rendered.env)
         if kind is TaskType.sensor and task.sensor is not None:
             argv = sensor_argv(task.sensor, runs_dir=ctx.runs_dir, logical_date=ctx.interval.logical_date)
         elif kind is TaskType.trigger_dag and task.trigger_dag is not None:
@@ -188,9 +205,7 @@ def python_argv(
     return [sys.executable, "-m", PYTASK_MODULE]
 
 
-def task_env(
-    ctx: RunContext, task: Task, try_number: int, rendered_env: Mapping[str, str], xcom_path: Path
-) -> dict[str, str]:
+def task_env(ctx: RunContext, task: Task, try_number: int, rendered_env: Mapping[str, str]) -> dict[str, str]:
     """os.environ, then the task's connections and env, then the KFL_* variables a Pod would get too."""
     return {
         **ctx.base_env,
@@ -201,7 +216,7 @@ def task_env(
         ENV_RUN_ID: ctx.run_id,
         ENV_TRY_NUMBER: str(try_number),
         ENV_LOGICAL_DATE: format_time(ctx.interval.logical_date),
-        ENV_XCOM_FILE: str(xcom_path.resolve()),
+        ENV_XCOM_FILE: str(ctx.absolute_run_dir.xcom_path(task.name, try_number)),
     }
 
 
@@ -237,9 +252,9 @@ def sensor_argv(sensor: ExternalTaskSensor, *, runs_dir: Path, logical_date: dat
         "--failed",
         ",".join(sensor.failed_states),
         "--poke-interval",
-        str(durations.parse_duration(sensor.poke_interval).total_seconds()),
+        sensor.poke_interval,
         "--timeout",
-        str(durations.parse_duration(sensor.timeout).total_seconds()),
+        sensor.timeout,
     ]
     if sensor.task is not None:
         argv += ["--task", sensor.task]

@@ -1,10 +1,11 @@
 """The local runner: the engine's loop with subprocesses instead of Pods.
 
-`LocalRunner.run()` is a thin shell around the pure `engine.decide`: observe every
-try (the launcher's `poll`), ask the engine what to do, stop and start tries as
-told, report the status, then sleep until a child exits, the engine's `wake_at`
-comes (a retry delay, an execution timeout) or a signal arrives. All the rules
-(trigger rules, retries, timeouts, branching, when the run is done) are the
+`LocalRunner.run()` is a thin shell around the one loop (core.loop, the operator's
+too): each pass observes every try, asks the engine, launches and stops tries as
+told (`_Tries`, the port's subprocess implementation); the runner reports the
+status, then sleeps until a child exits, the engine's `wake_at` comes (a retry
+delay, an execution timeout) or a signal arrives. All the rules (trigger rules,
+retries, timeouts, branching, when the run is done, stalled or interrupted) are the
 engine's; this module only does the I/O the operator would do with the API server.
 
 `--parallelism N` is applied by handing the engine a spec whose maxActiveTasks is
@@ -24,7 +25,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,12 +39,10 @@ from kubeflowlite.api.dagrun import (
     DAGRunStatus,
     RunState,
     RunType,
-    TaskInstanceStatus,
     TaskState,
 )
-from kubeflowlite.core import engine, templating, xcom
-from kubeflowlite.core.engine import NO_XCOM, Attempt, AttemptPhase, RunInput
-from kubeflowlite.core.runstatus import with_run_facts
+from kubeflowlite.core import engine, loop, runstatus, templating, xcom
+from kubeflowlite.core.engine import NO_XCOM, Attempt, AttemptPhase, StartTry, StopTry
 from kubeflowlite.core.schedule import RunInterval, Schedule, format_time
 from kubeflowlite.local import runtime_config
 from kubeflowlite.local.display import RunInfo, RunObserver, SilentObserver
@@ -53,8 +52,6 @@ from kubeflowlite.local.rundir import DEFAULT_RUNS_DIR, RunDir, previous_run_sta
 
 PERSIST_INTERVAL = 0.5
 """Seconds between rewrites of run.json while the run is in progress."""
-
-INTERRUPTED = "run interrupted"
 
 
 @dataclass(frozen=True)
@@ -173,88 +170,50 @@ class LocalRunner:
     # -- the loop -------------------------------------------------------------------------
 
     def _loop(self, status: DAGRunStatus) -> DAGRunStatus:
-        launched: set[tuple[str, int]] = set()
-        idle_passes = 0
-        seen: dict[str, Attempt] = {}
+        """core.loop's passes until the run ends; between passes, sleep until something can change."""
+        tries = _Tries(self)
+        seen: Mapping[str, Attempt] | None = {}
         while True:
             if self._stop_requests:
                 return self._stop(status)
-            attempts = self._observe()
-            now = datetime.now(UTC)
-            decision = engine.decide(
-                RunInput(
+            outcome = loop.run_pass(
+                loop.Ask(
                     dag=self._engine_spec,
                     status=status,
-                    attempts=attempts,
-                    now=now,
+                    now=datetime.now(UTC),
                     previous_run=self._previous,
-                    changed=_changed(seen, attempts),
-                )
+                    seen=seen,
+                ),
+                tries,
             )
-            seen = attempts
+            decision, seen = outcome.decision, outcome.attempts
             status = decision.status
-            for stop in decision.stop:
-                self.launcher.terminate(stop.task, stop.try_number, reason=stop.reason)
-            started = False
-            live = dict(self.launcher.running_tries())
-            for start in decision.start:
-                if (start.task, start.try_number) in launched:
-                    continue
-                if start.task in live:
-                    # An older try is still being stopped; the engine repeats the StartTry
-                    # until it sees the new try, so launch it once the old process is gone.
-                    continue
-                launched.add((start.task, start.try_number))
-                self.launcher.launch(prepare_try(self.context, start.task, start.try_number))
-                started = True
             self.observer.update(status)
             self._persist(status)
             if decision.finished:
                 if not self.launcher.running:
                     return status
                 self.launcher.terminate_all(reason=f"the run is {status.state.value}")
-            if started:
+            if outcome.launched:
                 continue  # observe the new tries right away
+            if engine.stalled(decision, outcome.attempts):
+                return self._stalled(status)
             timeout = None
             if decision.wake_at is not None:
                 timeout = max(0.0, (decision.wake_at - datetime.now(UTC)).total_seconds())
-            if timeout is None and not self.launcher.running and not decision.finished:
-                idle_passes += 1
-                if idle_passes > 1:
-                    return self._stalled(status)
-                continue
-            idle_passes = 0
             self.launcher.wait(timeout)
 
-    def _observe(self) -> dict[str, Attempt]:
-        attempts = self.launcher.poll()
-        for task, attempt in attempts.items():
-            if attempt.phase is AttemptPhase.succeeded and attempt.xcom is not NO_XCOM:
-                self._xcoms[task] = attempt.xcom
-        return attempts
-
     def _stalled(self, status: DAGRunStatus) -> DAGRunStatus:
-        """No try runs, none can start and no wake-up is due: locally nothing will ever change.
-
-        (dependsOnPast on a failed previous run, for example; the operator would keep
-        such a run waiting, but a local run has nothing to wait for.) The run fails,
-        the waiting tasks keep their state and the engine's message saying why.
-        """
-        waiting = [
-            f"{task}: {instance.message or instance.state.value}"
-            for task, instance in status.tasks.items()
-            if not instance.state.finished
-        ]
-        self.observer.note("the run cannot progress: " + "; ".join(waiting))
-        return status.model_copy(
-            update={"state": RunState.failed, "end_time": format_time(datetime.now(UTC))}
-        )
+        """Nothing will ever change (engine.stalled); the operator would wait for another run, but a
+        local run has nothing to wait for: the run fails, the waiting tasks say why they wait."""
+        self.observer.note("the run cannot progress: " + "; ".join(engine.waiting_reasons(status)))
+        return engine.stalled_status(status, now=datetime.now(UTC))
 
     def _stop(self, status: DAGRunStatus) -> DAGRunStatus:
         """Terminate every running try and fold the run into its interrupted final state."""
         if self.launcher.running:
-            self.observer.note(f"{INTERRUPTED}: stopping {self.launcher.running} running tries")
-        self.launcher.terminate_all(reason=INTERRUPTED)
+            self.observer.note(f"{engine.INTERRUPTED}: stopping {self.launcher.running} running tries")
+        self.launcher.terminate_all(reason=engine.INTERRUPTED)
         seen_requests = self._stop_requests
         while self.launcher.running:
             if self._stop_requests > max(1, seen_requests):
@@ -262,7 +221,8 @@ class LocalRunner:
                 seen_requests = self._stop_requests
             self.launcher.wait(0.2)
             self.launcher.poll()
-        return interrupted_status(status, self._observe(), now=datetime.now(UTC))
+        attempts = _Tries(self).observe()
+        return engine.interrupted(self.request.dag.spec, status, attempts, now=datetime.now(UTC))
 
     # -- records --------------------------------------------------------------------------
 
@@ -271,16 +231,13 @@ class LocalRunner:
         if moment - self._last_persist < PERSIST_INTERVAL:
             return
         self._last_persist = moment
-        self.run_dir.write_run(self._dagrun(status, final=False))
+        self.run_dir.write_run(self._dagrun(status, final=False), final=False)
 
     def _dagrun(self, status: DAGRunStatus, *, final: bool) -> DAGRun:
         now = datetime.now(UTC)
         if final and status.end_time is None and status.state.finished:
             status = status.model_copy(update={"end_time": format_time(now)})
-        status = with_run_facts(status, spec=self.request.dag.spec, interval=self.interval, now=now)
-        updates: dict[str, Any] = {}
-        finished = sum(1 for t in status.tasks.values() if t.state.finished)
-        updates["tasks_summary"] = f"{finished}/{len(self.request.dag.spec.tasks)}"
+        status = runstatus.decorated(status, spec=self.request.dag.spec, interval=self.interval, now=now)
         return DAGRun(
             metadata=ObjectMeta(name=self.request.run_name),
             spec=DAGRunSpec(
@@ -289,7 +246,7 @@ class LocalRunner:
                 conf=dict(self.request.conf),
                 run_type=self.request.run_type,
             ),
-            status=status.model_copy(update=updates),
+            status=status,
         )
 
     def _previous_run(self) -> dict[str, TaskState] | None:
@@ -299,44 +256,6 @@ class LocalRunner:
         return previous_run_states(
             self.request.runs_dir, self.request.dag.dag_id, before=self.interval.logical_date
         )
-
-
-def interrupted_status(
-    status: DAGRunStatus, attempts: Mapping[str, Attempt], *, now: datetime
-) -> DAGRunStatus:
-    """The final status of a stopped run: tried tasks failed, untried ones none, the run failed."""
-    tasks: dict[str, TaskInstanceStatus] = {}
-    for task, instance in status.tasks.items():
-        attempt = attempts.get(task)
-        if instance.state.finished:
-            tasks[task] = instance
-        elif attempt is not None and attempt.try_number >= instance.try_number:
-            tasks[task] = instance.model_copy(
-                update={
-                    "state": TaskState.failed,
-                    "try_number": attempt.try_number,
-                    "start_time": format_time(attempt.start_time)
-                    if attempt.start_time
-                    else instance.start_time,
-                    "end_time": format_time(attempt.end_time or now),
-                    "exit_code": attempt.exit_code,
-                    "message": INTERRUPTED,
-                    "next_try_at": None,
-                }
-            )
-        elif instance.try_number >= 1:
-            tasks[task] = instance.model_copy(
-                update={
-                    "state": TaskState.failed,
-                    "message": f"{INTERRUPTED} before the next try",
-                    "next_try_at": None,
-                }
-            )
-        else:
-            tasks[task] = instance.model_copy(
-                update={"state": TaskState.none, "message": f"{INTERRUPTED} before the task started"}
-            )
-    return status.model_copy(update={"state": RunState.failed, "tasks": tasks, "end_time": format_time(now)})
 
 
 @contextlib.contextmanager
@@ -362,7 +281,42 @@ def stop_on_signals(runner: LocalRunner) -> Iterator[None]:
             signal.signal(signum, old)
 
 
-def _changed(seen: Mapping[str, Attempt], attempts: Mapping[str, Attempt]) -> list[str]:
-    """The tasks whose attempt differs from the last pass's (what the engine needs to look at)."""
-    gone = [task for task in seen if task not in attempts]
-    return [task for task, attempt in attempts.items() if seen.get(task) != attempt] + gone
+class _Tries:
+    """The local runner's implementation of the execution port (core.loop.Launcher): tries as processes.
+
+    A StartTry is repeated until its try is observed, so each try is launched once; and
+    while an older try of the task is still being stopped, the new one waits for it to
+    be gone. Observed XCom values are kept for templates and `xcom_pull`.
+    """
+
+    def __init__(self, runner: LocalRunner) -> None:
+        self.runner = runner
+        self.launched: set[tuple[str, int]] = set()
+
+    def observe(self) -> dict[str, Attempt]:
+        attempts = self.runner.launcher.poll()
+        self._keep_xcoms(attempts.values())
+        return attempts
+
+    def launch(self, starts: Sequence[StartTry]) -> dict[str, Attempt]:
+        launcher = self.runner.launcher
+        live = dict(launcher.running_tries())
+        immediate: dict[str, Attempt] = {}
+        for start in starts:
+            if (start.task, start.try_number) in self.launched or start.task in live:
+                continue
+            self.launched.add((start.task, start.try_number))
+            attempt = launcher.launch(prepare_try(self.runner.context, start.task, start.try_number))
+            if attempt is not None:
+                immediate[start.task] = attempt
+        self._keep_xcoms(immediate.values())
+        return immediate
+
+    def stop(self, stops: Sequence[StopTry]) -> None:
+        for stop in stops:
+            self.runner.launcher.terminate(stop.task, stop.try_number, reason=stop.reason)
+
+    def _keep_xcoms(self, attempts: Iterable[Attempt]) -> None:
+        for attempt in attempts:
+            if attempt.phase is AttemptPhase.succeeded and attempt.xcom is not NO_XCOM:
+                self.runner._xcoms[attempt.task] = attempt.xcom

@@ -62,6 +62,10 @@ def test_run_does_not_import_the_kubernetes_stack(tmp_path: Path) -> None:
     )
     loaded = modules_after(["run", str(dag), "--runs-dir", str(tmp_path / "runs")])
     assert "kubeflowlite" in loaded and not loaded & set(HEAVY)
+    # Nor what this DAG does not use: it has no template (Jinja is imported for the first
+    # text with markup), and no cron schedule.
+    assert not loaded & {"jinja2", "croniter"}, sorted(loaded & {"jinja2", "croniter"})
+    assert "rich" not in loaded  # its output is not a terminal: plain lines, no rich
 
 
 def test_a_cluster_command_loads_it() -> None:

@@ -379,7 +379,10 @@ class TestOtherDags:
         result = run_dag(sensing, runs)
         tasks = result.run.status.tasks
         assert tasks["wait_load"].state is TaskState.success
-        assert "upstream.load is success" in result.run_dir.log_path("wait_load", 1).read_text()
+        assert (
+            "upstream.load at 2020-02-09T00:00:00Z is success"
+            in result.run_dir.log_path("wait_load", 1).read_text()
+        )
         assert tasks["wait_day_before"].state is TaskState.failed
         assert "timed out" in result.run_dir.log_path("wait_day_before", 1).read_text()
 
@@ -469,9 +472,7 @@ def test_python_dash_m_kubeflowlite_is_the_cli() -> None:
 class TestDisplay:
     def test_terminal_gets_the_live_table_and_the_summary(self, tmp_path: Path) -> None:
         screen = io.StringIO()
-        console = Console(file=screen, force_terminal=True, width=120, color_system=None)
-        display = make_display(console)
-        assert isinstance(display, LiveDisplay)
+        display = LiveDisplay(Console(file=screen, force_terminal=True, width=120, color_system=None))
         dag = make_dag(
             "shown",
             [{"name": "fine", "bash": "sleep 0.6"}, {"name": "broken", "bash": "exit 2", "retries": 0}],
@@ -488,5 +489,26 @@ class TestDisplay:
         assert f"log: {log}" in text
         assert "run failed" in text and "shown-1" in text
 
-    def test_pipes_get_plain_lines(self) -> None:
-        assert isinstance(make_display(Console(file=io.StringIO())), PlainDisplay)
+    def test_pipes_get_plain_lines_and_terminals_the_live_table(self) -> None:
+        assert isinstance(make_display(io.StringIO()), PlainDisplay)
+        assert isinstance(make_display(io.StringIO(), terminal=True), LiveDisplay)
+
+    def test_plain_lines_and_summary_without_rich(self, tmp_path: Path) -> None:
+        out = io.StringIO()
+        dag = make_dag(
+            "piped", [{"name": "ok", "bash": "true"}, {"name": "bad", "bash": "exit 3", "retries": 0}]
+        )
+        result = LocalRunner(
+            RunRequest(dag=dag, runs_dir=tmp_path / "runs", logical_date=LOGICAL_DATE, run_name="piped-1"),
+            observer=make_display(out),
+        ).run()
+        lines = out.getvalue().splitlines()
+        assert any(line.endswith("ok success (try 1)") for line in lines)
+        assert "bad try 1 failed: exit code 3" in lines
+        header = lines.index(" task  state    tries  duration")  # the summary table, aligned
+        assert [line.split()[:3] for line in lines[header + 1 : header + 3]] == [
+            ["ok", "success", "1"],
+            ["bad", "failed", "1"],
+        ]
+        assert f"bad failed: exit code 3  log: {result.run_dir.log_path('bad', 1)}" in lines
+        assert "run failed  piped " in out.getvalue() and f"logs: {result.run_dir.path}" in lines

@@ -11,6 +11,7 @@ tests/cluster; these tests pin down the timing rules exactly and run in millisec
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -136,7 +137,7 @@ def harness(tasks: list[dict[str, Any]]) -> Harness:
         "spec": {"dagName": "etl", "logicalDate": "2024-05-01T00:00:00Z", "runType": "manual"},
     }
     api = FakeApi(kube.ClusterConfig(server="http://fake"))
-    api.objects[kube.DAGRUNS.path(NS, RUN)] = dict(run)
+    api.objects[kube.DAGRUNS.path(NS, RUN)] = copy.deepcopy(run)  # the server's copy, not the view's
     view = FakeView(dag_objects={"etl": dag}, runs={RUN: run})
     monotonic = [1000.0]
     enqueued: list[Hashable] = []
@@ -193,3 +194,113 @@ def test_the_pod_the_controller_creates_is_named_for_its_try() -> None:
     h = harness([{"name": "t", "bash": "true"}])
     h.reconcile()
     assert kube.PODS.path(NS, names.pod_name(RUN, "t", 1)) in h.api.objects
+
+
+def test_a_refused_try_is_retried_and_the_refusal_forgotten_once_the_engine_moves_on() -> None:
+    h = harness([{"name": "t", "bash": "true", "retries": 1, "retryDelay": "0s"}])
+    h.api.refuse_pods = "denied by policy"
+    h.reconcile()
+    assert "t" in h.controller._memory[(NS, RUN)].launch_failures
+    h.api.refuse_pods = None
+    h.reconcile()  # the refusal fails try 1; try 2 is started at once (no delay) and its Pod created
+    task = h.status()["tasks"]["t"]
+    assert task["tryNumber"] == 2 and task["state"] == "queued"
+    assert kube.PODS.path(NS, names.pod_name(RUN, "t", 2)) in h.api.objects
+    h.reconcile()
+    assert h.controller._memory[(NS, RUN)].launch_failures == {}
+
+
+def test_memory_is_rebuilt_from_the_watched_status_after_a_restart() -> None:
+    h = harness([{"name": "t", "bash": "true"}])
+    h.reconcile()
+    written = h.status()
+    # A new controller (a restarted operator) that sees the run as the server holds it.
+    h.view.runs[RUN] = {**h.view.runs[RUN], "status": written}
+    fresh = RunController(
+        client=h.api,
+        view=h.view,
+        xcoms=xcom_store.RunStore(h.api),
+        enqueue=h.enqueued.append,
+        clock=lambda: NOW,
+        monotonic=lambda: h.monotonic[0],
+    )
+    patches_before = h.api.count("patch", "dagruns")
+    asyncio.run(fresh.reconcile(NS, RUN))
+    memory = fresh._memory[(NS, RUN)]
+    assert memory.status.tasks["t"].state.value == "queued" and memory.spec is not None
+    assert h.api.count("patch", "dagruns") == patches_before  # nothing changed: nothing written
+    # It has no launch record, so it makes sure the Pod exists (AlreadyExists: no duplicate).
+    assert len([path for path in h.api.objects if "/pods/" in path]) == 1
+
+
+def test_a_finished_run_is_let_go_once_the_watch_has_caught_up() -> None:
+    h = harness([{"name": "t", "bash": "true"}])
+    h.reconcile()
+    pod = dict(h.api.objects[kube.PODS.path(NS, names.pod_name(RUN, "t", 1))])
+    pod["status"] = {
+        "phase": "Succeeded",
+        "containerStatuses": [
+            {
+                "name": "main",
+                "state": {
+                    "terminated": {
+                        "exitCode": 0,
+                        "startedAt": "2024-05-01T12:00:00Z",
+                        "finishedAt": "2024-05-01T12:00:01Z",
+                    }
+                },
+            }
+        ],
+    }
+    h.view.pods[RUN] = [pod]
+    h.reconcile()
+    assert h.status()["state"] == "success"
+    memory = h.controller._memory[(NS, RUN)]
+    # The watch still shows an older version of the run: the memory is what is current.
+    h.reconcile()
+    assert (NS, RUN) in h.controller._memory
+    h.view.runs[RUN] = {
+        **h.view.runs[RUN],
+        "status": h.status(),
+        "metadata": {**h.view.runs[RUN]["metadata"], "resourceVersion": memory.resource_version},
+    }
+    assert h.reconcile() is None
+    assert (NS, RUN) not in h.controller._memory
+
+
+def test_a_held_run_says_why_once_and_wakes_its_dag() -> None:
+    h = harness([{"name": "t", "bash": "true"}])
+    h.view.dag_objects["etl"]["spec"]["paused"] = True
+    h.reconcile()
+    status = h.status()
+    assert status["state"] == "queued"
+    (condition,) = status["conditions"]
+    assert (condition["type"], condition["status"], condition["reason"]) == ("Admitted", "False", "DAGPaused")
+    assert ("dag", NS, "etl") in h.enqueued
+    writes = h.api.count("patch", "dagruns")
+    h.reconcile()
+    assert h.api.count("patch", "dagruns") == writes  # the same reason: not written again
+    assert h.api.count("create", "pods") == 0
+
+
+def test_a_sensor_is_poked_in_the_pass_that_starts_it_and_asks_to_be_woken() -> None:
+    h = harness([{"name": "wait", "sensor": {"dag": "other", "pokeInterval": "45s", "timeout": "1h"}}])
+    delay = h.reconcile()
+    task = h.status()["tasks"]["wait"]
+    assert task["state"] == "running" and task["message"].startswith("waiting for other at")
+    assert "podName" not in task and h.api.count("create", "pods") == 0
+    assert delay == 45.0
+
+
+def test_a_template_error_fails_the_try_in_the_same_pass_and_its_downstream_follows() -> None:
+    h = harness(
+        [
+            {"name": "broken", "bash": "{{ nope.nothing }}", "retries": 0},
+            {"name": "cleanup", "bash": "true", "dependsOn": ["broken"], "triggerRule": "all_failed"},
+        ]
+    )
+    h.reconcile()
+    tasks = h.status()["tasks"]
+    assert tasks["broken"]["state"] == "failed" and "template error" in tasks["broken"]["message"]
+    assert tasks["cleanup"]["state"] == "queued"  # decided again in the same pass: no second reconcile
+    assert h.api.count("create", "pods") == 1  # cleanup's Pod only

@@ -7,6 +7,7 @@ from typing import Any
 
 from kubeflowlite.api.dag import DAGSpec
 from kubeflowlite.api.dagrun import DAGRunStatus, RunState, TaskInstanceStatus, TaskState
+from kubeflowlite.core import runstatus
 from kubeflowlite.core.engine import AttemptPhase
 from kubeflowlite.k8s import names, patches
 from kubeflowlite.k8s import run_rules as rules
@@ -207,20 +208,23 @@ def test_pod_names_follow_the_current_try_of_pod_tasks() -> None:
         b=TaskInstanceStatus(state=TaskState.none, try_number=2),
         s=TaskInstanceStatus(state=TaskState.running, try_number=1),
     )
-    named = rules.with_pod_names(current, run_name=RUN, pod_tasks=frozenset({"a", "b"}))
+    namer = rules.pod_namer(RUN, frozenset({"a", "b"}))
+    named = runstatus.with_pod_names(current, namer)
     assert named.tasks["a"].pod_name == names.pod_name(RUN, "a", 3)
     assert named.tasks["b"].pod_name is None  # cleared, waiting: no Pod of the current try yet
     assert named.tasks["s"].pod_name is None  # a sensor has no Pod
-    assert rules.with_pod_names(named, run_name=RUN, pod_tasks=frozenset({"a", "b"})) is named
+    assert runstatus.with_pod_names(named, namer) is named
 
 
 def test_conditions_keep_their_transition_time_while_the_status_holds() -> None:
-    first = rules.set_condition([], rules.admitted_condition(rules.Hold("MaxActiveRuns", "waiting")), now=NOW)
-    later = NOW + timedelta(minutes=5)
-    same = rules.set_condition(
-        first, rules.admitted_condition(rules.Hold("MaxActiveRuns", "still waiting")), now=later
+    first = runstatus.set_condition(
+        [], runstatus.admitted_condition(runstatus.Hold("MaxActiveRuns", "waiting")), now=NOW
     )
-    started = rules.set_condition(same, rules.admitted_condition(None), now=later)
+    later = NOW + timedelta(minutes=5)
+    same = runstatus.set_condition(
+        first, runstatus.admitted_condition(runstatus.Hold("MaxActiveRuns", "still waiting")), now=later
+    )
+    started = runstatus.set_condition(same, runstatus.admitted_condition(None), now=later)
     assert (
         same[0].last_transition_time == first[0].last_transition_time and same[0].message == "still waiting"
     )
