@@ -7,18 +7,17 @@
    installed CLI does (a PYTHONDONTWRITEBYTECODE from a test harness is dropped).
 2. Side by side: a DAG of 100 trivial bash tasks (a chain of 20, then a fan-out of
    80 from its last task), run with `kubeflowlite run` and with `airflow dags test`
-   (Airflow's own way to run one DAG run in one process, no scheduler). Airflow is
-   installed into a throwaway venv by this benchmark (apache-airflow==AIRFLOW_VERSION
-   from PyPI; Airflow's constraint files live on GitHub, which this network cannot
-   reach, so the version is pinned instead), with a fresh AIRFLOW_HOME and its
-   SQLite database migrated before timing. Goal: kubeflowlite at least 25 times faster
+   (Airflow's own way to run one DAG run in one process, no scheduler). Airflow is the
+   one the differential tests use: hack/airflow-venv's cached venv, every version pinned
+   by hack/airflow-requirements.txt (built on first use), with a fresh AIRFLOW_HOME and
+   its SQLite database migrated before timing. Goal: kubeflowlite at least 25 times faster
    (wall time). The run's start-up (a 1-task run) is shown apart from the other tasks'
    cost; on a loaded machine compare the cpu column too (wall then includes waiting
    for a core, and spawning 100 processes waits the most).
 
     .venv/bin/python -m benchmarks.bench_cli [--repeat 5] [--airflow-venv DIR] [--no-airflow] [--breakdown]
 
---airflow-venv DIR reuses (or creates) that venv instead of a temporary one.
+--airflow-venv DIR uses the Airflow installed in that venv instead.
 --breakdown profiles the 100-task run in this process (CPU time by part: spawning,
 preparing tries, the engine, observing, the display, the run records).
 """
