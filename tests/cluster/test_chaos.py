@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from kube_fixtures import Cluster
 from kubernetes.client import ApiException
@@ -99,7 +99,9 @@ def test_apiserver_and_etcd_restarts_mid_run(own_plane: Cluster, tmp_path: Path)
     assert " WARNING " in log  # the lost connections were noticed, in one line each
 
 
-@settings(max_examples=1, deadline=None, suppress_health_check=list(HealthCheck))
+# One example, never replayed or shrunk: the cluster keeps the first try's objects, so a
+# replay would test something else (and shrinking 150 DAGs on a cluster takes hours).
+@settings(max_examples=1, deadline=None, suppress_health_check=list(HealthCheck), phases=[Phase.generate])
 @given(docs=st.lists(mutated(), min_size=150, max_size=150))
 def test_the_operator_survives_generated_dags(
     docs: list[Any], cluster: Any, namespace: str, crds: None, operator: OperatorProcess, api: Api
@@ -128,5 +130,7 @@ def test_the_operator_survives_generated_dags(
     assert "Traceback" not in operator.log()
     api.apply(dag_manifest("after-the-storm", [{"name": "a", "bash": "true"}]))
     run = api.create_run("after-the-storm", "2024-01-01T00:00:00Z")
-    assert api.wait_run(run, timeout=60)["status"]["state"] == "success"
+    # The valid fuzzed DAGs' scheduled runs (up to ~100, with their Pods) are in flight too:
+    # the good run takes its turn among them, so the wait allows for a loaded machine.
+    assert api.wait_run(run, timeout=240)["status"]["state"] == "success"
     print(f"\n{len(accepted)} of {len(docs)} generated DAGs passed the CRD schema; all judged, no crash")
