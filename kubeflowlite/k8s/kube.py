@@ -334,8 +334,23 @@ class Kube:
         field_selector: str | None = None,
     ) -> list[dict[str, Any]]:
         """Every object (all pages); `namespace` None lists across namespaces."""
+        items, _ = await self.list_with_version(
+            resource, namespace, label_selector=label_selector, field_selector=field_selector
+        )
+        return items
+
+    async def list_with_version(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str]:
+        """Every object (all pages) and the list's resourceVersion: where a watch of the same set starts."""
         items: list[dict[str, Any]] = []
         token: str | None = None
+        version = ""
         while True:
             page = await self.request(
                 "GET",
@@ -350,9 +365,10 @@ class Kube:
                 },
             )
             items.extend(page.get("items") or [])
+            version = version or str((page.get("metadata") or {}).get("resourceVersion") or "")
             token = (page.get("metadata") or {}).get("continue")
             if not token:
-                return items
+                return items, version
 
     async def list_metadata(self, resource: Resource, namespace: str | None) -> list[dict[str, Any]]:
         """The metadata of every object (a PartialObjectMetadataList): names and resourceVersions, no bodies."""
@@ -520,6 +536,7 @@ class Kube:
         *,
         resource_version: str | None = None,
         timeout_seconds: int = 300,
+        label_selector: str | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
         """The watch events ({"type", "object"}) of `resource` until the server ends the stream.
 
@@ -533,6 +550,7 @@ class Kube:
                 "allowWatchBookmarks": "true",
                 "timeoutSeconds": timeout_seconds,
                 **({"resourceVersion": resource_version} if resource_version else {}),
+                **({"labelSelector": label_selector} if label_selector else {}),
             }
         )
         url = resource.path(namespace).lstrip("/") + f"?{query}"

@@ -35,13 +35,13 @@ import time
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
 from kubeflowlite.api.dag import DAGSpec, Task, effective_field
 from kubeflowlite.api.dagrun import DAGRunSpec, DAGRunStatus, RunState, RunType, TaskState
-from kubeflowlite.core import engine, loading
+from kubeflowlite.core import engine, loading, runstatus
 from kubeflowlite.core.engine import IN_FLIGHT, Attempt, AttemptPhase, RunInput
 from kubeflowlite.core.schedule import Schedule, parse_time
 from kubeflowlite.core.validation import InvalidDAGError
@@ -114,6 +114,14 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+class PodSeeding(Protocol):
+    """The Pod cache's part in a reconcile (k8s.podwatch.PodCache): complete a run's Pods, let them go."""
+
+    async def seed(self, namespace: str, run_name: str) -> None: ...
+
+    def release(self, namespace: str, run_name: str) -> None: ...
+
+
 class RunController:
     """Reconciles DAGRuns; one instance per operator, called by the work queue."""
 
@@ -127,6 +135,7 @@ class RunController:
         settings: RunSettings | None = None,
         clock: Callable[[], datetime] = _now,
         monotonic: Callable[[], float] = time.monotonic,
+        pods: PodSeeding | None = None,
     ) -> None:
         self.client = client
         self.view = view
@@ -136,6 +145,8 @@ class RunController:
         self.clock = clock
         self.monotonic = monotonic
         """The clock of launch grace periods (a test seam, as `clock` is for run times)."""
+        self.pods = pods
+        """None: the view always holds every Pod of every run (a test's view)."""
         self.namespace_config = runtime_config.NamespaceConfigCache(
             client, read_secrets=self.settings.read_connection_secrets
         )
@@ -148,6 +159,8 @@ class RunController:
         """The run is gone: drop everything remembered about it."""
         self._memory.pop((namespace, name), None)
         self.xcoms.forget(namespace, name)
+        if self.pods is not None:
+            self.pods.release(namespace, name)
 
     def _memory_for(self, namespace: str, name: str, body: Obj) -> RunMemory:
         metadata = body.get("metadata") or {}
@@ -301,6 +314,8 @@ class RunController:
     async def _observe(self, work: _Pass) -> None:
         """Attempts from the run's Pods, refused launches and in-flight inline tasks; the stored XComs."""
         facts, memory, now = work.facts, work.memory, work.now
+        if self.pods is not None:
+            await self.pods.seed(facts.namespace, facts.run_name)
         work.pods = self.view.pods_of_run(facts.namespace, facts.run_name)
         work.wakes.append(rules.pending_deadline(work.pods, self.settings.pending_timeout))
         work.attempts = rules.attempts_from_pods(
@@ -487,7 +502,7 @@ class RunController:
     ) -> None:
         """Patch the status if it changed (the duration alone is not a change); updates the memory."""
         status = rules.with_run_facts(status, spec=facts.spec, interval=facts.interval, now=now)
-        wire = status.to_wire()
+        wire = runstatus.to_wire(status, previous=(memory.status, memory.wire))
         if _without_duration(wire) == _without_duration(memory.wire):
             memory.status = status
             return
@@ -538,7 +553,8 @@ class RunController:
                 "conditions": rules.set_condition(memory.status.conditions, condition, now=now),
             }
         )
-        await self._patch_status(namespace, name, memory, status, status.to_wire())
+        wire = runstatus.to_wire(status, previous=(memory.status, memory.wire))
+        await self._patch_status(namespace, name, memory, status, wire)
         if current is None:
             self.enqueue(dag_key(namespace, (body.get("spec") or {}).get("dagName", "")))
 
@@ -575,13 +591,14 @@ class RunController:
     async def _after_end(self, namespace: str, name: str, body: Obj, memory: RunMemory) -> None:
         """A finished run: its podCleanup, and let go of its memory once the watch has caught up."""
         if memory.spec is not None and memory.spec.pod_cleanup != "keep":
+            if self.pods is not None:
+                await self.pods.seed(namespace, name)
             pods = self.view.pods_of_run(namespace, name)
             doomed = rules.pods_to_clean(memory.spec.pod_cleanup, pods, memory.status)
             if doomed:
                 await asyncio.gather(*(self.client.delete(kube.PODS, namespace, pod) for pod in doomed))
         if memory.resource_version == (body.get("metadata") or {}).get("resourceVersion"):
-            self._memory.pop((namespace, name), None)
-            self.xcoms.forget(namespace, name)
+            self.forget(namespace, name)
 
     # -- inline tasks -------------------------------------------------------------------------------
 
