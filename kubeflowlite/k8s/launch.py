@@ -58,13 +58,25 @@ class RunFacts:
 
     def task(self, name: str) -> Task:
         """The task `name` with the DAG's defaults applied (KeyError if the snapshot has no such task)."""
-        for task in self.spec.tasks:
-            if task.name == name:
-                return effective_task(self.spec, task)
-        raise KeyError(name)
+        return effective_task(self.spec, _tasks_by_name(self.spec)[name])
 
     def dag(self) -> DAG:
         return DAG(metadata=ObjectMeta(name=self.dag_name), spec=self.spec)
+
+
+_BY_NAME: dict[int, tuple[DAGSpec, dict[str, Task]]] = {}
+
+
+def _tasks_by_name(spec: DAGSpec) -> dict[str, Task]:
+    """The spec's tasks by name, memoized per spec object (a run's snapshot never changes; a fan-out
+    of N tasks looked each one up with a scan, O(N^2))."""
+    found = _BY_NAME.get(id(spec))
+    if found is None or found[0] is not spec:
+        if len(_BY_NAME) > 256:
+            _BY_NAME.clear()
+        found = (spec, {task.name: task for task in spec.tasks})
+        _BY_NAME[id(spec)] = found
+    return found[1]
 
 
 def context_for(facts: RunFacts, task: Task, try_number: int, xcoms: Mapping[str, str]) -> dict[str, Any]:

@@ -222,11 +222,26 @@ class PodCache:
             current = pods.get(name)
             if current is not None and not _newer(metadata, current["metadata"]):
                 return  # an older version than the one a seed already put here
-            pods[name] = view.slim_pod(obj)
+            slim = pods[name] = view.slim_pod(obj)
+            if kind == "MODIFIED" and current is not None and _same_but_version(slim, current):
+                # Nothing observation reads changed (the scheduler bound it, an IP was set):
+                # no reconcile. Most of a Pod's updates are of this kind.
+                notify = False
         if notify:
             self.on_change(
                 namespace, (metadata.get("annotations") or {}).get(names.ANNOTATION_RUN_NAME) or run
             )
+
+
+def _same_but_version(new: dict[str, Any], old: dict[str, Any]) -> bool:
+    if new["status"] != old["status"]:
+        return False
+    new_meta, old_meta = new["metadata"], old["metadata"]
+    return all(
+        new_meta.get(key) == old_meta.get(key)
+        for key in new_meta.keys() | old_meta.keys()
+        if key != "resourceVersion"
+    )
 
 
 def _newer(incoming: dict[str, Any], current: dict[str, Any]) -> bool:

@@ -96,8 +96,9 @@ class RunMemory:
     launched: dict[str, float] = field(default_factory=dict)
     """Pods created (or found existing) but not yet seen in the view -> when (monotonic): not re-created
     while the watch catches up, unless that takes longer than LAUNCH_GRACE."""
-    folded: dict[str, tuple[str, Attempt]] = field(default_factory=dict)
-    """Pod name -> (resourceVersion, Attempt): a Pod that did not change is not folded again."""
+    folded: dict[str, tuple[str, Attempt, datetime | None]] = field(default_factory=dict)
+    """Pod name -> (resourceVersion, Attempt, valid until): a Pod that did not change is not folded again
+    (a Pending Pod's attempt holds until its pending timeout; any other's for good)."""
 
 
 @dataclass(frozen=True)
@@ -436,7 +437,7 @@ class RunController:
     # -- acting -----------------------------------------------------------------------------------
 
     def _folder(self, memory: RunMemory, pods: list[Obj], now: datetime) -> Callable[[Obj], Attempt]:
-        """observe.attempt_from_pod, memoized per Pod version (Pending Pods depend on the clock: not kept)."""
+        """observe.attempt_from_pod, memoized per Pod version (a Pending Pod's only until its pending timeout)."""
         seen = {str((pod.get("metadata") or {}).get("name")) for pod in pods}
         for name in [n for n in memory.launched if n in seen]:
             del memory.launched[name]
@@ -447,11 +448,15 @@ class RunController:
             metadata = pod.get("metadata") or {}
             name, version = str(metadata.get("name")), str(metadata.get("resourceVersion"))
             cached = memory.folded.get(name)
-            if cached is not None and cached[0] == version:
+            if cached is not None and cached[0] == version and (cached[2] is None or now <= cached[2]):
                 return cached[1]
-            attempt = observe.attempt_from_pod(pod, now=now, pending_timeout=self.settings.pending_timeout)
-            if attempt.phase is not AttemptPhase.pending:
-                memory.folded[name] = (version, attempt)
+            timeout = self.settings.pending_timeout
+            attempt = observe.attempt_from_pod(pod, now=now, pending_timeout=timeout)
+            until = None
+            if attempt.phase is AttemptPhase.pending:
+                created = metadata.get("creationTimestamp")
+                until = parse_time(str(created)) + timeout if created else now
+            memory.folded[name] = (version, attempt, until)
             return attempt
 
         return fold

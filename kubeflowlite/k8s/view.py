@@ -96,7 +96,8 @@ _KEPT_METADATA = (
     "deletionGracePeriodSeconds",
 )
 _KEPT_STATUS = ("phase", "reason", "message", "startTime")
-_KEPT_CONDITIONS = frozenset({"PodScheduled", "DisruptionTarget"})
+_KEPT_CONDITIONS = {"PodScheduled": "False", "DisruptionTarget": "True"}
+"""The conditions observation reads, in the status it reads them in (unschedulable, disrupted)."""
 _COMMON = {
     text: text for text in ("Pending", "Running", "Succeeded", "Failed", "Unknown", "main", "True", "False")
 }
@@ -124,7 +125,7 @@ def slim_pod(body: Obj) -> dict[str, Any]:
     conditions = [
         {key: _shared(condition[key]) for key in ("type", "status", "reason", "message") if key in condition}
         for condition in status.get("conditions") or []
-        if condition.get("type") in _KEPT_CONDITIONS
+        if _KEPT_CONDITIONS.get(condition.get("type")) == condition.get("status")
     ]
     if conditions:
         slim_status["conditions"] = conditions

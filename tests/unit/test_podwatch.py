@@ -205,3 +205,27 @@ def test_release_forgets_a_run_until_it_is_seeded_again() -> None:
         await cache.stop()
 
     asyncio.run(scenario())
+
+
+def test_an_update_that_observation_does_not_read_queues_nothing() -> None:
+    async def scenario() -> None:
+        client = FakeClient(pods=[pod("r", "a", "Pending", 1)])
+        cache, changed = cache_over(client)
+        await cache.start()
+        bound = pod("r", "a", "Pending", 2)
+        bound["spec"]["nodeName"] = "node-1"
+        bound["status"]["conditions"] = [{"type": "PodScheduled", "status": "True"}]
+        cache._apply("MODIFIED", bound)
+        assert changed == [], "bound by the scheduler: nothing observation reads changed"
+        [kept] = cache.pods_of_run(NS, "r")
+        assert kept["metadata"]["resourceVersion"] == "2"
+        unschedulable = pod("r", "a", "Pending", 3)
+        unschedulable["status"]["conditions"] = [
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "no node"}
+        ]
+        cache._apply("MODIFIED", unschedulable)
+        cache._apply("MODIFIED", pod("r", "a", "Running", 4))
+        assert changed == [(NS, "r"), (NS, "r")]
+        await cache.stop()
+
+    asyncio.run(scenario())
