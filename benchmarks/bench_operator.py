@@ -620,10 +620,14 @@ def startup(cl: Cluster, counts: list[int], tmp: Path) -> bool:
             try:
                 deadline = time.monotonic() + 300
                 while (
-                    not any(n.startswith("fresh-run-") for n in watch.created) and time.monotonic() < deadline
+                    not any(n.startswith("fresh-run-") for n in list(watch.created))
+                    and time.monotonic() < deadline
                 ):
-                    time.sleep(0.02)
-                first = min((t for n, t in watch.created.items() if n.startswith("fresh-run-")), default=None)
+                    time.sleep(0.005)
+                cpu = cpu_seconds(operator.pid)
+                first = min(
+                    (t for n, t in list(watch.created.items()) if n.startswith("fresh-run-")), default=None
+                )
                 if first is None:
                     print("  the new run's Pod never appeared")
                     missed = True
@@ -631,7 +635,8 @@ def startup(cl: Cluster, counts: list[int], tmp: Path) -> bool:
                 seconds = first - operator.spawned
                 print(
                     f"  operator start -> first Pod of the new run: {seconds:.2f}s "
-                    f"(goal < {STARTUP_GOAL_S:g}s); RSS {rss_mib(operator.pid):.0f} MiB"
+                    f"(goal < {STARTUP_GOAL_S:g}s), operator CPU by then {cpu:.2f}s; "
+                    f"RSS {rss_mib(operator.pid):.0f} MiB; load average {os.getloadavg()[0]:.1f}"
                 )
                 missed |= count >= 10000 and seconds >= STARTUP_GOAL_S
             finally:
