@@ -32,7 +32,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -41,7 +41,7 @@ from pydantic import ValidationError
 
 from kubeflowlite.api.dag import DAGSpec, Task, effective_field
 from kubeflowlite.api.dagrun import DAGRunSpec, DAGRunStatus, RunState, RunType, TaskState
-from kubeflowlite.core import engine, loading, runstatus
+from kubeflowlite.core import engine, loading
 from kubeflowlite.core.engine import IN_FLIGHT, Attempt, AttemptPhase, RunInput
 from kubeflowlite.core.schedule import Schedule, parse_time
 from kubeflowlite.core.validation import InvalidDAGError
@@ -365,6 +365,10 @@ class RunController:
                     continue
                 prepared = launch.pod_for_try(facts, start.task, start.try_number, xcoms=work.values, now=now)
                 work.prepared[key] = prepared
+                if len(work.prepared) % 100 == 0:
+                    await asyncio.sleep(
+                        0
+                    )  # thousands of Pods to build: let other runs' reconciles in between
                 if isinstance(prepared, Attempt):
                     immediate[start.task] = prepared
             if not immediate:
@@ -507,7 +511,7 @@ class RunController:
     ) -> None:
         """Patch the status if it changed (the duration alone is not a change); updates the memory."""
         status = rules.with_run_facts(status, spec=facts.spec, interval=facts.interval, now=now)
-        wire = runstatus.to_wire(status, previous=(memory.status, memory.wire))
+        wire = status.to_wire(previous=(memory.status, memory.wire))
         if _without_duration(wire) == _without_duration(memory.wire):
             memory.status = status
             return
@@ -558,7 +562,7 @@ class RunController:
                 "conditions": rules.set_condition(memory.status.conditions, condition, now=now),
             }
         )
-        wire = runstatus.to_wire(status, previous=(memory.status, memory.wire))
+        wire = status.to_wire(previous=(memory.status, memory.wire))
         await self._patch_status(namespace, name, memory, status, wire)
         if current is None:
             self.enqueue(dag_key(namespace, (body.get("spec") or {}).get("dagName", "")))
@@ -702,15 +706,27 @@ def _due(body: Obj, spec: DAGRunSpec, facts: launch.RunFacts) -> datetime | None
         return None
 
 
-def _pods_created(pods: list[Obj]) -> dict[str, datetime]:
-    created = {}
-    for pod in pods:
-        metadata = pod.get("metadata") or {}
+def _pods_created(pods: list[Obj]) -> Mapping[str, datetime]:
+    """Pod name -> creation time, parsed only for the Pods asked about (the tries that started)."""
+    return _CreationTimes({str((p.get("metadata") or {}).get("name")): p for p in pods})
+
+
+class _CreationTimes(Mapping[str, datetime]):
+    def __init__(self, pods: dict[str, Obj]) -> None:
+        self._pods = pods
+
+    def __getitem__(self, name: str) -> datetime:
+        metadata = self._pods[name].get("metadata") or {}
         try:
-            created[str(metadata.get("name"))] = parse_time(str(metadata.get("creationTimestamp") or ""))
+            return parse_time(str(metadata.get("creationTimestamp") or ""))
         except ValueError:
-            continue
-    return created
+            raise KeyError(name) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._pods)
+
+    def __len__(self) -> int:
+        return len(self._pods)
 
 
 def _without_duration(wire: Mapping[str, Any]) -> dict[str, Any]:
