@@ -240,7 +240,7 @@ class DAGRunStatus(ApiModel):
             if old_status is not None and old_status.dag_spec is self.dag_spec and "dagSpec" in old_wire:
                 wire["dagSpec"] = old_wire["dagSpec"]
             else:
-                wire["dagSpec"] = self.dag_spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+                wire["dagSpec"] = _spec_wire(self.dag_spec)
         current = _as_dict(self.tasks)
         large = len(current) > LARGE_RUN_TASKS
         earlier = _as_dict(old_status.tasks) if old_status is not None else {}
@@ -252,6 +252,21 @@ class DAGRunStatus(ApiModel):
             tasks[name] = same if same is not None else _task_wire(instance, large=large)
         wire["tasks"] = tasks
         return wire
+
+
+_SPEC_WIRES: dict[int, tuple[DAGSpec, dict[str, Any]]] = {}
+
+
+def _spec_wire(spec: DAGSpec) -> dict[str, Any]:
+    """A spec snapshot as stored, one dict per spec object (every run of a DAG shares its snapshot;
+    nothing writes into a wire dict). Memoized by identity, the spec held so that ids are not reused."""
+    found = _SPEC_WIRES.get(id(spec))
+    if found is None or found[0] is not spec:
+        if len(_SPEC_WIRES) > 64:
+            _SPEC_WIRES.clear()
+        found = (spec, spec.model_dump(mode="json", by_alias=True, exclude_defaults=True))
+        _SPEC_WIRES[id(spec)] = found
+    return found[1]
 
 
 def _task_wire(instance: TaskInstanceStatus, *, large: bool) -> dict[str, Any]:
