@@ -674,6 +674,8 @@ def large(cl: Cluster, width: int, tmp: Path) -> bool:
             f"tasks done; its hops: p50 {statistics.median(hops):.1f} ms, max {max(hops):.1f} ms "
             f"(goal p50 < {HOP_GOAL_MS:g} ms)"
         )
+        midway = len(cl.kubectl("get", "dagrun", "large-run", "-n", namespace, "-o", "json").encode())
+        print(f"  the large run's object meanwhile: {midway / 1024:.0f} KiB (as kubectl prints it, indented)")
         result = wait_run(cl, namespace, "large-run", timeout=3600)
         elapsed = time.monotonic() - started
         body = cl.kubectl("get", "dagrun", "large-run", "-n", namespace, "-o", "json")
