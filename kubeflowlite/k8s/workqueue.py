@@ -7,11 +7,12 @@ never reconciled by two workers at once; a reconcile that asks to be woken later
 (a retry delay, a schedule) gets a timer, the earliest one wins; a reconcile that
 raises is retried with exponential backoff instead of hot-looping.
 
-A key is not started again sooner than its last reconcile lasted (`spacing` times
-that, at most SPACING_MAX) after that one ended: a run whose reconcile is costly (a
-10,000-task status) batches the events that arrive meanwhile into one reconcile,
-instead of taking the event loop from every other run on each Pod update. A cheap
-reconcile is held back by as little as it cost.
+A key is not started again sooner than its last reconcile cost in CPU (`spacing`
+times that, at most SPACING_MAX) after that one ended: a run whose reconcile is
+costly (a 10,000-task status) batches the events that arrive meanwhile into one
+reconcile, instead of taking the event loop from every other run on each Pod
+update. A reconcile that cost less than SPACING_MIN is not held back at all, and
+time spent waiting on the API server does not count.
 
 No kopf and no Kubernetes here, only asyncio: the queue is tested on its own.
 """
@@ -34,6 +35,8 @@ Handler = Callable[[Hashable], Awaitable[float | None]]
 
 BACKOFF_BASE = 0.25
 BACKOFF_MAX = 60.0
+SPACING_MIN = 0.01
+"""Reconciles that cost less CPU than this (a small run's) are never held back."""
 SPACING_MAX = 2.0
 
 
@@ -54,7 +57,9 @@ class WorkQueue:
     """How the timer loop waits for the next timer (a test passes a fake clock's, with `clock`)."""
     on_error: Callable[[Hashable, BaseException], None] | None = None
     spacing: float = 1.0
-    """A key starts again no sooner than `spacing` x its last reconcile's duration after it ended; 0: off."""
+    """A key starts again no sooner than `spacing` x its last reconcile's cost after it ended; 0: off."""
+    cost_clock: Callable[[], float] = time.thread_time
+    """What a reconcile's cost is measured in: the event loop thread's CPU time (a test passes its clock)."""
     _queue: asyncio.Queue[Hashable] = field(default_factory=asyncio.Queue)
     _dirty: set[Hashable] = field(default_factory=set)
     """Keys waiting for a worker (in `_queue`, or re-queued when their current reconcile ends)."""
@@ -134,7 +139,7 @@ class WorkQueue:
             key = await self._queue.get()
             self._dirty.discard(key)
             self._processing.add(key)
-            started = self.clock()
+            started = self.cost_clock()
             try:
                 delay = await self.handler(key)
             except asyncio.CancelledError:
@@ -152,9 +157,9 @@ class WorkQueue:
                 if delay is not None:
                     self.add_after(key, delay)
             finally:
-                ended = self.clock()
-                if self.spacing and ended > started:
-                    self._not_before[key] = ended + min((ended - started) * self.spacing, SPACING_MAX)
+                cost = self.cost_clock() - started
+                if self.spacing and cost >= SPACING_MIN:
+                    self._not_before[key] = self.clock() + min(cost * self.spacing, SPACING_MAX)
                 self._processing.discard(key)
                 if key in self._dirty:
                     self._dirty.discard(key)

@@ -387,10 +387,10 @@ class TestWorkQueue:
             async def handler(key: Hashable) -> float | None:
                 calls.append((str(key), clock.now))
                 if key == "big":
-                    clock.now += 0.5  # its reconcile took half a second
+                    clock.now += 0.5  # its reconcile cost half a second
                 return None
 
-            queue = WorkQueue(handler, workers=2, clock=clock, wait=clock.wait)
+            queue = WorkQueue(handler, workers=2, clock=clock, wait=clock.wait, cost_clock=clock)
             queue.start()
             queue.add("big")
             await settle()
