@@ -170,7 +170,7 @@ class Operator:
         return self.process.pid
 
     def metrics(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=60) as response:
             return str(response.read().decode())
 
     def reconciles(self) -> str:

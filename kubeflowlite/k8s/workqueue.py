@@ -56,8 +56,9 @@ class WorkQueue:
     wait: Callable[[asyncio.Event, float | None], Awaitable[None]] = wait_or_timeout
     """How the timer loop waits for the next timer (a test passes a fake clock's, with `clock`)."""
     on_error: Callable[[Hashable, BaseException], None] | None = None
-    spacing: float = 1.0
-    """A key starts again no sooner than `spacing` x its last reconcile's cost after it ended; 0: off."""
+    spacing: float = 4.0
+    """A key starts again no sooner than `spacing` x its last reconcile's cost after it ended (4: a costly run
+    takes at most a fifth of the event loop); 0: off."""
     cost_clock: Callable[[], float] = time.thread_time
     """What a reconcile's cost is measured in: the event loop thread's CPU time (a test passes its clock)."""
     _queue: asyncio.Queue[Hashable] = field(default_factory=asyncio.Queue)

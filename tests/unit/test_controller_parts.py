@@ -390,7 +390,7 @@ class TestWorkQueue:
                     clock.now += 0.5  # its reconcile cost half a second
                 return None
 
-            queue = WorkQueue(handler, workers=2, clock=clock, wait=clock.wait, cost_clock=clock)
+            queue = WorkQueue(handler, workers=2, clock=clock, wait=clock.wait, cost_clock=clock, spacing=1.0)
             queue.start()
             queue.add("big")
             await settle()
