@@ -29,6 +29,7 @@ another event.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -70,6 +71,12 @@ _PERMANENT_CREATE_ERRORS = inline_tasks.PERMANENT_CREATE_ERRORS
 """Pod create failures that a retry of the same manifest cannot fix: the try fails instead."""
 LAUNCH_GRACE = 30.0
 """Seconds a created Pod may take to show up in the watch before a reconcile creates it again."""
+MAX_CREATES = 500
+"""Pods one reconcile creates at most; the next pass (queued at once) creates more. A 10,000-task
+fan-out so writes its status, and records its first finished tasks, while it is still launching."""
+CREATES_IN_FLIGHT = 32
+"""Creates one reconcile has in flight at once: the client's other requests (other runs' creates and
+status writes, this run's own status write) never queue behind thousands of them."""
 
 
 def run_key(namespace: str, name: str) -> Key:
@@ -363,12 +370,19 @@ class RunController:
                     work.prepared[key] = immediate[start.task] = outcome.attempt
                     work.wakes.append(outcome.wake_at)
                     continue
+                if self._recently_launched(
+                    work.memory, names.pod_name(facts.run_name, start.task, start.try_number)
+                ):
+                    continue  # created, not seen yet: nothing to build
+                if work.pods_prepared >= MAX_CREATES:
+                    work.more = True
+                    continue
                 prepared = launch.pod_for_try(facts, start.task, start.try_number, xcoms=work.values, now=now)
                 work.prepared[key] = prepared
+                work.pods_prepared += isinstance(prepared, dict)
                 if len(work.prepared) % 100 == 0:
-                    await asyncio.sleep(
-                        0
-                    )  # thousands of Pods to build: let other runs' reconciles in between
+                    # Hundreds of Pods to build: let other runs' reconciles in between.
+                    await asyncio.sleep(0)
                 if isinstance(prepared, Attempt):
                     immediate[start.task] = prepared
             if not immediate:
@@ -420,8 +434,9 @@ class RunController:
             for stop in decision.stop
             if stop.task in work.pod_tasks
         ]
+        gate = asyncio.Semaphore(CREATES_IN_FLIGHT)
         results = await asyncio.gather(
-            *(self._create_pod(memory, manifest) for manifest in creates),
+            *(self._create_pod(memory, manifest, gate) for manifest in creates),
             *(self.client.delete(kube.PODS, namespace, pod) for pod in stops),
             self._write_status(namespace, name, memory, new_status, facts, now),
             return_exceptions=True,
@@ -430,6 +445,7 @@ class RunController:
         failures = {r.task: r for r in results[: len(creates)] if isinstance(r, Attempt)}
         if failures:
             memory.launch_failures.update(failures)
+        if failures or work.more:
             self.enqueue(run_key(namespace, name))
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
@@ -469,11 +485,14 @@ class RunController:
         launched = memory.launched.get(pod)
         return launched is not None and self.monotonic() - launched < LAUNCH_GRACE
 
-    async def _create_pod(self, memory: RunMemory, manifest: dict[str, Any]) -> Attempt | None:
+    async def _create_pod(
+        self, memory: RunMemory, manifest: dict[str, Any], gate: asyncio.Semaphore | None = None
+    ) -> Attempt | None:
         """Create one task Pod; AlreadyExists is success; a refused manifest is a failed try."""
         metadata = manifest["metadata"]
         try:
-            await self.client.create(kube.PODS, metadata["namespace"], manifest)
+            async with gate or contextlib.nullcontext():
+                await self.client.create(kube.PODS, metadata["namespace"], manifest)
             memory.launched[metadata["name"]] = self.monotonic()
         except kube.ApiError as error:
             if error.conflict:
@@ -658,6 +677,9 @@ class _Pass:
     values: dict[str, str] = field(default_factory=dict)
     """Stored values plus those observed in this pass (what templates render with)."""
     prepared: dict[tuple[str, int], dict[str, Any] | Attempt] = field(default_factory=dict)
+    pods_prepared: int = 0
+    more: bool = False
+    """Tries left for the next pass (MAX_CREATES reached)."""
     wakes: list[datetime | None] = field(default_factory=list)
     clock: _Stopwatch = field(default_factory=lambda: _Stopwatch())
 
