@@ -254,6 +254,12 @@ class PodWatch(threading.Thread):
         self.ready = threading.Event()
 
     def run(self) -> None:
+        try:
+            self._watch()
+        except (http.client.HTTPException, OSError, ValueError):
+            return  # the control plane stopped under it at the end of the scenario
+
+    def _watch(self) -> None:
         url = urlparse(self.config.server)
         context = kube.ssl_context(self.config)
         headers = {"Authorization": f"Bearer {self.config.token}"} if self.config.token else {}
