@@ -183,6 +183,10 @@ class TaskMap(Mapping[str, TaskInstanceStatus]):
         )
 
 
+LARGE_RUN_TASKS = 1000
+"""Runs of more tasks than this keep less per task in their status (see DAGRunStatus.to_wire)."""
+
+
 class DAGRunStatus(ApiModel):
     """Observed state of a run."""
 
@@ -213,6 +217,70 @@ class DAGRunStatus(ApiModel):
         json_schema_extra=CONDITIONS_LIST_EXTRA,
     )
 
+    def to_wire(self, *, previous: tuple[DAGRunStatus, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+        """The status as stored (camelCase JSON), small enough for etcd at 10,000 tasks, cheap to redo.
+
+        Size (etcd refuses objects over 1.5 MiB; a 10,000-task run written as the model
+        dumps it is 2.6 MiB): empty `tries` lists are left out, the DAG spec snapshot
+        leaves out the fields at their defaults (as a user's DAG file does), and in a run
+        of more than LARGE_RUN_TASKS tasks a task that succeeded keeps only its state and
+        try (its Pod, its metrics and its log keep the rest), and no task its `podName`
+        (it is k8s.names.pod_name(run, task, try)). Reading it back gives the same model,
+        less those details.
+
+        Cost: with `previous` (an earlier status and the wire made of it), a task whose
+        status object is the same (TaskMap shares unchanged ones) reuses its wire dict,
+        and so does an unchanged spec snapshot: a write costs O(tasks changed), not a
+        serialization of every task. Equal inputs give identical (`is`) parts, which the
+        comparison and the merge patch of the next write skip at once.
+        """
+        wire = self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"tasks", "dag_spec"})
+        old_status, old_wire = previous if previous is not None else (None, {})
+        if self.dag_spec is not None:
+            if old_status is not None and old_status.dag_spec is self.dag_spec and "dagSpec" in old_wire:
+                wire["dagSpec"] = old_wire["dagSpec"]
+            else:
+                wire["dagSpec"] = _spec_wire(self.dag_spec)
+        current = _as_dict(self.tasks)
+        large = len(current) > LARGE_RUN_TASKS
+        earlier = _as_dict(old_status.tasks) if old_status is not None else {}
+        reusable = old_status is not None and large == (len(earlier) > LARGE_RUN_TASKS)
+        earlier_wire: Mapping[str, Any] = old_wire.get("tasks") or {}
+        tasks: dict[str, Any] = {}
+        for name, instance in current.items():
+            same = earlier_wire.get(name) if reusable and earlier.get(name) is instance else None
+            tasks[name] = same if same is not None else _task_wire(instance, large=large)
+        wire["tasks"] = tasks
+        return wire
+
+
+_SPEC_WIRES: dict[int, tuple[DAGSpec, dict[str, Any]]] = {}
+
+
+def _spec_wire(spec: DAGSpec) -> dict[str, Any]:
+    """A spec snapshot as stored, one dict per spec object (every run of a DAG shares its snapshot;
+    nothing writes into a wire dict). Memoized by identity, the spec held so that ids are not reused."""
+    found = _SPEC_WIRES.get(id(spec))
+    if found is None or found[0] is not spec:
+        if len(_SPEC_WIRES) > 64:
+            _SPEC_WIRES.clear()
+        found = (spec, spec.model_dump(mode="json", by_alias=True, exclude_defaults=True))
+        _SPEC_WIRES[id(spec)] = found
+    return found[1]
+
+
+def _task_wire(instance: TaskInstanceStatus, *, large: bool) -> dict[str, Any]:
+    if large and instance.state is TaskState.success:
+        return {"state": instance.state.value, "tryNumber": instance.try_number}
+    exclude = {"pod_name"} if large else set()
+    if not instance.tries:
+        exclude.add("tries")
+    return instance.model_dump(mode="json", by_alias=True, exclude_none=True, exclude=exclude)
+
+
+def _as_dict(tasks: Mapping[str, TaskInstanceStatus]) -> dict[str, TaskInstanceStatus]:
+    return tasks.to_dict() if isinstance(tasks, TaskMap) else dict(tasks)
+
 
 class DAGRun(ApiModel):
     """A run of a DAG, as stored by the operator and printed by `kubeflowlite run -o json`."""
@@ -224,3 +292,9 @@ class DAGRun(ApiModel):
     metadata: ObjectMeta
     spec: DAGRunSpec
     status: DAGRunStatus = Field(default_factory=DAGRunStatus)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The run as stored: the status in its stored form (DAGRunStatus.to_wire), the same from both shells."""
+        wire = self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"status"})
+        wire["status"] = self.status.to_wire()
+        return wire

@@ -14,7 +14,8 @@ schema, so this module rewrites it:
   and `kubectl` rejects them in strict field validation;
 - `title` is dropped, and `default` is kept only for non-null scalars, so that the
   apiserver fills in e.g. `paused: false` (shown in printer columns) but never
-  turns an unset task field into a value that would hide the DAG's `defaults`.
+  turns an unset task field into a value that would hide the DAG's `defaults`;
+  a run's `status.dagSpec` snapshot gets none (it is stored as written, compact).
 
 The only I/O is `write_crds`; `render_crds` is pure and deterministic, which is
 what the golden test in tests/unit/test_crds.py compares against crds/.
@@ -206,9 +207,27 @@ def _root_schema(
             "kind": {"type": "string", "description": f"The kind of this object: {kind_model.__name__}."},
             "metadata": {"type": "object"},  # the apiserver allows nothing more here
             "spec": structural_schema(spec),
-            "status": structural_schema(status),
+            "status": _snapshot_without_defaults(structural_schema(status)),
         },
     } | extra
+
+
+def _snapshot_without_defaults(status: dict[str, Any]) -> dict[str, Any]:
+    """A run's `status.dagSpec` is a snapshot the operator writes whole: the apiserver must not fill
+    in defaults there, or the stored run would be bigger than what both shells write (a 10,000-task
+    snapshot stores as the user's DAG does, leaving out fields at their defaults)."""
+    snapshot = (status.get("properties") or {}).get("dagSpec")
+    if snapshot is not None:
+        status["properties"]["dagSpec"] = _strip_defaults(snapshot)
+    return status
+
+
+def _strip_defaults(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {key: _strip_defaults(value) for key, value in node.items() if key != "default"}
+    if isinstance(node, list):
+        return [_strip_defaults(item) for item in node]
+    return node
 
 
 def _crd(

@@ -224,6 +224,9 @@ class Kube:
     requests: Counter[tuple[str, str]] = field(default_factory=Counter)
     """(verb, resource) -> how many requests were sent; what the benchmark reads."""
     _session: aiohttp.ClientSession | None = field(default=None, repr=False)
+    _slots: asyncio.Semaphore | None = field(default=None, repr=False)
+    """Requests in flight (not watches): a thousand creates at once wait here, before their bodies are
+    encoded, rather than all encoded and queued in the connection pool (memory, and the watches' share)."""
 
     async def __aenter__(self) -> Kube:
         return self
@@ -249,6 +252,7 @@ class Kube:
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=self.timeout),
                 headers={"User-Agent": self.user_agent},
             )
+            self._slots = asyncio.Semaphore(max(1, self.max_connections - 8))
         return self._session
 
     async def _token(self, *, refused: Token | None = None) -> Token | None:
@@ -281,6 +285,30 @@ class Kube:
         content_type: str = "application/json",
     ) -> Any:
         """Send one request; the decoded JSON response, or ApiError."""
+        self._session_for_loop()
+        assert self._slots is not None
+        async with self._slots:
+            return await self._request(
+                method,
+                path,
+                verb=verb,
+                resource=resource,
+                body=body,
+                params=params,
+                content_type=content_type,
+            )
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        verb: str,
+        resource: str,
+        body: Any,
+        params: Mapping[str, Any] | None,
+        content_type: str,
+    ) -> Any:
         session = self._session_for_loop()
         query = {k: v for k, v in (params or {}).items() if v is not None}
         url = path.lstrip("/") + (f"?{urlencode(query)}" if query else "")
@@ -347,7 +375,7 @@ class Kube:
         label_selector: str | None = None,
         field_selector: str | None = None,
     ) -> tuple[list[dict[str, Any]], str]:
-        """Every object (all pages) and the list's resourceVersion: where a watch that follows it starts."""
+        """Every object (all pages) and the list's resourceVersion: where a watch of the same set starts."""
         items: list[dict[str, Any]] = []
         token: str | None = None
         version = ""
@@ -365,9 +393,8 @@ class Kube:
                 },
             )
             items.extend(page.get("items") or [])
-            metadata = page.get("metadata") or {}
-            version = str(metadata.get("resourceVersion") or version)
-            token = metadata.get("continue")
+            version = version or str((page.get("metadata") or {}).get("resourceVersion") or "")
+            token = (page.get("metadata") or {}).get("continue")
             if not token:
                 return items, version
 
@@ -537,6 +564,7 @@ class Kube:
         *,
         resource_version: str | None = None,
         timeout_seconds: int = 300,
+        label_selector: str | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
         """The watch events ({"type", "object"}) of `resource` until the server ends the stream.
 
@@ -550,6 +578,7 @@ class Kube:
                 "allowWatchBookmarks": "true",
                 "timeoutSeconds": timeout_seconds,
                 **({"resourceVersion": resource_version} if resource_version else {}),
+                **({"labelSelector": label_selector} if label_selector else {}),
             }
         )
         url = resource.path(namespace).lstrip("/") + f"?{query}"

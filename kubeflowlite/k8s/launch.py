@@ -58,13 +58,25 @@ class RunFacts:
 
     def task(self, name: str) -> Task:
         """The task `name` with the DAG's defaults applied (KeyError if the snapshot has no such task)."""
-        for task in self.spec.tasks:
-            if task.name == name:
-                return effective_task(self.spec, task)
-        raise KeyError(name)
+        return effective_task(self.spec, _tasks_by_name(self.spec)[name])
 
     def dag(self) -> DAG:
         return DAG(metadata=ObjectMeta(name=self.dag_name), spec=self.spec)
+
+
+_BY_NAME: dict[int, tuple[DAGSpec, dict[str, Task]]] = {}
+
+
+def _tasks_by_name(spec: DAGSpec) -> dict[str, Task]:
+    """The spec's tasks by name, memoized per spec object (a run's snapshot never changes; a fan-out
+    of N tasks looked each one up with a scan, O(N^2))."""
+    found = _BY_NAME.get(id(spec))
+    if found is None or found[0] is not spec:
+        if len(_BY_NAME) > 256:
+            _BY_NAME.clear()
+        found = (spec, {task.name: task for task in spec.tasks})
+        _BY_NAME[id(spec)] = found
+    return found[1]
 
 
 def context_for(facts: RunFacts, task: Task, try_number: int, xcoms: Mapping[str, str]) -> dict[str, Any]:
@@ -103,12 +115,21 @@ def pod_for_try(
 ) -> dict[str, Any] | Attempt:
     """The Pod manifest of try `try_number` of `task_name`, or a failed Attempt if it cannot be rendered."""
     task = facts.task(task_name)
-    try:
-        context = context_for(facts, task, try_number, xcoms)
-        rendered = templating.render_task(task, context)
-        task = with_rendered_annotations(task, context)
-    except templating.TemplateError as error:
-        return failed_at_once(task_name, try_number, f"template error: {error}", now)
+    if task.python is None and not _templated(task):
+        # Nothing to render (a fan-out of `bash: true`): Airflow's context is not built for it.
+        rendered = templating.RenderedTask(
+            bash=task.bash,
+            command=None if task.command is None else list(task.command),
+            args=None if task.args is None else list(task.args),
+            env={variable.name: variable.value for variable in task.env or []},
+        )
+    else:
+        try:
+            context = context_for(facts, task, try_number, xcoms)
+            rendered = templating.render_task(task, context)
+            task = with_rendered_annotations(task, context)
+        except templating.TemplateError as error:
+            return failed_at_once(task_name, try_number, f"template error: {error}", now)
     pod = pods.build_pod(
         run_name=facts.run_name,
         run_uid=facts.run_uid,
@@ -147,6 +168,20 @@ def pod_for_try(
     return pysource.python_pod(
         pod, run_name=facts.run_name, source=facts.spec.python_source, facts=python_facts
     )
+
+
+_TEMPLATE_MARKS = ("{{", "{%", "{#", "\r")
+"""Text without these renders as itself (keep_trailing_newline; Jinja would only turn \r\n into \n)."""
+
+
+def _templated(task: Task) -> bool:
+    """Whether any field render_task or with_rendered_annotations renders could come out different."""
+    texts = [task.bash or "", *(task.command or ()), *(task.args or ()), *(v.value for v in task.env or [])]
+    metadata = (task.pod or {}).get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+    if isinstance(annotations, Mapping):
+        texts += [value for value in annotations.values() if isinstance(value, str)]
+    return any(mark in text for text in texts for mark in _TEMPLATE_MARKS)
 
 
 def with_rendered_annotations(task: Task, context: Mapping[str, Any]) -> Task:

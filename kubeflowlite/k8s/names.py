@@ -18,6 +18,7 @@ Names stay readable for the common case and collision-free for the rest (up to a
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 from datetime import UTC, datetime
@@ -125,13 +126,15 @@ def dagrun_name(dag: str, logical_date: datetime, run_type: str | Enum) -> str:
     return _shorten(readable, identity=f"{dag}\0{kind}\0{suffix}", suffix=suffix, lossy=lossy)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def pod_name(run_name: str, task: str, try_number: int) -> str:
     """The Pod name of one try of one task of a run: `<run>-<task>-<try>`.
 
     Task ids may contain `_`, `.` and capitals and run names may be DNS subdomains;
     both are mapped to a DNS label, with a hash of the exact (run, task) pair when
     the mapping is lossy or the name too long. The try number always ends the name,
-    so (task, try) pairs of one run never collide.
+    so (task, try) pairs of one run never collide. Memoized: a reconcile names every
+    task's current Pod.
     """
     run_part = _sanitize(run_name).strip("-")
     task_part = _sanitize(task).strip("-")

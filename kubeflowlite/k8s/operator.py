@@ -4,12 +4,18 @@ Thin on purpose. kopf does what it is good at (watch streams with reconnects and
 resourceVersion bookkeeping, login, liveness, the initial listing before any
 handler runs); our handlers only keep indices and add keys to the work queue:
 
-- indices (kopf.index) hold slim copies of every DAG, DAGRun and task Pod; the
-  controllers read them through `view.IndexedView` instead of the API server;
-- `kopf.on.event` on DAGs, DAGRuns and our Pods queues the owning object. A Pod
-  that changes phase queues its run at once (no polling, no status field chain),
-  so a downstream Pod is created one watch hop after its upstream succeeded;
+- indices (kopf.index) hold copies of every DAG and DAGRun; task Pods, which are
+  many, are kept by a cache of our own (podwatch.PodCache: a label-selected watch,
+  slim copies, finished history never listed); the controllers read both through
+  `view.IndexedView` instead of the API server;
+- `kopf.on.event` on DAGs and DAGRuns, and the Pod cache, queue the owning object.
+  A Pod that changes phase queues its run at once (no polling, no status field
+  chain), so a downstream Pod is created one watch hop after its upstream succeeded;
 - everything else (what to create, delete, write) happens in the controllers.
+
+kopf's diff base (a deep copy of every body on every event, kept for change
+handlers) is switched off: we have no change handlers, and for a DAGRun of
+thousands of tasks that copy cost more than the reconcile.
 
 No kopf handler patches anything, so kopf writes no annotations or finalizers
 and posts no events of its own: every write the operator makes is the
@@ -41,10 +47,10 @@ from kubeflowlite.k8s import (
     kube,
     leader,
     metrics,
-    names,
     observe,
     oplog,
     outcomes,
+    podwatch,
     resources,
     view,
     xcom_store,
@@ -87,19 +93,27 @@ class Operator:
     runs: RunController | None = None
     dags: DAGController | None = None
     elector: leader.LeaderElector | None = None
+    pods: podwatch.PodCache | None = None
     _view: view.IndexedView | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _snapshots: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
 
-    def start(self, indices: dict[str, Any]) -> None:
+    async def start(self, indices: dict[str, Any]) -> None:
         client = kube.Kube(
             self.options.cluster, user_agent=kube.OPERATOR_USER_AGENT, on_request=metrics.record_request
         )
+        pods = podwatch.PodCache(
+            client,
+            namespaces=None if self.options.clusterwide else self.options.namespaces,
+            on_change=lambda namespace, run: self.add(run_key(namespace, run)),
+        )
+        await pods.start()  # before any reconcile: a Pod missing from the cache must really be gone
+        self.pods = pods
         cluster_view = view.IndexedView(
             dags=indices["kfl_dags"],
             runs=indices["kfl_runs"],
             runs_by_dag=indices["kfl_runs_by_dag"],
-            pods=indices["kfl_pods"],
+            pods=pods,
         )
         queue = WorkQueue(self._reconcile, workers=self.options.workers, on_error=self._failed)
         settings = RunSettings(
@@ -113,6 +127,7 @@ class Operator:
             xcoms=xcom_store.RunStore(client),
             enqueue=queue.add,
             settings=settings,
+            pods=pods,
         )
         self.dags = DAGController(client=client, view=cluster_view, runs=self.runs, enqueue=queue.add)
         self.client, self.queue, self._view = client, queue, cluster_view
@@ -172,6 +187,8 @@ class Operator:
             task.cancel()
         if self.queue is not None:
             await self.queue.stop()
+        if self.pods is not None:
+            await self.pods.stop()
         if self.elector is not None:
             await self.elector.release()
         if self.client is not None:
@@ -263,14 +280,28 @@ def connection_info(
     return info, current
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """kopf's diff base, switched off: only change handlers read it, and we register none.
+
+    kopf builds it on every event by deep-copying the whole body (status included),
+    which for a DAGRun of 10,000 tasks is megabytes copied per watch event.
+    """
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 def build_registry(operator: Operator) -> kopf.OperatorRegistry:
     """Every kopf handler of the operator, on a registry of its own (no module-level state)."""
     registry = kopf.OperatorRegistry()
     dags = (resources.GROUP, resources.VERSION, resources.DAG_PLURAL)
     runs = (resources.GROUP, resources.VERSION, resources.DAGRUN_PLURAL)
-    pods = ("v1", "pods")
-    ours = {names.LABEL_RUN: kopf.PRESENT}
-
     given: list[Token | None] = []
 
     @kopf.on.login(registry=registry)
@@ -285,7 +316,8 @@ def build_registry(operator: Operator) -> kopf.OperatorRegistry:
         settings.posting.enabled = False  # our controllers post the events users need
         settings.watching.server_timeout = 300
         settings.networking.request_timeout = 60
-        operator.start(kwargs)
+        settings.persistence.diffbase_storage = NoDiffBase()
+        await operator.start(kwargs)
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
@@ -305,10 +337,6 @@ def build_registry(operator: Operator) -> kopf.OperatorRegistry:
     ) -> object:
         return {(namespace, spec.get("dagName", "")): operator.snapshot(body)}
 
-    @kopf.index(*pods, labels=ours, id="kfl_pods", registry=registry)
-    async def index_pod(*, namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> object:
-        return {(namespace, labels[names.LABEL_RUN]): view.slim_pod(body)}
-
     @kopf.on.event(*dags, id="kfl_dag_events", registry=registry)
     async def dag_event(*, namespace: str | None, name: str, **_: Any) -> None:
         operator.add(dag_key(namespace or "", name))
@@ -325,14 +353,6 @@ def build_registry(operator: Operator) -> kopf.OperatorRegistry:
             operator.add(dag_key(namespace, spec.get("dagName", "")))
             return
         operator.add(run_key(namespace, name))
-
-    @kopf.on.event(*pods, labels=ours, id="kfl_pod_events", registry=registry)
-    async def pod_event(
-        *, namespace: str | None, annotations: kopf.Annotations, labels: kopf.Labels, **_: Any
-    ) -> None:
-        run = annotations.get(names.ANNOTATION_RUN_NAME) or labels.get(names.LABEL_RUN)
-        if run:
-            operator.add(run_key(namespace or "", run))
 
     return registry
 

@@ -81,19 +81,21 @@ def transition(
     started: list[tuple[str, float]] = []
     for task, instance in new.tasks.items():
         before = old.tasks.get(task)
+        if before is instance:
+            continue  # unchanged (statuses share unchanged task entries): nothing finished or started
         if instance.state.finished and not (
             before is not None and before.state is instance.state and before.try_number == instance.try_number
         ):
             finished.append(
                 TaskFinished(task, instance.state.value, _seconds(instance.start_time, instance.end_time))
             )
-        created = pods_created.get(instance.pod_name or "")
-        if instance.start_time and created is not None:
+        if instance.start_time:
             same_try = before is not None and (before.try_number, before.start_time) == (
                 instance.try_number,
                 instance.start_time,
             )
-            if not same_try:
+            created = None if same_try else pods_created.get(instance.pod_name or "")
+            if created is not None:
                 delay = (parse_time(instance.start_time) - created).total_seconds()
                 started.append((task, max(delay, 0.0)))
     run_start_delay = None

@@ -21,6 +21,8 @@ def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any
     patch: dict[str, Any] = {}
     for key, value in new.items():
         before = old.get(key, _MISSING)
+        if before is value:
+            continue  # shared, so equal (an unchanged task's status, the spec snapshot): not walked
         if before is _MISSING:
             patch[key] = value
         elif isinstance(value, Mapping) and isinstance(before, Mapping):

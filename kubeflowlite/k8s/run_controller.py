@@ -30,13 +30,14 @@ another event.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
@@ -71,6 +72,12 @@ _PERMANENT_CREATE_ERRORS = inline_tasks.PERMANENT_CREATE_ERRORS
 """Pod create failures that a retry of the same manifest cannot fix: the try fails instead."""
 LAUNCH_GRACE = 30.0
 """Seconds a created Pod may take to show up in the watch before a reconcile creates it again."""
+MAX_CREATES = 500
+"""Pods one reconcile creates at most; the next pass (queued at once) creates more. A 10,000-task
+fan-out so writes its status, and records its first finished tasks, while it is still launching."""
+CREATES_IN_FLIGHT = 32
+"""Creates one reconcile has in flight at once: the client's other requests (other runs' creates and
+status writes, this run's own status write) never queue behind thousands of them."""
 
 
 def run_key(namespace: str, name: str) -> Key:
@@ -97,8 +104,9 @@ class RunMemory:
     launched: dict[str, float] = field(default_factory=dict)
     """Pods created (or found existing) but not yet seen in the view -> when (monotonic): not re-created
     while the watch catches up, unless that takes longer than LAUNCH_GRACE."""
-    folded: dict[str, tuple[str, Attempt]] = field(default_factory=dict)
-    """Pod name -> (resourceVersion, Attempt): a Pod that did not change is not folded again."""
+    folded: dict[str, tuple[str, Attempt, datetime | None]] = field(default_factory=dict)
+    """Pod name -> (resourceVersion, Attempt, valid until): a Pod that did not change is not folded again
+    (a Pending Pod's attempt holds until its pending timeout; any other's for good)."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +123,14 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+class PodSeeding(Protocol):
+    """The Pod cache's part in a reconcile (k8s.podwatch.PodCache): complete a run's Pods, let them go."""
+
+    async def seed(self, namespace: str, run_name: str) -> None: ...
+
+    def release(self, namespace: str, run_name: str) -> None: ...
+
+
 class RunController:
     """Reconciles DAGRuns; one instance per operator, called by the work queue."""
 
@@ -128,6 +144,7 @@ class RunController:
         settings: RunSettings | None = None,
         clock: Callable[[], datetime] = _now,
         monotonic: Callable[[], float] = time.monotonic,
+        pods: PodSeeding | None = None,
     ) -> None:
         self.client = client
         self.view = view
@@ -137,6 +154,8 @@ class RunController:
         self.clock = clock
         self.monotonic = monotonic
         """The clock of launch grace periods (a test seam, as `clock` is for run times)."""
+        self.pods = pods
+        """None: the view always holds every Pod of every run (a test's view)."""
         self.namespace_config = runtime_config.NamespaceConfigCache(
             client, read_secrets=self.settings.read_connection_secrets
         )
@@ -149,6 +168,8 @@ class RunController:
         """The run is gone: drop everything remembered about it."""
         self._memory.pop((namespace, name), None)
         self.xcoms.forget(namespace, name)
+        if self.pods is not None:
+            self.pods.release(namespace, name)
 
     def _memory_for(self, namespace: str, name: str, body: Obj) -> RunMemory:
         metadata = body.get("metadata") or {}
@@ -314,6 +335,8 @@ class RunController:
     async def _observe(self, work: _Pass) -> None:
         """Attempts from the run's Pods, refused launches and in-flight inline tasks; the stored XComs."""
         facts, memory, now = work.facts, work.memory, work.now
+        if self.pods is not None:
+            await self.pods.seed(facts.namespace, facts.run_name)
         work.pods = self.view.pods_of_run(facts.namespace, facts.run_name)
         work.wakes.append(rules.pending_deadline(work.pods, self.settings.pending_timeout))
         work.attempts = rules.attempts_from_pods(
@@ -382,8 +405,9 @@ class RunController:
             for stop in work.stops
             if stop.task in work.pod_tasks
         ]
+        gate = asyncio.Semaphore(CREATES_IN_FLIGHT)
         results = await asyncio.gather(
-            *(self._create_pod(memory, manifest) for manifest in creates),
+            *(self._create_pod(memory, manifest, gate) for manifest in creates),
             *(self.client.delete(kube.PODS, namespace, pod) for pod in stops),
             self._write_status(namespace, name, memory, new_status),
             return_exceptions=True,
@@ -392,6 +416,7 @@ class RunController:
         failures = {r.task: r for r in results[: len(creates)] if isinstance(r, Attempt)}
         if failures:
             memory.launch_failures.update(failures)
+        if failures or work.more:
             self.enqueue(run_key(namespace, name))
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
@@ -403,7 +428,7 @@ class RunController:
     # -- acting -----------------------------------------------------------------------------------
 
     def _folder(self, memory: RunMemory, pods: list[Obj], now: datetime) -> Callable[[Obj], Attempt]:
-        """observe.attempt_from_pod, memoized per Pod version (Pending Pods depend on the clock: not kept)."""
+        """observe.attempt_from_pod, memoized per Pod version (a Pending Pod's only until its pending timeout)."""
         seen = {str((pod.get("metadata") or {}).get("name")) for pod in pods}
         for name in [n for n in memory.launched if n in seen]:
             del memory.launched[name]
@@ -414,11 +439,15 @@ class RunController:
             metadata = pod.get("metadata") or {}
             name, version = str(metadata.get("name")), str(metadata.get("resourceVersion"))
             cached = memory.folded.get(name)
-            if cached is not None and cached[0] == version:
+            if cached is not None and cached[0] == version and (cached[2] is None or now <= cached[2]):
                 return cached[1]
-            attempt = observe.attempt_from_pod(pod, now=now, pending_timeout=self.settings.pending_timeout)
-            if attempt.phase is not AttemptPhase.pending:
-                memory.folded[name] = (version, attempt)
+            timeout = self.settings.pending_timeout
+            attempt = observe.attempt_from_pod(pod, now=now, pending_timeout=timeout)
+            until = None
+            if attempt.phase is AttemptPhase.pending:
+                created = metadata.get("creationTimestamp")
+                until = parse_time(str(created)) + timeout if created else now
+            memory.folded[name] = (version, attempt, until)
             return attempt
 
         return fold
@@ -427,11 +456,14 @@ class RunController:
         launched = memory.launched.get(pod)
         return launched is not None and self.monotonic() - launched < LAUNCH_GRACE
 
-    async def _create_pod(self, memory: RunMemory, manifest: dict[str, Any]) -> Attempt | None:
+    async def _create_pod(
+        self, memory: RunMemory, manifest: dict[str, Any], gate: asyncio.Semaphore | None = None
+    ) -> Attempt | None:
         """Create one task Pod; AlreadyExists is success; a refused manifest is a failed try."""
         metadata = manifest["metadata"]
         try:
-            await self.client.create(kube.PODS, metadata["namespace"], manifest)
+            async with gate or contextlib.nullcontext():
+                await self.client.create(kube.PODS, metadata["namespace"], manifest)
             memory.launched[metadata["name"]] = self.monotonic()
         except kube.ApiError as error:
             if error.conflict:
@@ -460,7 +492,7 @@ class RunController:
 
     async def _write_status(self, namespace: str, name: str, memory: RunMemory, status: DAGRunStatus) -> None:
         """Patch the status if it changed (the duration alone is not a change); updates the memory."""
-        wire = status.to_wire()
+        wire = status.to_wire(previous=(memory.status, memory.wire))
         if _without_duration(wire) == _without_duration(memory.wire):
             memory.status = status
             return
@@ -502,7 +534,9 @@ class RunController:
         if status is None:
             return
         first = not any(c.type == runstatus.CONDITION_ADMITTED for c in memory.status.conditions)
-        await self._patch_status(namespace, name, memory, status, status.to_wire())
+        await self._patch_status(
+            namespace, name, memory, status, status.to_wire(previous=(memory.status, memory.wire))
+        )
         if first:
             self.enqueue(dag_key(namespace, (body.get("spec") or {}).get("dagName", "")))
 
@@ -539,13 +573,14 @@ class RunController:
     async def _after_end(self, namespace: str, name: str, body: Obj, memory: RunMemory) -> None:
         """A finished run: its podCleanup, and let go of its memory once the watch has caught up."""
         if memory.spec is not None and memory.spec.pod_cleanup != "keep":
+            if self.pods is not None:
+                await self.pods.seed(namespace, name)
             pods = self.view.pods_of_run(namespace, name)
             doomed = rules.pods_to_clean(memory.spec.pod_cleanup, pods, memory.status)
             if doomed:
                 await asyncio.gather(*(self.client.delete(kube.PODS, namespace, pod) for pod in doomed))
         if memory.resource_version == (body.get("metadata") or {}).get("resourceVersion"):
-            self._memory.pop((namespace, name), None)
-            self.xcoms.forget(namespace, name)
+            self.forget(namespace, name)
 
     # -- inline tasks -------------------------------------------------------------------------------
 
@@ -598,6 +633,9 @@ class _Pass:
     """Each try launched in this pass: its Pod manifest (created with the status write), or its outcome."""
     stops: list[engine.StopTry] = field(default_factory=list)
     """Tries to stop: their Pods are deleted with the status write."""
+    pods_prepared: int = 0
+    more: bool = False
+    """Tries left for the next pass (MAX_CREATES reached)."""
     wakes: list[datetime | None] = field(default_factory=list)
     clock: _Stopwatch = field(default_factory=lambda: _Stopwatch())
 
@@ -639,8 +677,18 @@ class _PodTries:
                 work.prepared[key] = immediate[start.task] = outcome.attempt
                 work.wakes.append(outcome.wake_at)
                 continue
+            if self.controller._recently_launched(
+                work.memory, names.pod_name(facts.run_name, start.task, start.try_number)
+            ):
+                continue  # created, not seen yet: nothing to build
+            if work.pods_prepared >= MAX_CREATES:
+                work.more = True  # the rest in the next pass, so this one's status is written first
+                continue
             prepared = launch.pod_for_try(facts, start.task, start.try_number, xcoms=work.values, now=now)
             work.prepared[key] = prepared
+            work.pods_prepared += isinstance(prepared, dict)
+            if len(work.prepared) % 100 == 0:
+                await asyncio.sleep(0)  # hundreds of Pods to build: let other runs' reconciles in between
             if isinstance(prepared, Attempt):
                 immediate[start.task] = prepared
         checked = xcom_store.checked_attempts(immediate)
@@ -678,15 +726,27 @@ def _due(body: Obj, spec: DAGRunSpec, facts: launch.RunFacts) -> datetime | None
         return None
 
 
-def _pods_created(pods: list[Obj]) -> dict[str, datetime]:
-    created = {}
-    for pod in pods:
-        metadata = pod.get("metadata") or {}
+def _pods_created(pods: list[Obj]) -> Mapping[str, datetime]:
+    """Pod name -> creation time, parsed only for the Pods asked about (the tries that started)."""
+    return _CreationTimes({str((p.get("metadata") or {}).get("name")): p for p in pods})
+
+
+class _CreationTimes(Mapping[str, datetime]):
+    def __init__(self, pods: dict[str, Obj]) -> None:
+        self._pods = pods
+
+    def __getitem__(self, name: str) -> datetime:
+        metadata = self._pods[name].get("metadata") or {}
         try:
-            created[str(metadata.get("name"))] = parse_time(str(metadata.get("creationTimestamp") or ""))
+            return parse_time(str(metadata.get("creationTimestamp") or ""))
         except ValueError:
-            continue
-    return created
+            raise KeyError(name) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._pods)
+
+    def __len__(self) -> int:
+        return len(self._pods)
 
 
 def _without_duration(wire: Mapping[str, Any]) -> dict[str, Any]:

@@ -229,10 +229,22 @@ def pods_to_clean(policy: str, pods: Iterable[Obj], status: DAGRunStatus) -> lis
 # --- decorating the status --------------------------------------------------------------------------
 
 
+_POD_TASKS: dict[int, tuple[DAGSpec, frozenset[str]]] = {}
+
+
 def pod_task_names(spec: DAGSpec) -> frozenset[str]:
-    """Tasks that run as Pods: everything but empty tasks, sensors and triggerDag tasks."""
-    inline = {TaskType.empty, TaskType.sensor, TaskType.trigger_dag}
-    return frozenset(task.name for task in spec.tasks if task.effective_type() not in inline)
+    """Tasks that run as Pods: everything but empty tasks, sensors and triggerDag tasks.
+
+    Memoized per spec object (asked several times per reconcile; a run's snapshot never changes).
+    """
+    found = _POD_TASKS.get(id(spec))
+    if found is None or found[0] is not spec:
+        inline = {TaskType.empty, TaskType.sensor, TaskType.trigger_dag}
+        if len(_POD_TASKS) > 256:
+            _POD_TASKS.clear()
+        found = (spec, frozenset(task.name for task in spec.tasks if task.effective_type() not in inline))
+        _POD_TASKS[id(spec)] = found
+    return found[1]
 
 
 def pod_namer(run_name: str, pod_tasks: frozenset[str]) -> runstatus.PodNamer:

@@ -1,14 +1,15 @@
 """What the controllers read: the operator's in-memory copies of DAGs, DAGRuns and Pods.
 
 Reconciles never list or get these from the API server: kopf keeps indices of
-every watched object (kopf.index), filled from the watch streams, and it does not
-call any handler before the initial listing of every indexed kind is complete. So
-when a reconcile runs, a Pod missing from the view really is gone, which is what
-lets the run controller call a running try whose Pod vanished a failed try.
+every DAG and DAGRun (kopf.index), filled from the watch streams, and it does not
+call any handler before the initial listing is complete; the Pod cache lists and
+seeds a run's Pods before that run is reconciled (podwatch.PodCache.seed). So when
+a reconcile runs, a Pod missing from the view really is gone, which is what lets
+the run controller call a running try whose Pod vanished a failed try.
 
 `ClusterView` is the narrow interface the controllers see; `IndexedView` adapts
-kopf's indices to it (the index functions live in operator.py, next to the
-handler registrations).
+kopf's indices (DAGs and DAGRuns; the index functions live in operator.py, next to
+the handler registrations) and the operator's Pod cache (k8s.podwatch) to it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
+from kubeflowlite.core.taskenv import ANNOTATION_SKIP_EXIT_CODE
 from kubeflowlite.k8s import names
 
 Obj = Mapping[str, Any]
@@ -45,6 +47,10 @@ class _Index(Protocol):
     def __iter__(self) -> Any: ...
 
 
+class _Pods(Protocol):
+    def pods_of_run(self, namespace: str, run_name: str) -> list[Any]: ...
+
+
 def _values(index: _Index, key: Any) -> list[Any]:
     try:
         return list(index[key]) if key in index else []
@@ -55,7 +61,7 @@ def _values(index: _Index, key: Any) -> list[Any]:
 class IndexedView:
     """A ClusterView over kopf indices keyed as operator.py builds them."""
 
-    def __init__(self, *, dags: _Index, runs: _Index, runs_by_dag: _Index, pods: _Index) -> None:
+    def __init__(self, *, dags: _Index, runs: _Index, runs_by_dag: _Index, pods: _Pods) -> None:
         self._dags = dags
         self._runs = runs
         self._runs_by_dag = runs_by_dag
@@ -76,30 +82,65 @@ class IndexedView:
         return _values(self._runs_by_dag, (namespace, dag))
 
     def pods_of_run(self, namespace: str, run_name: str) -> list[Obj]:
-        return _values(self._pods, (namespace, names.label_value(run_name)))
+        pods: list[Obj] = self._pods.pods_of_run(namespace, run_name)
+        return pods
+
+
+_KEPT_LABELS = (names.LABEL_RUN, names.LABEL_TASK, names.LABEL_TRY)
+_KEPT_ANNOTATIONS = (names.ANNOTATION_TASK_ID, names.ANNOTATION_RUN_NAME, ANNOTATION_SKIP_EXIT_CODE)
+_KEPT_METADATA = (
+    "name",
+    "resourceVersion",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+)
+_KEPT_STATUS = ("phase", "reason", "message", "startTime")
+_KEPT_CONDITIONS = {"PodScheduled": "False", "DisruptionTarget": "True"}
+"""The conditions observation reads, in the status it reads them in (unschedulable, disrupted)."""
+_COMMON = {
+    text: text for text in ("Pending", "Running", "Succeeded", "Failed", "Unknown", "main", "True", "False")
+}
+"""Values repeated on every Pod, shared instead of held once per Pod."""
 
 
 def slim_pod(body: Obj) -> dict[str, Any]:
-    """The parts of a Pod the controllers read (metadata and status; never the spec): saves memory."""
+    """The few fields of a task Pod that observation reads (k8s.observe, run_rules), nothing else.
+
+    Thousands of Pods are in flight at once, so the operator keeps this instead of the
+    Pod: our labels and annotations, the metadata that dates it, the phase and reason,
+    the conditions that explain a Pending or disrupted Pod, and of each container its
+    name and state (the main container's termination message is the XCom value).
+    Keys are our constants (one string object shared by every Pod), and so are the
+    common values.
+    """
     metadata = body.get("metadata") or {}
-    return {
-        "metadata": {
-            key: metadata[key]
-            for key in (
-                "name",
-                "namespace",
-                "uid",
-                "resourceVersion",
-                "labels",
-                "annotations",
-                "creationTimestamp",
-                "deletionTimestamp",
-                "deletionGracePeriodSeconds",
-            )
-            if key in metadata
-        },
-        "status": dict(body.get("status") or {}),
-    }
+    status = body.get("status") or {}
+    labels = metadata.get("labels") or {}
+    annotations = metadata.get("annotations") or {}
+    slim_metadata: dict[str, Any] = {key: metadata[key] for key in _KEPT_METADATA if key in metadata}
+    slim_metadata["labels"] = {key: labels[key] for key in _KEPT_LABELS if key in labels}
+    slim_metadata["annotations"] = {key: annotations[key] for key in _KEPT_ANNOTATIONS if key in annotations}
+    slim_status: dict[str, Any] = {key: _shared(status[key]) for key in _KEPT_STATUS if key in status}
+    conditions = [
+        {key: _shared(condition[key]) for key in ("type", "status", "reason", "message") if key in condition}
+        for condition in status.get("conditions") or []
+        if _KEPT_CONDITIONS.get(condition.get("type")) == condition.get("status")
+    ]
+    if conditions:
+        slim_status["conditions"] = conditions
+    for key in ("initContainerStatuses", "containerStatuses"):
+        containers = status.get(key)
+        if containers:
+            slim_status[key] = [
+                {"name": _shared(container.get("name")), "state": container.get("state") or {}}
+                for container in containers
+            ]
+    return {"metadata": slim_metadata, "status": slim_status}
+
+
+def _shared(value: Any) -> Any:
+    return _COMMON.get(value, value) if isinstance(value, str) else value
 
 
 def snapshot(body: Obj) -> dict[str, Any]:

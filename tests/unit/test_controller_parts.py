@@ -378,6 +378,35 @@ class TestWorkQueue:
 
         asyncio.run(scenario())
 
+    def test_a_costly_reconcile_batches_the_events_that_arrive_after_it(self) -> None:
+        calls: list[tuple[str, float]] = []
+
+        async def scenario() -> None:
+            clock = FakeClock()
+
+            async def handler(key: Hashable) -> float | None:
+                calls.append((str(key), clock.now))
+                if key == "big":
+                    clock.now += 0.5  # its reconcile cost half a second
+                return None
+
+            queue = WorkQueue(handler, workers=2, clock=clock, wait=clock.wait, cost_clock=clock, spacing=1.0)
+            queue.start()
+            queue.add("big")
+            await settle()
+            for _ in range(3):  # Pod events right after it ended
+                queue.add("big")
+            queue.add("small")
+            await settle()
+            assert calls == [("big", 0.0), ("small", 0.5)], "the small run goes at once, the big one waits"
+            await clock.advance(0.49)
+            assert len(calls) == 2
+            await clock.advance(0.01)
+            assert calls[2:] == [("big", 1.0)], "one reconcile for the three events, as long after as it cost"
+            await queue.stop()
+
+        asyncio.run(scenario())
+
     def test_a_failing_reconcile_is_retried_with_exponential_backoff(self) -> None:
         calls: list[float] = []
         errors: list[str] = []

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from kubeflowlite.core.engine import NO_XCOM, AttemptPhase
-from kubeflowlite.k8s import names
+from kubeflowlite.k8s import names, view
 from kubeflowlite.k8s.observe import attempt_from_pod
 
 CREATED = "2024-05-01T10:00:00Z"
@@ -291,6 +291,18 @@ def test_attempt_from_pod(case: Case) -> None:
     assert attempt.xcom == case.xcom if case.xcom is not NO_XCOM else attempt.xcom is NO_XCOM
     if case.phase in (AttemptPhase.succeeded, AttemptPhase.failed):
         assert attempt.end_time is not None
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_the_slim_copy_the_operator_keeps_gives_the_same_attempt(case: Case) -> None:
+    """view.slim_pod keeps a fraction of a Pod; what observation makes of it must not change."""
+    slim = view.slim_pod(case.pod)
+    assert attempt_from_pod(slim, now=case.now, events=case.events) == attempt_from_pod(
+        case.pod, now=case.now, events=case.events
+    )
+    assert "spec" not in slim and "qosClass" not in slim["status"]
+    for container in slim["status"].get("containerStatuses") or []:
+        assert set(container) == {"name", "state"}
 
 
 def test_times_come_from_the_main_container() -> None:

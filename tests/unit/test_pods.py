@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from kubeflowlite.api.dag import DAGSpec, Task, effective_task
+from kubeflowlite.core.schedule import RunInterval
 from kubeflowlite.core.templating import RenderedTask
-from kubeflowlite.k8s import names, pods, taskscript
+from kubeflowlite.k8s import launch, names, pods, taskscript
 
 RUN = "tutorial-manual-20200209t145500"
 
@@ -243,3 +245,44 @@ def test_deep_merge_rules(base: dict[str, Any], override: dict[str, Any], expect
 def test_invalid_duration_is_an_error() -> None:
     with pytest.raises(ValueError, match="not a duration"):
         pods.timeout_seconds("soon")
+
+
+@pytest.mark.parametrize(
+    ("plain", "templated"),
+    [
+        ({"bash": "echo hi"}, {"bash": "echo {{ 'hi' }}"}),
+        (
+            {"command": ["run", "x"], "args": ["--a", "b"]},
+            {"command": ["run", "{{ 'x' }}"], "args": ["--a", "b"]},
+        ),
+        (
+            {"bash": "true", "env": [{"name": "A", "value": "1"}]},
+            {"bash": "true", "env": [{"name": "A", "value": "{{ 1 }}"}]},
+        ),
+        (
+            {"bash": "true", "pod": {"metadata": {"annotations": {"k": "v"}}}},
+            {"bash": "true", "pod": {"metadata": {"annotations": {"k": "{{ 'v' }}"}}}},
+        ),
+    ],
+)
+def test_a_task_with_nothing_to_render_gets_the_pod_rendering_would_give(
+    plain: dict[str, Any], templated: dict[str, Any]
+) -> None:
+    """launch.pod_for_try skips Airflow's context for such tasks: the Pod must not change for it."""
+    day = datetime(2020, 1, 1, tzinfo=UTC)
+
+    def pod_of(task: dict[str, Any]) -> Any:
+        spec = DAGSpec.model_validate({"tasks": [{"name": "t", **task}]})
+        facts = launch.RunFacts(
+            namespace="ns",
+            run_name="etl-manual-20200101t000000",
+            run_uid="uid-1",
+            dag_name="etl",
+            spec=spec,
+            interval=RunInterval(day, day, day),
+            run_type="manual",
+        )
+        return launch.pod_for_try(facts, "t", 1, xcoms={}, now=day)
+
+    assert not launch._templated(DAGSpec.model_validate({"tasks": [{"name": "t", **plain}]}).tasks[0])
+    assert pod_of(plain) == pod_of(templated)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kubeflowlite.k8s import kube, names, patches, xcom_store
-from kubeflowlite.k8s.run_controller import LAUNCH_GRACE, RunController
+from kubeflowlite.k8s.run_controller import LAUNCH_GRACE, MAX_CREATES, RunController
 from kubeflowlite.k8s.view import Obj
 
 NS = "ns"
@@ -304,3 +304,15 @@ def test_a_template_error_fails_the_try_in_the_same_pass_and_its_downstream_foll
     assert tasks["broken"]["state"] == "failed" and "template error" in tasks["broken"]["message"]
     assert tasks["cleanup"]["state"] == "queued"  # decided again in the same pass: no second reconcile
     assert h.api.count("create", "pods") == 1  # cleanup's Pod only
+
+
+def test_a_wide_fan_out_is_launched_in_passes_that_each_write_status() -> None:
+    h = harness([{"name": f"t{i:04d}", "bash": "true"} for i in range(MAX_CREATES + 100)])
+    h.view.dag_objects["etl"]["spec"]["maxActiveTasks"] = 100000
+    h.reconcile()
+    assert h.api.count("create", "pods") == MAX_CREATES
+    assert ("run", NS, RUN) in h.enqueued, "the rest is asked for at once"
+    assert h.status()["state"] == "running", "the status is written while launching"
+    h.reconcile()  # the first pass's Pods are not seen yet: created once, the rest now
+    assert h.api.count("create", "pods") == MAX_CREATES + 100
+    assert len([path for path in h.api.objects if "/pods/" in path]) == MAX_CREATES + 100
