@@ -398,28 +398,6 @@ class Kube:
             if not token:
                 return items, version
 
-    async def list_metadata(self, resource: Resource, namespace: str | None) -> list[dict[str, Any]]:
-        """The metadata of every object (a PartialObjectMetadataList): names and resourceVersions, no bodies."""
-        session = self._session_for_loop()
-        headers = await self._auth_headers() | {
-            "Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
-        }
-        items: list[dict[str, Any]] = []
-        token: str | None = None
-        while True:
-            query = urlencode({"limit": 500, **({"continue": token} if token else {})})
-            url = resource.path(namespace).lstrip("/") + f"?{query}"
-            async with session.get(url, headers=headers) as response:
-                payload = await response.read()
-                self._count("list", resource.plural, response.status)
-                if response.status >= 400:
-                    raise _api_error(response.status, payload, verb="list", path=url)
-            page = json.loads(payload)
-            items.extend(page.get("items") or [])
-            token = (page.get("metadata") or {}).get("continue")
-            if not token:
-                return items
-
     async def patch(
         self,
         resource: Resource,
