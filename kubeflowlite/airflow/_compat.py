@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kubeflowlite.core import variables
+from kubeflowlite.core.taskenv import SKIP_EXIT_CODE
 from kubeflowlite.core.trigger_rule import TriggerRule as Rules
 from kubeflowlite.dsl import model
 from kubeflowlite.dsl import tasks as dsl_tasks
@@ -259,11 +260,20 @@ class BashOperator(dsl_tasks.Bash):
                     location,
                     "templates only read; a bash task's XCom is its last output line",
                 )
-        if "skip_exit_code" in options or "skip_on_exit_code" in options:
-            raise _unsupported("BashOperator", "skip_on_exit_code", location)
+        skip = options.pop("skip_on_exit_code", options.pop("skip_exit_code", SKIP_EXIT_CODE))
+        if isinstance(skip, (list, tuple, set)) and len(skip) <= 1:
+            skip = next(iter(skip), None)
+        if skip is not None and (isinstance(skip, bool) or not isinstance(skip, int)):
+            raise _unsupported(
+                "BashOperator",
+                "skip_on_exit_code with several codes",
+                location,
+                "give one exit code (or None)",
+            )
         options.pop("output_encoding", None)
         fields = _task_options("BashOperator", options, location, dag=options.get("dag"))
-        super().__init__(task_id, command, **fields)
+        # As Airflow's: exit code 99 (or the one given; None for none) ends the try skipped.
+        super().__init__(task_id, command, skip_exit_code=skip, **fields)
         self.location = location
 
 

@@ -18,6 +18,7 @@ from pydantic import Field
 from kubeflowlite.api import names
 from kubeflowlite.api.base import ApiModel
 from kubeflowlite.core.durations import DURATION_PATTERN, SIGNED_DURATION_PATTERN
+from kubeflowlite.core.taskenv import SKIP_EXIT_CODE
 from kubeflowlite.core.trigger_rule import TriggerRule as TriggerRule  # defined stdlib-only, see there
 from kubeflowlite.core.xcom import XCOM_REF_KEY as XCOM_REF_KEY  # the reference form in python.args
 
@@ -232,6 +233,20 @@ class Task(TaskDefaults):
     python: PythonCall | None = Field(
         default=None, description="Makes this task call a Python function of spec.pythonSource."
     )
+    skip_exit_code: int | None = Field(
+        default=None,
+        ge=1,
+        le=255,
+        description="An exit code of the task's process that means it skipped itself: the try ends "
+        "skipped, not failed (Airflow's BashOperator skip_on_exit_code; its Airflow layer sets "
+        "Airflow's default, 99). A Python task always skips with 99 (AirflowSkipException).",
+    )
+
+    def skip_code(self) -> int | None:
+        """The exit code that ends a try of this task `skipped`: the one rule both shells apply."""
+        if self.effective_type() is TaskType.python:
+            return SKIP_EXIT_CODE
+        return self.skip_exit_code
 
     def effective_type(self) -> TaskType | None:
         """The task type, inferred when not given explicitly; None if nothing says what to run."""

@@ -152,7 +152,7 @@ class BaseTask(DependencyMixin):
 
     Keyword arguments are the task fields of the YAML spec in snake_case
     (`retries`, `retry_delay`, `execution_timeout`, `trigger_rule`, `env` as a dict,
-    `pod`, `image`, `owner`, `depends_on_past`, `branch`, `short_circuit`, ...).
+    `pod`, `image`, `owner`, `depends_on_past`, `branch`, `short_circuit`, `skip_exit_code`, ...).
     """
 
     kind: ClassVar[str] = ""
@@ -161,6 +161,7 @@ class BaseTask(DependencyMixin):
         "branch",
         "short_circuit",
         "ignore_downstream_trigger_rules",
+        "skip_exit_code",
     )
 
     def __init__(self, task_id: str, *, dag: DAG | None = None, **fields: Any) -> None:

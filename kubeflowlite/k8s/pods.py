@@ -30,6 +30,7 @@ from typing import Any
 from kubeflowlite.api.dag import Task
 from kubeflowlite.core import durations, templating
 from kubeflowlite.core.taskenv import (
+    ANNOTATION_SKIP_EXIT_CODE,
     ENV_DAG_ID,
     ENV_LOGICAL_DATE,
     ENV_RUN_ID,
@@ -78,6 +79,8 @@ def build_pod(
         names.ANNOTATION_RUN_NAME: run_name,
         ANNOTATION_LOGICAL_DATE: logical_date,
     }
+    if (skip_code := task.skip_code()) is not None:
+        annotations[ANNOTATION_SKIP_EXIT_CODE] = str(skip_code)
     container: dict[str, Any] = {"name": MAIN_CONTAINER, "image": task.image or DEFAULT_IMAGE}
     if rendered.bash is not None:
         container["command"] = taskscript.bash_command(rendered.bash)

@@ -30,11 +30,9 @@ from typing import Any
 
 from kubeflowlite.api.dag import PythonSource
 from kubeflowlite.core.taskenv import (
-    ANNOTATION_SKIP_EXIT_CODE,
     ENV_PYTASK_CONTEXT,
     ENV_PYTASK_SOURCE,
     PYTASK_MODULE,
-    SKIP_EXIT_CODE,
 )
 from kubeflowlite.k8s import kube, names, pods
 
@@ -158,7 +156,6 @@ def python_pod(
     manifest: dict[str, Any] = json.loads(json.dumps(pod))
     spec = manifest["spec"]
     spec.setdefault("automountServiceAccountToken", False)
-    manifest["metadata"].setdefault("annotations", {})[ANNOTATION_SKIP_EXIT_CODE] = str(SKIP_EXIT_CODE)
     volumes = [v for v in spec.get("volumes") or [] if v.get("name") != SOURCE_VOLUME]
     volumes.append(
         {

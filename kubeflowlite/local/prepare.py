@@ -46,7 +46,6 @@ from kubeflowlite.core.taskenv import (
     ENV_TRY_NUMBER,
     ENV_XCOM_FILE,
     PYTASK_MODULE,
-    SKIP_EXIT_CODE,
 )
 from kubeflowlite.core.validation import InvalidDAGError
 from kubeflowlite.local.launcher import ImmediateResult, ProcessRequest
@@ -160,7 +159,7 @@ def prepare_try(ctx: RunContext, task_name: str, try_number: int) -> ProcessRequ
         xcom_path,
         last_line_xcom=kind is TaskType.bash,
         cwd=ctx.cwd,
-        skip_exit_codes=(SKIP_EXIT_CODE,) if kind is TaskType.python else (),
+        skip_exit_codes=() if (code := task.skip_code()) is None else (code,),
     )
 
 

@@ -236,6 +236,11 @@ def test_an_airflow2_dag_runs_with_airflows_task_states(
             "xcom_push",
             "BashOperator: 'xcom_push in a template' is not supported by kubeflowlite",
         ),
+        (
+            "BashOperator(task_id='t', bash_command='true', skip_on_exit_code=[3, 4])",
+            "skip_on_exit_code",
+            "BashOperator: 'skip_on_exit_code with several codes' is not supported by kubeflowlite",
+        ),
     ],
 )
 def test_unsupported_airflow_features_are_errors_naming_them_and_the_line(
@@ -467,3 +472,29 @@ def test_an_xcomarg_in_a_string_is_airflows_pull_template(tmp_path: Path) -> Non
     run_, run_dir = run(path, tmp_path / "runs", "--date", "2024-03-01")
     assert states(run_) == {"push": "success", "pull": "success"}
     assert json.loads((run_dir / "xcom.json").read_text())["pull"] == "got pushed"
+
+
+def test_bash_operator_skips_on_exit_code_99_as_airflows_does(tmp_path: Path) -> None:
+    """Airflow's BashOperator ends a try skipped on exit code 99 (skip_on_exit_code's default), or on
+    the one code given; None turns it off. Downstream trigger rules then see a skipped task."""
+    path = write(
+        tmp_path,
+        """
+        from datetime import datetime
+        from kubeflowlite.airflow import DAG
+        from kubeflowlite.airflow.operators.bash import BashOperator
+        from kubeflowlite.airflow.operators.empty import EmptyOperator
+
+        with DAG("skip99", start_date=datetime(2024, 1, 1), schedule=None) as dag:
+            skipper = BashOperator(task_id="skipper", bash_command="echo bye; exit 99")
+            custom = BashOperator(task_id="custom", bash_command="exit 3", skip_on_exit_code=3)
+            off = BashOperator(task_id="off", bash_command="exit 99", skip_on_exit_code=None, retries=0)
+            after = EmptyOperator(task_id="after")
+            skipper >> after
+        """,
+    )
+    (compiled,) = dagfiles.load_dag_file(path)
+    wire = {t.name: t.skip_exit_code for t in compiled.spec.tasks}
+    assert wire == {"skipper": 99, "custom": 3, "off": None, "after": None}
+    ran, _ = run(path, tmp_path / "runs", "--date", "2024-01-01")
+    assert states(ran) == {"skipper": "skipped", "custom": "skipped", "off": "failed", "after": "skipped"}

@@ -61,6 +61,7 @@ def test_bash_task_pod() -> None:
     assert meta["labels"][names.LABEL_TRY] == "2"
     assert meta["labels"]["app.kubernetes.io/managed-by"] == "kubeflowlite-operator"
     assert meta["annotations"][names.ANNOTATION_TASK_ID] == "print_date"
+    assert "kubeflowlite.io/skip-exit-code" not in meta["annotations"]  # a failing exit is a failure
     assert meta["ownerReferences"] == [
         {
             "apiVersion": "kubeflowlite.io/v1alpha1",
@@ -286,3 +287,8 @@ def test_a_task_with_nothing_to_render_gets_the_pod_rendering_would_give(
 
     assert not launch._templated(DAGSpec.model_validate({"tasks": [{"name": "t", **plain}]}).tasks[0])
     assert pod_of(plain) == pod_of(templated)
+
+
+def test_a_skip_exit_code_is_on_the_pod_for_the_operator_to_read() -> None:
+    pod = build(Task(name="maybe", bash="exit 99", skip_exit_code=99), rendered_as(bash="exit 99"))
+    assert pod["metadata"]["annotations"]["kubeflowlite.io/skip-exit-code"] == "99"
