@@ -8,11 +8,12 @@ CLI group (tasks as real subprocesses). Warnings are captured with pytest.warns.
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from dagfile_text import line_of
+from dagfile_text import write as write_dag_file
 
 from kubeflowlite import dagfiles
 from kubeflowlite.airflow._compat import AirflowCompatWarning
@@ -25,16 +26,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def write(tmp_path: Path, text: str, name: str = "airflow_dag.py") -> Path:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(text))
-    return path
-
-
-def line_of(path: Path, fragment: str) -> int:
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if fragment in line:
-            return number
-    raise AssertionError(fragment)
+    return write_dag_file(tmp_path, text, name)
 
 
 def run(path: Path, runs: Path, *args: str) -> tuple[DAGRun, Path]:

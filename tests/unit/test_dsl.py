@@ -7,11 +7,11 @@ the YAML examples parsed by core.loading, and errors by their text (file and lin
 
 from __future__ import annotations
 
-import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from dagfile_text import line_of, write
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,19 +25,6 @@ from kubeflowlite.dsl.model import DAG
 from kubeflowlite.dsl.tasks import Bash, Empty, Label, Python, chain
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-def write(tmp_path: Path, text: str, name: str = "dag_file.py") -> Path:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(text))
-    return path
-
-
-def line_of(path: Path, fragment: str) -> int:
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if fragment in line:
-            return number
-    raise AssertionError(fragment)
 
 
 TUTORIAL_NATIVE = '''

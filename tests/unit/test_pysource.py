@@ -177,6 +177,45 @@ def materialize(configmap: dict[str, Any], volume: dict[str, Any], root: Path) -
         target.write_text(configmap["data"][item["key"]])
 
 
+def mounted_pod(
+    dag: DAG, task: str, tmp_path: Path, *, xcoms: dict[str, str] | None = None
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+    """Try 1 of `task`: its Pod, its run's source ConfigMap (materialized under tmp_path/mount as the
+    kubelet mounts it), and the task's environment with its paths there (XCom to tmp_path/xcom.json)."""
+    assert dag.spec.python_source is not None
+    facts = facts_for(dag)
+    pod = launch.pod_for_try(facts, task, 1, xcoms=xcoms or {}, now=DAY)
+    assert isinstance(pod, dict)
+    configmap = pysource.configmap_manifest(
+        run_name=facts.run_name,
+        run_uid="uid-1",
+        namespace="ns",
+        dag_name=dag.dag_id,
+        source=dag.spec.python_source,
+    )
+    mount = tmp_path / "mount"
+    materialize(configmap, pod["spec"]["volumes"][0], mount)
+    env = {
+        name: value.replace("/kfl/python", str(mount))
+        for name, value in env_of(pod).items()
+        if name.startswith(("KFL_", "PYTHONPATH"))
+    }
+    env[ENV_XCOM_FILE] = str(tmp_path / "xcom.json")
+    return pod, configmap, env
+
+
+def run_bootstrap(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The Pod's command, `python -S -m kubeflowlite.pytask` (no site-packages), with only `env`."""
+    return subprocess.run(
+        [sys.executable, "-S", "-m", "kubeflowlite.pytask"],
+        env={"PATH": "/usr/bin:/bin", **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def test_the_shipped_runtime_runs_a_task_with_a_bare_python(tmp_path: Path) -> None:
     """The image contract: python3 alone. `-S` hides site-packages (this venv's kubeflowlite)."""
     source = (
@@ -193,38 +232,14 @@ def test_the_shipped_runtime_runs_a_task_with_a_bare_python(tmp_path: Path) -> N
     path.write_text(source)
     (dag,) = dagfiles.load_dag_file(path)
     assert dag.spec.python_source is not None
-    facts = facts_for(dag)
-    pod = launch.pod_for_try(facts, "double", 1, xcoms={"extract": '{"n":21}'}, now=DAY)
-    assert isinstance(pod, dict)
-    configmap = pysource.configmap_manifest(
-        run_name=facts.run_name,
-        run_uid="uid-1",
-        namespace="ns",
-        dag_name="etl",
-        source=dag.spec.python_source,
-    )
-    mount = tmp_path / "mount"
-    materialize(configmap, pod["spec"]["volumes"][0], mount)
-    env = {
-        name: value.replace("/kfl/python", str(mount))
-        for name, value in env_of(pod).items()
-        if name.startswith(("KFL_", "PYTHONPATH"))
-    }
-    env[ENV_XCOM_FILE] = str(tmp_path / "xcom.json")
+    _, _, env = mounted_pod(dag, "double", tmp_path, xcoms={"extract": '{"n":21}'})
     workdir = tmp_path / "work"
     workdir.mkdir()
     bare = subprocess.run(
         [sys.executable, "-S", "-c", "import kubeflowlite"], cwd=workdir, capture_output=True
     )
     assert bare.returncode == 1  # without the shipped lib/ there is no kubeflowlite to import
-    completed = subprocess.run(
-        [sys.executable, "-S", "-m", "kubeflowlite.pytask"],
-        env={"PATH": "/usr/bin:/bin", **env},
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    completed = run_bootstrap(env, workdir)
     assert completed.returncode == 0, completed.stderr
     assert json.loads((tmp_path / "xcom.json").read_text()) == 42
 
@@ -243,37 +258,13 @@ def test_modules_beside_the_dag_file_ship_in_the_configmap_and_import_in_the_pod
     (dag,) = dagfiles.load_dag_file(path)
     assert dag.spec.python_source is not None
     assert sorted(dag.spec.python_source.modules or {}) == ["helpers.py", "lib/__init__.py", "lib/inner.py"]
-    facts = facts_for(dag)
-    pod = launch.pod_for_try(facts, "use", 1, xcoms={}, now=DAY)
-    assert isinstance(pod, dict)
-    configmap = pysource.configmap_manifest(
-        run_name=facts.run_name,
-        run_uid="uid-1",
-        namespace="ns",
-        dag_name="helped",
-        source=dag.spec.python_source,
-    )
+    pod, configmap, env = mounted_pod(dag, "use", tmp_path)
     items = {item["path"]: item["key"] for item in pod["spec"]["volumes"][0]["configMap"]["items"]}
     for relative in ("helpers.py", "lib/__init__.py", "lib/inner.py"):
         assert configmap["data"][items[f"source/{relative}"]] == (tmp_path / relative).read_text()
-    mount = tmp_path / "mount"
-    materialize(configmap, pod["spec"]["volumes"][0], mount)
-    env = {
-        name: value.replace("/kfl/python", str(mount))
-        for name, value in env_of(pod).items()
-        if name.startswith(("KFL_", "PYTHONPATH"))
-    }
-    env[ENV_XCOM_FILE] = str(tmp_path / "xcom.json")
     workdir = tmp_path / "work"
     workdir.mkdir()
-    completed = subprocess.run(
-        [sys.executable, "-S", "-m", "kubeflowlite.pytask"],
-        env={"PATH": "/usr/bin:/bin", **env},
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    completed = run_bootstrap(env, workdir)
     assert completed.returncode == 0, completed.stderr
     assert json.loads((tmp_path / "xcom.json").read_text()) == 142
 
@@ -292,24 +283,7 @@ def test_a_pod_reaches_an_installed_kubeflowlite_behind_the_shipped_runtime(tmp_
     )
     (dag,) = dagfiles.load_dag_file(path)
     assert dag.spec.python_source is not None
-    facts = facts_for(dag)
-    pod = launch.pod_for_try(facts, "say", 1, xcoms={}, now=DAY)
-    assert isinstance(pod, dict)
-    configmap = pysource.configmap_manifest(
-        run_name=facts.run_name,
-        run_uid="uid-1",
-        namespace="ns",
-        dag_name="etl",
-        source=dag.spec.python_source,
-    )
-    mount = tmp_path / "mount"
-    materialize(configmap, pod["spec"]["volumes"][0], mount)
-    env = {
-        name: value.replace("/kfl/python", str(mount))
-        for name, value in env_of(pod).items()
-        if name.startswith(("KFL_", "PYTHONPATH"))
-    }
-    env[ENV_XCOM_FILE] = str(tmp_path / "xcom.json")
+    _, _, env = mounted_pod(dag, "say", tmp_path)
     repo = Path(__file__).resolve().parents[2]
     site = Path(
         subprocess.check_output(
