@@ -17,6 +17,7 @@ from pydantic import Field
 
 from kubeflowlite.api import names
 from kubeflowlite.api.base import ApiModel
+from kubeflowlite.api.times import Time
 from kubeflowlite.core.durations import DURATION_PATTERN, SIGNED_DURATION_PATTERN
 from kubeflowlite.core.taskenv import SKIP_EXIT_CODE
 from kubeflowlite.core.trigger_rule import TriggerRule as TriggerRule  # defined stdlib-only, see there
@@ -276,11 +277,11 @@ class DAGSpec(ApiModel):
     timezone: str = Field(
         default="UTC", description="IANA time zone the schedule is evaluated in, DST included."
     )
-    start_date: str | None = Field(
+    start_date: Time | None = Field(
         default=None,
         description="RFC 3339 time of the first data interval's start (e.g. 2020-02-09T00:00:00Z).",
     )
-    end_date: str | None = Field(
+    end_date: Time | None = Field(
         default=None, description="No run is scheduled with a logical date after this."
     )
     catchup: bool = Field(
@@ -337,7 +338,9 @@ class Condition(ApiModel):
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str = Field(default="", description="Machine-readable CamelCase reason for the last transition.")
     message: str = Field(default="", description="Human-readable details.")
-    last_transition_time: str | None = Field(default=None, description="When status last changed (RFC 3339).")
+    last_transition_time: Time | None = Field(
+        default=None, description="When status last changed (RFC 3339)."
+    )
     observed_generation: int | None = Field(
         default=None, description="The metadata.generation the condition was computed from."
     )
@@ -361,7 +364,7 @@ class DAGStatus(ApiModel):
     observed_generation: int | None = Field(
         default=None, description="The metadata.generation this status was computed from."
     )
-    next_run: str | None = Field(
+    next_run: Time | None = Field(
         default=None, description="Logical date (RFC 3339) of the next scheduled run; unset if none is due."
     )
     last_run: str | None = Field(default=None, description="Name of the most recently created DAGRun.")

@@ -18,6 +18,7 @@ from pydantic_core import core_schema
 
 from kubeflowlite.api.base import ApiModel
 from kubeflowlite.api.dag import CONDITIONS_LIST_EXTRA, Condition, DAGSpec, ObjectMeta
+from kubeflowlite.api.times import Time
 
 
 class TaskState(str, Enum):
@@ -77,7 +78,7 @@ class DAGRunSpec(ApiModel):
     """Desired state of a run."""
 
     dag_name: str = Field(description="The DAG id this run belongs to.")
-    logical_date: str = Field(
+    logical_date: Time = Field(
         description="RFC 3339 start of the run's data interval ({{ ds }}); for manual runs the trigger time."
     )
     conf: dict[str, Any] = Field(
@@ -94,8 +95,8 @@ class TryRecord(ApiModel):
 
     try_number: int = Field(ge=1, description="Which try this was, starting at 1.")
     state: TaskState = Field(description="How the try ended.")
-    start_time: str | None = Field(default=None, description="When the try started (RFC 3339).")
-    end_time: str | None = Field(default=None, description="When the try ended (RFC 3339).")
+    start_time: Time | None = Field(default=None, description="When the try started (RFC 3339).")
+    end_time: Time | None = Field(default=None, description="When the try ended (RFC 3339).")
     exit_code: int | None = Field(default=None, description="Exit code of the task's process or container.")
     message: str | None = Field(default=None, description="Why the try ended as it did, for humans.")
 
@@ -108,11 +109,11 @@ class TaskInstanceStatus(ApiModel):
         default=0, ge=0, description="The current (or last) try, starting at 1; 0 = never tried."
     )
     pod_name: str | None = Field(default=None, description="Pod of the current try (operator only).")
-    start_time: str | None = Field(default=None, description="When the current try started (RFC 3339).")
-    end_time: str | None = Field(default=None, description="When the instance finished (RFC 3339).")
+    start_time: Time | None = Field(default=None, description="When the current try started (RFC 3339).")
+    end_time: Time | None = Field(default=None, description="When the instance finished (RFC 3339).")
     exit_code: int | None = Field(default=None, description="Exit code of the current try, once it ended.")
     message: str | None = Field(default=None, description="Why the task is in its state, for humans.")
-    next_try_at: str | None = Field(default=None, description="When an up_for_retry task runs again.")
+    next_try_at: Time | None = Field(default=None, description="When an up_for_retry task runs again.")
     tries: list[TryRecord] = Field(default_factory=list, description="Earlier tries of this instance.")
 
 
@@ -191,12 +192,12 @@ class DAGRunStatus(ApiModel):
     """Observed state of a run."""
 
     state: RunState = Field(default=RunState.queued, description="queued, running, success or failed.")
-    start_time: str | None = Field(default=None, description="When the run started (RFC 3339).")
-    end_time: str | None = Field(default=None, description="When the run finished (RFC 3339).")
-    data_interval_start: str | None = Field(
+    start_time: Time | None = Field(default=None, description="When the run started (RFC 3339).")
+    end_time: Time | None = Field(default=None, description="When the run finished (RFC 3339).")
+    data_interval_start: Time | None = Field(
         default=None, description="Start of the data interval ({{ data_interval_start }})."
     )
-    data_interval_end: str | None = Field(
+    data_interval_end: Time | None = Field(
         default=None, description="End of the data interval ({{ data_interval_end }})."
     )
     tasks: TaskMap = Field(default_factory=TaskMap, description="Task id -> instance status.")

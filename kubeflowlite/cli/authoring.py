@@ -22,6 +22,7 @@ import click
 
 from kubeflowlite import dagfiles
 from kubeflowlite.api.dag import effective_task
+from kubeflowlite.api.times import format_time
 from kubeflowlite.cli import options
 from kubeflowlite.core import templating
 from kubeflowlite.core.schedule import RunInterval, Schedule
@@ -37,10 +38,6 @@ EXIT_INVALID = 2
 def _fail(message: str) -> NoReturn:
     click.echo(message, err=True)
     sys.exit(EXIT_INVALID)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
 
 
 @click.command("validate")
@@ -70,8 +67,8 @@ def validate_cmd(files: Sequence[Path]) -> None:
 
 def _interval_line(interval: RunInterval) -> str:
     return (
-        f"{_iso(interval.logical_date)}  data interval "
-        f"[{_iso(interval.data_interval_start)}, {_iso(interval.data_interval_end)})"
+        f"{format_time(interval.logical_date)}  data interval "
+        f"[{format_time(interval.data_interval_start)}, {format_time(interval.data_interval_end)})"
     )
 
 

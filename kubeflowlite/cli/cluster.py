@@ -29,9 +29,10 @@ from rich.console import Console
 from kubeflowlite import dagfiles
 from kubeflowlite.api.dag import DAGSpec
 from kubeflowlite.api.dagrun import RunType
+from kubeflowlite.api.times import format_time
 from kubeflowlite.cli import cluster_plans, options
 from kubeflowlite.core import durations, loading
-from kubeflowlite.core.schedule import Schedule, format_time
+from kubeflowlite.core.schedule import Schedule
 from kubeflowlite.core.validation import InvalidDAGError
 from kubeflowlite.k8s import crdgen, kube, names, pods, resources
 from kubeflowlite.k8s.run_manifest import dagrun_manifest

@@ -23,8 +23,9 @@ from rich.text import Text
 from rich.tree import Tree
 
 from kubeflowlite.api.dag import DAGSpec
+from kubeflowlite.api.times import parse_time
 from kubeflowlite.core import durations
-from kubeflowlite.core.schedule import RunInterval, parse_time
+from kubeflowlite.core.schedule import RunInterval
 from kubeflowlite.core.validation import task_graph
 
 Obj = Mapping[str, Any]

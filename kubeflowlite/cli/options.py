@@ -37,7 +37,7 @@ class DateType(click.ParamType[datetime]):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
         if isinstance(value, datetime):
             return value
-        from kubeflowlite.core.schedule import parse_time
+        from kubeflowlite.api.times import parse_time
 
         try:
             return parse_time(str(value))

@@ -60,7 +60,7 @@ import operator
 from collections import ChainMap
 from collections.abc import Collection, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import Enum
 from functools import lru_cache
 from typing import Any, cast
@@ -367,19 +367,6 @@ def _plan_for(spec: DAGSpec) -> _Plan:
     return plan
 
 
-# --- times -------------------------------------------------------------------------------------------
-
-
-def _format_time(moment: datetime) -> str:
-    """RFC 3339 in UTC with a Z, as Kubernetes writes times."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _parse_time(text: str) -> datetime:
-    moment = datetime.fromisoformat(text)
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 # --- task transitions (each returns the new status, or the same object when nothing changes) ---------
 
 
@@ -447,12 +434,12 @@ def _fail_try(
     *,
     message: str,
     end: datetime,
-    start_time: str | None = None,
+    start_time: datetime | None = None,
     exit_code: int | None = None,
 ) -> TaskInstanceStatus:
     """A failed try: up_for_retry while tries remain (try_number <= retries), else failed."""
     changes: dict[str, Any] = {
-        "end_time": _format_time(end),
+        "end_time": end,
         "message": message,
         "exit_code": exit_code,
         "start_time": start_time or status.start_time,
@@ -464,7 +451,7 @@ def _fail_try(
             exponential=task.exponential_backoff,
             max_delay=task.max_retry_delay,
         )
-        return _with(status, state=TaskState.up_for_retry, next_try_at=_format_time(end + delay), **changes)
+        return _with(status, state=TaskState.up_for_retry, next_try_at=end + delay, **changes)
     return _with(status, state=TaskState.failed, next_try_at=None, **changes)
 
 
@@ -491,7 +478,7 @@ def _observe(
         status = _begin_try(status, attempt.try_number)
     elif attempt.try_number < status.try_number or status.state not in IN_FLIGHT:
         return status
-    start = _format_time(attempt.start_time) if attempt.start_time else None
+    start = attempt.start_time if attempt.start_time else None
     phase = attempt.phase
     if phase is AttemptPhase.pending:
         return _with(status, state=TaskState.queued, message=attempt.message)
@@ -499,7 +486,7 @@ def _observe(
         return _with(
             status,
             state=TaskState.running,
-            start_time=start or status.start_time or _format_time(now),
+            start_time=start or status.start_time or now,
             message=attempt.message,
         )
     end = attempt.end_time or now
@@ -507,8 +494,8 @@ def _observe(
         return _with(
             status,
             state=TaskState.skipped,
-            start_time=start or status.start_time or _format_time(end),
-            end_time=_format_time(end),
+            start_time=start or status.start_time or end,
+            end_time=end,
             exit_code=attempt.exit_code,
             message=attempt.message or "the task skipped itself",
             next_try_at=None,
@@ -519,8 +506,8 @@ def _observe(
             return _with(
                 status,
                 state=TaskState.success,
-                start_time=start or status.start_time or _format_time(end),
-                end_time=_format_time(end),
+                start_time=start or status.start_time or end,
+                end_time=end,
                 exit_code=attempt.exit_code,
                 message=attempt.message,
                 next_try_at=None,
@@ -535,7 +522,7 @@ def _observe(
 
 
 def _finish_without_running(
-    status: TaskInstanceStatus, state: TaskState, message: str, now: str
+    status: TaskInstanceStatus, state: TaskState, message: str, now: datetime
 ) -> TaskInstanceStatus:
     """skipped / upstream_failed / (an empty task's) success, decided by the engine itself."""
     return _with(status, state=state, start_time=status.start_time or now, end_time=now, message=message)
@@ -628,7 +615,7 @@ class _Pass:
     tasks: MutableMapping[str, TaskInstanceStatus]
     """The run's task statuses as this call rewrites them (a copy, or changes over the status); written
     only through put()."""
-    now_text: str
+    now: datetime
     track: bool = True
     """Record in `before` what put() changes (off in a full pass until its index is built)."""
     before: dict[str, TaskState] = field(default_factory=dict)
@@ -655,7 +642,7 @@ class _Pass:
         for name in names:
             status = self.tasks[name]
             if status.state in _WAITING:
-                self.put(name, _finish_without_running(status, TaskState.skipped, message, self.now_text))
+                self.put(name, _finish_without_running(status, TaskState.skipped, message, self.now))
                 if self.queue is not None:
                     heapq.heappush(self.queue, self.plan.by_name[name].rank)
 
@@ -711,7 +698,7 @@ def _step(work: _Pass, task: _TaskPlan) -> None:
     state = status.state
     now = work.run.now
     if state is TaskState.running and task.execution_timeout is not None and status.start_time:
-        deadline = _parse_time(status.start_time) + task.execution_timeout
+        deadline = status.start_time + task.execution_timeout
         if now >= deadline:
             message = f"execution timeout after {task.execution_timeout_text}"
             status = _fail_try(task, status, message=message, end=now)
@@ -722,7 +709,7 @@ def _step(work: _Pass, task: _TaskPlan) -> None:
     if state in IN_FLIGHT or state in _FINISHED:  # in flight: counted later; finished: a timeout, for good
         return
     if state is TaskState.up_for_retry:
-        due = _parse_time(status.next_try_at) if status.next_try_at else now
+        due = status.next_try_at if status.next_try_at else now
         if due <= now:
             work.ready.append(task.name)
         else:
@@ -739,14 +726,14 @@ def _step(work: _Pass, task: _TaskPlan) -> None:
         final = TaskState.skipped if verdict is triggers.Verdict.skip else TaskState.upstream_failed
         work.put(
             task.name,
-            _finish_without_running(status, final, triggers.describe(task.rule, counts), work.now_text),
+            _finish_without_running(status, final, triggers.describe(task.rule, counts), work.now),
         )
         return
     problem = _past_problem(task, work.run.previous_run)
     if problem is not None:
         work.put(task.name, _with(status, state=TaskState.none, message=problem))
     elif not task.runs_process:
-        work.put(task.name, _finish_without_running(status, TaskState.success, "empty task", work.now_text))
+        work.put(task.name, _finish_without_running(status, TaskState.success, "empty task", work.now))
     else:
         work.ready.append(task.name)
 
@@ -961,10 +948,10 @@ def _run_status(work: _Pass, index: _Index, cleared: list[str] | None) -> DAGRun
         state = RunState.running
     start_time = previous.start_time
     if state is not RunState.queued and start_time is None:
-        start_time = work.now_text
+        start_time = work.now
     end_time = None
     if state.finished:
-        end_time = previous.end_time if previous.state.finished and previous.end_time else work.now_text
+        end_time = previous.end_time if previous.state.finished and previous.end_time else work.now
     update: dict[str, Any] = {
         "state": state,
         "start_time": start_time,
@@ -1003,7 +990,7 @@ def decide(run: RunInput, *, remember: bool = True) -> Decision:
         # changes over it, and the new status shares everything else (TaskMap.updated).
         tasks = ChainMap({}, cast(MutableMapping[str, TaskInstanceStatus], run.status.tasks))  # (read only)
     # A full pass indexes the states once it is done, so it need not track what it changes.
-    work = _Pass(plan=plan, run=run, tasks=tasks, now_text=_format_time(run.now), track=index is not None)
+    work = _Pass(plan=plan, run=run, tasks=tasks, now=run.now, track=index is not None)
     cleared = _apply_clear(work)
     if cleared is not None:
         # A cleared run is not finished any more; its previous end no longer counts.
@@ -1087,7 +1074,7 @@ def stalled(decision: Decision, attempts: Mapping[str, Attempt]) -> bool:
 def stalled_status(status: DAGRunStatus, *, now: datetime) -> DAGRunStatus:
     """The final status of a stalled run that nothing will wake: failed; waiting tasks keep their
     state and the message saying why they wait."""
-    return status.model_copy(update={"state": RunState.failed, "end_time": _format_time(now)})
+    return status.model_copy(update={"state": RunState.failed, "end_time": now})
 
 
 def waiting_reasons(status: DAGRunStatus) -> list[str]:
@@ -1116,8 +1103,8 @@ def interrupted(
                 instance,
                 state=TaskState.failed,
                 try_number=attempt.try_number,
-                start_time=_format_time(attempt.start_time) if attempt.start_time else instance.start_time,
-                end_time=_format_time(attempt.end_time or now),
+                start_time=attempt.start_time if attempt.start_time else instance.start_time,
+                end_time=attempt.end_time or now,
                 exit_code=attempt.exit_code,
                 message=INTERRUPTED,
                 next_try_at=None,
@@ -1138,7 +1125,7 @@ def interrupted(
         update={
             "state": RunState.failed,
             "tasks": TaskMap(tasks),
-            "end_time": _format_time(now),
+            "end_time": now,
             "tasks_summary": f"{finished}/{len(dag.tasks)}",
         }
     )

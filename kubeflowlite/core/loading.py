@@ -27,7 +27,7 @@ from kubeflowlite.api.dag import DAG
 from kubeflowlite.api.names import DAG_NAME_RULE, TASK_NAME_RULE
 from kubeflowlite.core.validation import InvalidDAGError, Issue, validate_dag
 
-__all__ = ["DAG_FILE_SUFFIXES", "load_dag_file", "load_dags", "parse_dag"]
+__all__ = ["DAG_FILE_SUFFIXES", "issues_from", "load_dag_file", "load_dags", "parse_dag"]
 
 DAG_FILE_SUFFIXES = (".yaml", ".yml")
 
@@ -43,7 +43,7 @@ def parse_dag(obj: Mapping[str, Any], *, source: str = "<input>") -> DAG:
     try:
         dag = DAG.model_validate(dict(obj))
     except ValidationError as error:
-        issues = _issues_from(error)
+        issues = issues_from(error)
         salvaged = _salvage(obj, error)
         if salvaged is not None:
             reported = {issue.path for issue in issues}
@@ -330,7 +330,7 @@ def _enum_values(model: Any, loc: Sequence[int | str]) -> list[str] | None:
     return None
 
 
-def _message(error: ErrorDetails) -> str:
+def _message(error: ErrorDetails, model: type[BaseModel] = DAG) -> str:
     kind = error["type"]
     loc = error["loc"]
     value = error.get("input")
@@ -338,8 +338,10 @@ def _message(error: ErrorDetails) -> str:
         return "unknown field"
     if kind == "missing":
         return "required field is missing"
+    if kind == "value_error" and isinstance((error.get("ctx") or {}).get("error"), ValueError):
+        return str((error.get("ctx") or {})["error"])  # our own validator's words, without pydantic's prefix
     if kind == "enum":
-        valid = _enum_values(DAG, loc)
+        valid = _enum_values(model, loc)
         if valid:
             return f"invalid value {value!r}; valid values: {', '.join(valid)}"
     if kind == "literal_error":
@@ -399,7 +401,8 @@ _DURATION_KEYS = {
 }
 
 
-def _issues_from(error: ValidationError) -> list[Issue]:
+def issues_from(error: ValidationError, model: type[BaseModel] = DAG, prefix: str = "") -> list[Issue]:
+    """Each of `error`'s problems as an Issue naming its wire path (under `prefix`, within `model`)."""
     issues: list[Issue] = []
     seen: set[tuple[str, str]] = set()
     for detail in error.errors(include_url=False):
@@ -408,7 +411,7 @@ def _issues_from(error: ValidationError) -> list[Issue]:
         # An unknown key is the user's, whatever it looks like (even "str" or "a[0]").
         if last and (detail["type"] == "extra_forbidden" or not _is_union_tag(last[0])):
             loc.append(last[0])
-        issue = Issue(_wire_path(loc), _message({**detail, "loc": tuple(loc)}))
+        issue = Issue(prefix + _wire_path(loc, model), _message({**detail, "loc": tuple(loc)}, model))
         key = (issue.path, issue.message)
         if key not in seen:
             seen.add(key)

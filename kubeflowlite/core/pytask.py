@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from kubeflowlite.api.dag import DAG, Task
+from kubeflowlite.api.times import format_time
 from kubeflowlite.core import taskenv, templating
 from kubeflowlite.core.xcom import NO_XCOM
 
@@ -23,7 +24,7 @@ PAYLOAD_VERSION = 1
 
 
 def _iso(value: Any) -> str | None:
-    return value.isoformat() if isinstance(value, datetime) else None
+    return format_time(value) if isinstance(value, datetime) else None
 
 
 def _render_strings(value: Any, context: Mapping[str, Any], *, field: str) -> Any:

@@ -18,7 +18,7 @@ from typing import Any
 from kubeflowlite.api.dag import Condition, DAGSpec
 from kubeflowlite.api.dagrun import DAGRunStatus, TaskState
 from kubeflowlite.core import durations
-from kubeflowlite.core.schedule import RunInterval, format_time, parse_time
+from kubeflowlite.core.schedule import RunInterval
 
 CONDITION_ADMITTED = "Admitted"
 """DAGRun condition: True once the run has started; False with the reason it waits (maxActiveRuns, paused...)."""
@@ -66,12 +66,12 @@ def with_run_facts(
     """The snapshot, data interval and duration (until the run's end, else until `now`) added to `status`."""
     update: dict[str, Any] = {
         "dag_spec": spec,
-        "data_interval_start": format_time(interval.data_interval_start),
-        "data_interval_end": format_time(interval.data_interval_end),
+        "data_interval_start": interval.data_interval_start,
+        "data_interval_end": interval.data_interval_end,
     }
-    if status.start_time:
-        end = parse_time(status.end_time) if status.end_time else now
-        update["duration"] = durations.format_elapsed((end - parse_time(status.start_time)).total_seconds())
+    if status.start_time is not None:
+        end = status.end_time or now
+        update["duration"] = durations.format_elapsed((end - status.start_time).total_seconds())
     return status.model_copy(update=update)
 
 
@@ -103,12 +103,12 @@ def set_condition(conditions: list[Condition], condition: Condition, *, now: dat
                 update={
                     "last_transition_time": existing.last_transition_time
                     if same_status and existing.last_transition_time
-                    else format_time(now)
+                    else now
                 }
             )
         )
     if not found:
-        result.append(condition.model_copy(update={"last_transition_time": format_time(now)}))
+        result.append(condition.model_copy(update={"last_transition_time": now}))
     return result
 
 

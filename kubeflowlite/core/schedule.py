@@ -20,19 +20,18 @@ Pure: no clock is read, `now` is always a parameter.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from kubeflowlite.api.dag import DAGSpec
+from kubeflowlite.api.times import as_utc
 
 __all__ = [
     "PRESETS",
     "RunInterval",
     "Schedule",
     "load_timezone",
-    "parse_time",
     "validate_cron",
 ]
 
@@ -49,8 +48,6 @@ PRESETS: dict[str, str] = {
 
 ONCE = "@once"
 
-_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_TIME_HINT = "expected YYYY-MM-DD or RFC 3339, e.g. 2020-02-09T00:00:00Z"
 _SEARCH_LIMIT = 100_000
 """Fire times skipped at most while looking for one (guards against expressions that never fire)."""
 
@@ -62,36 +59,6 @@ class RunInterval:
     logical_date: datetime
     data_interval_start: datetime
     data_interval_end: datetime
-
-
-def format_time(moment: datetime) -> str:
-    """RFC 3339 in UTC with a Z: how DAGRun objects, Kubernetes and KFL_LOGICAL_DATE write times."""
-    moment = moment.astimezone(UTC)
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
-    if moment.microsecond:
-        text += f".{moment.microsecond:06d}"
-    return text + "Z"
-
-
-def parse_time(text: str) -> datetime:
-    """`text` as an aware UTC datetime: RFC 3339 (Z or an offset) or YYYY-MM-DD; naive means UTC."""
-    if not isinstance(text, str):
-        raise ValueError(f"not a date or time: {text!r} ({_TIME_HINT})")
-    stripped = text.strip()
-    if not stripped:
-        raise ValueError(f"empty date ({_TIME_HINT})")
-    candidate = stripped
-    if candidate[-1:] in ("z", "Z"):
-        candidate = candidate[:-1] + "+00:00"
-    if not _DATE_ONLY.match(candidate) and "T" not in candidate.upper() and " " not in candidate:
-        raise ValueError(f"not a date or time: {text!r} ({_TIME_HINT})")
-    try:
-        moment = datetime.fromisoformat(candidate)
-    except ValueError:
-        raise ValueError(f"not a date or time: {text!r} ({_TIME_HINT})") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
 
 
 def load_timezone(name: str) -> ZoneInfo:
@@ -125,10 +92,6 @@ def validate_cron(schedule: str) -> str:
     return expression
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 class Schedule:
     """A DAG's schedule: manual, @once, or cron, with its start/end dates and catchup flag.
 
@@ -147,8 +110,8 @@ class Schedule:
     ) -> None:
         self.raw = schedule
         self.tz = load_timezone(timezone)
-        self.start_date = None if start_date is None else _utc(start_date)
-        self.end_date = None if end_date is None else _utc(end_date)
+        self.start_date = None if start_date is None else as_utc(start_date)
+        self.end_date = None if end_date is None else as_utc(end_date)
         self.catchup = catchup
         text = None if schedule is None else schedule.strip()
         self.is_once = text == ONCE
@@ -163,8 +126,8 @@ class Schedule:
         return cls(
             schedule=spec.schedule,
             timezone=spec.timezone,
-            start_date=None if spec.start_date is None else parse_time(spec.start_date),
-            end_date=None if spec.end_date is None else parse_time(spec.end_date),
+            start_date=spec.start_date,
+            end_date=spec.end_date,
             catchup=spec.catchup,
         )
 
@@ -189,7 +152,7 @@ class Schedule:
         assert self.expression is not None
         from croniter import croniter
 
-        iterator = croniter(self.expression, _utc(after).astimezone(self.tz))
+        iterator = croniter(self.expression, as_utc(after).astimezone(self.tz))
         for _ in range(_SEARCH_LIMIT):
             fire: datetime = iterator.get_next(datetime)
             local = fire.astimezone(self.tz)
@@ -202,7 +165,7 @@ class Schedule:
         assert self.expression is not None
         from croniter import croniter
 
-        iterator = croniter(self.expression, _utc(before).astimezone(self.tz))
+        iterator = croniter(self.expression, as_utc(before).astimezone(self.tz))
         for _ in range(_SEARCH_LIMIT):
             fire: datetime = iterator.get_prev(datetime)
             local = fire.astimezone(self.tz)
@@ -222,7 +185,7 @@ class Schedule:
         """Whether `moment` is a fire time of the cron expression (False for manual and @once)."""
         if self.expression is None:
             return False
-        moment = _utc(moment)
+        moment = as_utc(moment)
         return self._fire_at_or_after(moment) == moment
 
     def _interval_at(self, fire: datetime) -> RunInterval:
@@ -260,10 +223,10 @@ class Schedule:
             once = self._once_interval()
             if once is None:
                 return None
-            return once if logical_date is None or _utc(logical_date) < once.logical_date else None
+            return once if logical_date is None or as_utc(logical_date) < once.logical_date else None
         if logical_date is None:
             return self._first_interval()
-        after = _utc(logical_date)
+        after = as_utc(logical_date)
         if self.start_date is not None and after < self.start_date:
             return self._first_interval()
         return self._bounded(self._interval_at(self._next_fire(after)))
@@ -272,7 +235,7 @@ class Schedule:
         """How long the cron interval that contains `now` is (None for manual and @once DAGs)."""
         if self.expression is None:
             return None
-        start = self._fire_at_or_before(_utc(now))
+        start = self._fire_at_or_before(as_utc(now))
         return self._next_fire(start) - start
 
     def _latest_due(self, now: datetime) -> RunInterval | None:
@@ -298,8 +261,8 @@ class Schedule:
         `limit` caps the list (the oldest first): a minutely DAG catching up on a year
         need not materialise half a million intervals when only a few runs may start.
         """
-        now = _utc(now)
-        last = None if last_logical is None else _utc(last_logical)
+        now = as_utc(now)
+        last = None if last_logical is None else as_utc(last_logical)
         if self.is_manual:
             return []
         if self.is_once:
@@ -326,12 +289,12 @@ class Schedule:
 
         None when no run will ever be due again (manual, @once done, endDate passed).
         """
-        now = _utc(now)
+        now = as_utc(now)
         if self.due_runs(last_logical, now):
             return now
         if self.is_manual:
             return None
-        last = None if last_logical is None else _utc(last_logical)
+        last = None if last_logical is None else as_utc(last_logical)
         if self.is_once:
             once = self.interval_after(last)
             return None if once is None else once.data_interval_end
@@ -352,7 +315,7 @@ class Schedule:
         Pure schedule arithmetic: the range given wins over startDate/endDate, as an
         explicit backfill does in Airflow. @once yields its run if startDate is in range.
         """
-        start, end = _utc(start), _utc(end)
+        start, end = as_utc(start), as_utc(end)
         if self.is_manual or end < start:
             return []
         if self.is_once:
@@ -370,7 +333,7 @@ class Schedule:
         """The scheduled logical date just before `logical_date` ({{ prev_ds }}); None for manual and @once."""
         if self.expression is None:
             return None
-        return self._prev_fire(_utc(logical_date))
+        return self._prev_fire(as_utc(logical_date))
 
     def interval_for(self, logical_date: datetime) -> RunInterval:
         """The interval of a run at `logical_date` (a manual trigger or `kubeflowlite run --date`).
@@ -378,7 +341,7 @@ class Schedule:
         The scheduled interval starting there if the date is a fire time of the cron
         expression; otherwise the empty interval [date, date], as Airflow gives a manual run.
         """
-        moment = _utc(logical_date)
+        moment = as_utc(logical_date)
         if self.expression is not None and self.is_on_schedule(moment):
             return self._interval_at(moment)
         return RunInterval(moment, moment, moment)

@@ -15,9 +15,9 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from kubeflowlite.api.times import format_time
 from kubeflowlite.core import durations
 from kubeflowlite.core.engine import AttemptPhase
-from kubeflowlite.core.schedule import format_time
 
 
 @dataclass(frozen=True)

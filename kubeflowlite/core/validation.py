@@ -15,11 +15,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from kubeflowlite.api import names
 from kubeflowlite.api.dag import DAG, DAGSpec, ExternalTaskSensor, Task, TaskDefaults, TaskType, TriggerDag
+from kubeflowlite.api.times import format_time
 from kubeflowlite.core import durations, schedule, templating
 
 __all__ = [
@@ -221,16 +221,6 @@ def _check_name(name: str) -> list[Issue]:
     return []
 
 
-def _parse_date(issues: list[Issue], path: str, text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        return schedule.parse_time(text)
-    except ValueError as error:
-        issues.append(Issue(path, str(error)))
-        return None
-
-
 def _check_schedule(spec: DAGSpec) -> list[Issue]:
     issues: list[Issue] = []
     if spec.schedule is not None and spec.schedule.strip() != schedule.ONCE:
@@ -242,10 +232,11 @@ def _check_schedule(spec: DAGSpec) -> list[Issue]:
         schedule.load_timezone(spec.timezone)
     except ValueError as error:
         issues.append(Issue("spec.timezone", str(error)))
-    start = _parse_date(issues, "spec.startDate", spec.start_date)
-    end = _parse_date(issues, "spec.endDate", spec.end_date)
+    start, end = spec.start_date, spec.end_date
     if start is not None and end is not None and end < start:
-        issues.append(Issue("spec.endDate", f"endDate {spec.end_date} is before startDate {spec.start_date}"))
+        issues.append(
+            Issue("spec.endDate", f"endDate {format_time(end)} is before startDate {format_time(start)}")
+        )
     if spec.schedule is not None and spec.schedule.strip() == schedule.ONCE and spec.start_date is None:
         issues.append(Issue("spec.startDate", "schedule @once needs a startDate (the time of its one run)"))
     return issues

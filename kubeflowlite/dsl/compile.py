@@ -25,8 +25,8 @@ from typing import Any
 
 from kubeflowlite.api.dag import DAG as ApiDAG
 from kubeflowlite.api.dag import XCOM_REF_KEY
+from kubeflowlite.api.times import format_time
 from kubeflowlite.core import durations, loading
-from kubeflowlite.core.schedule import format_time
 from kubeflowlite.core.validation import InvalidDAGError, Issue
 from kubeflowlite.dsl import model, siblings
 from kubeflowlite.dsl import tasks as dsl_tasks

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from kubeflowlite.api.times import parse_time
+
 MAX_AHEAD = timedelta(minutes=1)
 """A token is renewed at most this long before it expires ..."""
 AHEAD_FRACTION = 0.2
@@ -72,12 +74,7 @@ class ExecPlugin:
                 "(client certificates from exec plugins are not supported)"
             )
         expires = status.get("expirationTimestamp")
-        return str(token), _parse_expiry(expires) if expires else None
-
-
-def _parse_expiry(text: str) -> datetime:
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+        return str(token), parse_time(str(expires)) if expires else None
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,9 @@ from typing import Any
 
 from kubeflowlite.api.dag import Condition, DAGSpec
 from kubeflowlite.api.dagrun import RunType
+from kubeflowlite.api.times import format_time, parse_time
 from kubeflowlite.core import runstatus
-from kubeflowlite.core.schedule import RunInterval, Schedule, format_time, parse_time
+from kubeflowlite.core.schedule import RunInterval, Schedule
 from kubeflowlite.k8s import kube, names
 from kubeflowlite.k8s import run_rules as rules
 from kubeflowlite.k8s.run_controller import RunController, run_key

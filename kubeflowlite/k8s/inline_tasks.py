@@ -34,10 +34,10 @@ from typing import Any, Protocol
 
 from kubeflowlite.api.dag import ExternalTaskSensor, Task, TaskType, TriggerDag
 from kubeflowlite.api.dagrun import RunType, TaskInstanceStatus
+from kubeflowlite.api.times import parse_time
 from kubeflowlite.core import durations, templating
 from kubeflowlite.core import sensor as sensor_rule
 from kubeflowlite.core.engine import NO_XCOM, Attempt, AttemptPhase
-from kubeflowlite.core.schedule import parse_time
 from kubeflowlite.k8s import kube, launch
 from kubeflowlite.k8s.run_manifest import dagrun_manifest
 
@@ -265,8 +265,8 @@ async def execute(
 
 def try_started(status: TaskInstanceStatus | None, now: datetime) -> datetime:
     """When the in-flight try started, from the run's status (now, for a try that is only queued)."""
-    if status is not None and status.start_time:
-        return parse_time(status.start_time)
+    if status is not None and status.start_time is not None:
+        return status.start_time
     return now
 
 

@@ -21,9 +21,10 @@ from datetime import datetime
 from typing import Any
 
 from kubeflowlite.api.dag import DAG, DAGSpec, ObjectMeta, Task, effective_task
+from kubeflowlite.api.times import format_time
 from kubeflowlite.core import pytask, templating
 from kubeflowlite.core.engine import Attempt, AttemptPhase
-from kubeflowlite.core.schedule import RunInterval, format_time
+from kubeflowlite.core.schedule import RunInterval
 from kubeflowlite.k8s import pods, pysource, runtime_config, xcom_store
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from kubeflowlite.api.times import parse_time
 from kubeflowlite.core import durations, xcom
 from kubeflowlite.core.engine import Attempt, AttemptPhase
 from kubeflowlite.core.taskenv import ANNOTATION_SKIP_EXIT_CODE
@@ -226,8 +227,7 @@ def _time(value: Any) -> datetime | None:
         return None
     if isinstance(value, datetime):
         return value
-    text = str(value)
-    return datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    return parse_time(str(value))
 
 
 def _int(value: Any, *, default: int | None) -> Any:

@@ -22,7 +22,8 @@ from typing import Any
 
 from kubeflowlite.api.dag import DAGSpec
 from kubeflowlite.api.dagrun import DAGRunStatus, RunState, TaskState
-from kubeflowlite.core.schedule import Schedule, parse_time
+from kubeflowlite.api.times import parse_time
+from kubeflowlite.core.schedule import Schedule
 
 RUN_FINAL_STATES = (RunState.success.value, RunState.failed.value)
 COUNTED_FROM_ZERO = (TaskState.success.value, TaskState.failed.value)
@@ -63,10 +64,10 @@ class Transition:
         )
 
 
-def _seconds(start: str | None, end: str | None) -> float | None:
-    if not start or not end:
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None or end is None:
         return None
-    return max((parse_time(end) - parse_time(start)).total_seconds(), 0.0)
+    return max((end - start).total_seconds(), 0.0)
 
 
 def transition(
@@ -89,18 +90,18 @@ def transition(
             finished.append(
                 TaskFinished(task, instance.state.value, _seconds(instance.start_time, instance.end_time))
             )
-        if instance.start_time:
+        if instance.start_time is not None:
             same_try = before is not None and (before.try_number, before.start_time) == (
                 instance.try_number,
                 instance.start_time,
             )
             created = None if same_try else pods_created.get(instance.pod_name or "")
             if created is not None:
-                delay = (parse_time(instance.start_time) - created).total_seconds()
+                delay = (instance.start_time - created).total_seconds()
                 started.append((task, max(delay, 0.0)))
     run_start_delay = None
-    if new.start_time and not old.start_time and due is not None:
-        run_start_delay = max((parse_time(new.start_time) - due).total_seconds(), 0.0)
+    if new.start_time is not None and old.start_time is None and due is not None:
+        run_start_delay = max((new.start_time - due).total_seconds(), 0.0)
     run_finished = None
     if new.state.finished and (not old.state.finished or old.end_time != new.end_time):
         run_finished = (new.state.value, _seconds(new.start_time, new.end_time))

@@ -43,9 +43,10 @@ from pydantic import ValidationError
 
 from kubeflowlite.api.dag import DAGSpec, Task, effective_field
 from kubeflowlite.api.dagrun import DAGRunSpec, DAGRunStatus, RunState, RunType
+from kubeflowlite.api.times import format_time, parse_time
 from kubeflowlite.core import engine, loading, loop, runstatus
 from kubeflowlite.core.engine import IN_FLIGHT, Attempt, AttemptPhase
-from kubeflowlite.core.schedule import Schedule, parse_time
+from kubeflowlite.core.schedule import Schedule
 from kubeflowlite.core.validation import InvalidDAGError
 from kubeflowlite.k8s import (
     inline_tasks,
@@ -230,15 +231,17 @@ class RunController:
         if (body.get("metadata") or {}).get("deletionTimestamp"):
             return None
         memory = self._memory_for(namespace, name, body)
+        now = self.clock()
         try:
             spec = DAGRunSpec.model_validate(body.get("spec") or {})
         except ValidationError as error:
-            logger.warning("run %s/%s has an invalid spec: %s", namespace, name, error)
+            invalid = "; ".join(map(str, loading.issues_from(error, DAGRunSpec, prefix="spec.")))
+            logger.warning("run %s/%s has an invalid spec: %s", namespace, name, invalid)
+            await self._hold(namespace, name, body, memory, runstatus.Hold("InvalidSpec", invalid), now)
             return None
         clear = None
         if spec.clear is not None and spec.clear.id not in memory.status.cleared:
             clear = (spec.clear.id, tuple(spec.clear.tasks))
-        now = self.clock()
         if memory.status.state.finished and clear is None:
             await self._after_end(namespace, name, body, memory)
             return None
@@ -252,10 +255,6 @@ class RunController:
                 dag_problem=problem,
                 runs_of_dag=self.runs_of_dag(namespace, spec.dag_name),
             )
-            try:
-                parse_time(spec.logical_date)
-            except ValueError as error:
-                hold = runstatus.Hold("InvalidSpec", f"spec.logicalDate: {error}")
             if hold is not None or dag_spec is None:
                 await self._hold(namespace, name, body, memory, hold, now)
                 return None
@@ -281,7 +280,7 @@ class RunController:
             run_uid=memory.uid,
             dag_name=spec.dag_name,
             spec=memory.spec,
-            interval=Schedule.from_spec(memory.spec).interval_for(parse_time(spec.logical_date)),
+            interval=Schedule.from_spec(memory.spec).interval_for(spec.logical_date),
             run_type=spec.run_type.value,
             conf=spec.conf,
             variables={**self.settings.variables, **config.variables},
@@ -322,7 +321,7 @@ class RunController:
                 pods_created=_pods_created(work.pods),
             ),
             run=name,
-            logical_date=spec.logical_date,
+            logical_date=format_time(spec.logical_date),
         )
         await self._after_write(namespace, body, spec, old_status, memory.status, memory.spec)
         work.clock.lap("after")

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from kubeflowlite.api.dagrun import RunType
-from kubeflowlite.core.schedule import format_time
+from kubeflowlite.api.times import format_time
 from kubeflowlite.k8s import names, resources
 
 

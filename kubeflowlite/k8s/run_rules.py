@@ -21,10 +21,10 @@ from typing import Any
 
 from kubeflowlite.api.dag import DAGSpec, TaskType
 from kubeflowlite.api.dagrun import DAGRunStatus, RunState, TaskState
+from kubeflowlite.api.times import parse_time
 from kubeflowlite.core import runstatus
 from kubeflowlite.core.engine import Attempt, AttemptPhase
 from kubeflowlite.core.runstatus import Hold
-from kubeflowlite.core.schedule import parse_time
 from kubeflowlite.k8s import names, observe
 
 Obj = Mapping[str, Any]
@@ -88,7 +88,7 @@ def attempts_from_pods(
                 task=task,
                 try_number=instance.try_number,
                 phase=AttemptPhase.failed,
-                start_time=parse_time(instance.start_time) if instance.start_time else None,
+                start_time=instance.start_time,
                 end_time=now,
                 message=f"pod {gone} disappeared while running (deleted, or its node was lost)",
             )

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Protocol, TextIO
 
 from kubeflowlite.api.dagrun import DAGRun, DAGRunStatus, RunState, TaskInstanceStatus, TaskState
 from kubeflowlite.core import durations
-from kubeflowlite.local.rundir import parse_utc
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -305,10 +304,10 @@ def task_duration(instance: TaskInstanceStatus, *, now: datetime | None) -> str:
     """How long the current try ran (or has been running, when `now` is given)."""
     if instance.start_time is None or instance.try_number == 0:
         return "-"
-    end = parse_utc(instance.end_time) if instance.end_time else now
+    end = instance.end_time or now
     if end is None:
         return "-"
-    return durations.format_elapsed((end - parse_utc(instance.start_time)).total_seconds())
+    return durations.format_elapsed((end - instance.start_time).total_seconds())
 
 
 def _style(state: str) -> str:

@@ -33,9 +33,10 @@ from typing import Any
 
 from kubeflowlite import dagfiles
 from kubeflowlite.api.dag import DAG, ExternalTaskSensor, Task, TaskType, TriggerDag, effective_task
+from kubeflowlite.api.times import format_time, parse_time
 from kubeflowlite.core import connections, durations, pytask, templating
 from kubeflowlite.core.engine import AttemptPhase
-from kubeflowlite.core.schedule import RunInterval, format_time, parse_time
+from kubeflowlite.core.schedule import RunInterval
 from kubeflowlite.core.taskenv import (
     ENV_DAG_ID,
     ENV_LOGICAL_DATE,

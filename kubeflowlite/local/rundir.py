@@ -33,6 +33,8 @@ from kubeflowlite.api.dagrun import DAGRun, TaskState
 DEFAULT_RUNS_DIR = Path("kfl-runs")
 RUN_FILE = "run.json"
 XCOM_FILE = "xcom.json"
+_NEVER = datetime.min.replace(tzinfo=UTC)
+"""Sorts before any start time (a run that never started)."""
 
 
 @dataclass(frozen=True)
@@ -106,14 +108,8 @@ def stored_runs(runs_dir: Path, dag: str) -> Iterator[DAGRun]:
 
 
 def logical_date_of(run: DAGRun) -> datetime:
-    """A stored run's logical date as an aware UTC datetime."""
-    return parse_utc(run.spec.logical_date)
-
-
-def parse_utc(text: str) -> datetime:
-    """An RFC 3339 timestamp as an aware UTC datetime (naive means UTC)."""
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    """A stored run's logical date (an aware UTC datetime)."""
+    return run.spec.logical_date
 
 
 def find_run(runs_dir: Path, dag: str, logical_date: datetime) -> DAGRun | None:
@@ -121,7 +117,7 @@ def find_run(runs_dir: Path, dag: str, logical_date: datetime) -> DAGRun | None:
     matches = [run for run in stored_runs(runs_dir, dag) if logical_date_of(run) == logical_date]
     if not matches:
         return None
-    return max(matches, key=lambda run: run.status.start_time or "")
+    return max(matches, key=lambda run: run.status.start_time or _NEVER)
 
 
 def previous_run_states(runs_dir: Path, dag: str, before: datetime) -> dict[str, TaskState] | None:

@@ -43,7 +43,7 @@ from kubeflowlite.api.dagrun import (
 )
 from kubeflowlite.core import engine, loop, runstatus, templating, xcom
 from kubeflowlite.core.engine import NO_XCOM, Attempt, AttemptPhase, StartTry, StopTry
-from kubeflowlite.core.schedule import RunInterval, Schedule, format_time
+from kubeflowlite.core.schedule import RunInterval, Schedule
 from kubeflowlite.local import runtime_config
 from kubeflowlite.local.display import RunInfo, RunObserver, SilentObserver
 from kubeflowlite.local.launcher import DEFAULT_GRACE_PERIOD, SubprocessLauncher
@@ -150,7 +150,7 @@ class LocalRunner:
             tasks=[task.name for task in self.request.dag.spec.tasks],
             log_path=self.run_dir.log_path,
         )
-        status = DAGRunStatus(start_time=format_time(started))
+        status = DAGRunStatus(start_time=started)
         self.observer.start(info)
         interrupted = False
         try:
@@ -236,13 +236,13 @@ class LocalRunner:
     def _dagrun(self, status: DAGRunStatus, *, final: bool) -> DAGRun:
         now = datetime.now(UTC)
         if final and status.end_time is None and status.state.finished:
-            status = status.model_copy(update={"end_time": format_time(now)})
+            status = status.model_copy(update={"end_time": now})
         status = runstatus.decorated(status, spec=self.request.dag.spec, interval=self.interval, now=now)
         return DAGRun(
             metadata=ObjectMeta(name=self.request.run_name),
             spec=DAGRunSpec(
                 dag_name=self.request.dag.dag_id,
-                logical_date=format_time(self.interval.logical_date),
+                logical_date=self.interval.logical_date,
                 conf=dict(self.request.conf),
                 run_type=self.request.run_type,
             ),

@@ -18,9 +18,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from kubeflowlite.api.times import parse_time
 from kubeflowlite.core import sensor as sensor_rule
 from kubeflowlite.core.engine import AttemptPhase
-from kubeflowlite.local.rundir import find_run, parse_utc
+from kubeflowlite.local.rundir import find_run
 
 
 def watched_states(runs_dir: Path, *, dag: str, task: str | None, logical_date: datetime) -> list[str | None]:
@@ -46,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", default="7d", help="a duration, as in the DAG spec")
     args = parser.parse_args(argv)
 
-    logical_date = parse_utc(args.logical_date)
+    logical_date = parse_time(args.logical_date)
     started = datetime.now(UTC)
     while True:
         states = watched_states(args.runs_dir, dag=args.dag, task=args.task, logical_date=logical_date)

@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kubeflowlite.api.dag import DAGSpec
+from kubeflowlite.api.times import parse_time
 from kubeflowlite.cli.cluster_plans import PlanError, clear_selection
 from kubeflowlite.core.runconf import parse_conf_json
-from kubeflowlite.core.schedule import parse_time
 from kubeflowlite.ui.models import Obj
 
 

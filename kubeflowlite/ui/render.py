@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from kubeflowlite.api.dag import DAGSpec
+from kubeflowlite.api.times import parse_time
 from kubeflowlite.core import templating
-from kubeflowlite.core.schedule import Schedule, parse_time
+from kubeflowlite.core.schedule import Schedule
 from kubeflowlite.k8s import launch
 
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from kubeflowlite.api.times import parse_time
 from kubeflowlite.cli.cluster_plans import human_seconds, seconds_between
-from kubeflowlite.core.schedule import parse_time
 from kubeflowlite.k8s import names
 from kubeflowlite.ui.models import Obj, logical_date, name_of, namespace_of, run_state, run_states, task_ids
 

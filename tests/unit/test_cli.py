@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -185,7 +186,7 @@ class TestRun:
         assert result.exit_code == 0
         run = DAGRun.model_validate(yaml.safe_load(result.stdout))
         assert run.metadata.name == "yamlout-manual-20210304t050607"
-        assert run.spec.logical_date == "2021-03-04T05:06:07Z"
+        assert run.spec.logical_date == datetime(2021, 3, 4, 5, 6, 7, tzinfo=UTC)
         assert "run success" in result.stderr and "run success" not in result.stdout
 
     def test_parallelism_must_be_positive_and_date_valid(self, tmp_path: Path) -> None:

@@ -160,7 +160,7 @@ class TestInterrupted:
     ) -> None:
         dag, status, attempts = drawn
         final = engine.interrupted(dag, status, attempts, now=NOW)
-        assert final.state is RunState.failed and final.end_time == "2024-05-01T12:00:00Z"
+        assert final.state is RunState.failed and final.end_time == datetime(2024, 5, 1, 12, tzinfo=UTC)
         for task, before in status.tasks.items():
             after = final.tasks[task]
             if before.state.finished:
@@ -187,7 +187,7 @@ class TestInterrupted:
         killed = Attempt("a", 1, AttemptPhase.failed, NOW - timedelta(seconds=5), NOW, exit_code=-15)
         final = engine.interrupted(dag, status, {"a": killed}, now=NOW)
         assert final.tasks["a"].state is TaskState.failed and final.tasks["a"].exit_code == -15
-        assert final.tasks["a"].start_time == "2024-05-01T11:59:55Z"
+        assert final.tasks["a"].start_time == datetime(2024, 5, 1, 11, 59, 55, tzinfo=UTC)
         assert final.tasks["b"].message == "run interrupted before the next try"
         assert final.tasks["c"].state is TaskState.none
         assert final.tasks["c"].message == "run interrupted before the task started"

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from kubeflowlite.api.dagrun import DAGRun, RunState, TaskState
-from kubeflowlite.local.rundir import parse_utc
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 CLI = Path(sys.executable).parent / "kubeflowlite"
@@ -57,7 +57,7 @@ def test_tutorial(tmp_path: Path) -> None:
     run, run_dir = run_example("tutorial.yaml", tmp_path, "--date", "2020-02-09")
     assert run.status.state is RunState.success
     assert states(run) == {"print_date": "success", "sleep": "success", "templated": "success"}
-    assert run.spec.logical_date == "2020-02-09T00:00:00Z"
+    assert run.spec.logical_date == datetime(2020, 2, 9, tzinfo=UTC)
     templated = log(run_dir, "templated")
     assert templated.count("2020-02-09") == 5
     assert templated.count("2020-02-16") == 5
@@ -65,11 +65,11 @@ def test_tutorial(tmp_path: Path) -> None:
     assert log(run_dir, "print_date").strip()  # `date` printed something
     sleep = run.status.tasks["sleep"]
     assert sleep.start_time is not None and sleep.end_time is not None
-    took = (parse_utc(sleep.end_time) - parse_utc(sleep.start_time)).total_seconds()
+    took = (sleep.end_time - sleep.start_time).total_seconds()
     assert 4.9 <= took < 8, took
     # sleep and templated both waited for print_date, as set_upstream said
-    print_date_end = parse_utc(run.status.tasks["print_date"].end_time or "")
-    assert parse_utc(sleep.start_time) >= print_date_end
+    print_date_end = run.status.tasks["print_date"].end_time
+    assert print_date_end is not None and sleep.start_time >= print_date_end
 
 
 def test_xcom(tmp_path: Path) -> None:
@@ -133,6 +133,7 @@ def test_retries(tmp_path: Path) -> None:
         assert "not yet: failing this try" in log(run_dir, "flaky", number)
     assert "succeeded on try 3" in log(run_dir, "flaky", 3)
     # tries are retryDelay (1s) apart
-    second = parse_utc(flaky.tries[1].start_time or "")
-    first_end = parse_utc(flaky.tries[0].end_time or "")
+    second = flaky.tries[1].start_time
+    first_end = flaky.tries[0].end_time
+    assert second is not None and first_end is not None
     assert (second - first_end).total_seconds() >= 0.9

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from kubeflowlite.api.dag import DAGSpec
 from kubeflowlite.api.dagrun import DAGRunStatus, RunState, TaskInstanceStatus, TaskState
+from kubeflowlite.api.times import parse_time
 from kubeflowlite.k8s import metrics, outcomes
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -74,7 +75,9 @@ def test_a_run_start_and_end_are_reported_once() -> None:
     assert outcomes.transition(running, failed, due=due, pods_created={}).run_finished == ("failed", 60.0)
     assert outcomes.transition(failed, failed, due=due, pods_created={}).empty
     # cleared and finished again: a new final state
-    again = failed.model_copy(update={"end_time": "2024-05-01T12:00:00Z", "state": RunState.success})
+    again = failed.model_copy(
+        update={"end_time": parse_time("2024-05-01T12:00:00Z"), "state": RunState.success}
+    )
     assert outcomes.transition(failed, again, due=due, pods_created={}).run_finished == ("success", 3598.0)
 
 

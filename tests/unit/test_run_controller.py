@@ -316,3 +316,21 @@ def test_a_wide_fan_out_is_launched_in_passes_that_each_write_status() -> None:
     h.reconcile()  # the first pass's Pods are not seen yet: created once, the rest now
     assert h.api.count("create", "pods") == MAX_CREATES + 100
     assert len([path for path in h.api.objects if "/pods/" in path]) == MAX_CREATES + 100
+
+
+def test_a_run_with_an_unreadable_logical_date_is_held_with_the_field_named() -> None:
+    h = harness([{"name": "t", "bash": "true"}])
+    for copy_ in (h.view.runs[RUN], h.api.objects[kube.DAGRUNS.path(NS, RUN)]):
+        copy_["spec"]["logicalDate"] = "next tuesday"
+    assert h.reconcile() is None
+    (condition,) = h.status()["conditions"]
+    assert (condition["type"], condition["status"], condition["reason"]) == (
+        "Admitted",
+        "False",
+        "InvalidSpec",
+    )
+    assert condition["message"] == (
+        "spec.logicalDate: not a date or time: 'next tuesday' (expected YYYY-MM-DD or RFC 3339, e.g. 2020-02-09T00:00:00Z)"
+    )
+    assert condition["lastTransitionTime"] == "2024-05-01T12:00:00Z"
+    assert h.api.count("create", "pods") == 0

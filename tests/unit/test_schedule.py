@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kubeflowlite.api.dag import DAGSpec, Task
-from kubeflowlite.core.schedule import RunInterval, Schedule, parse_time
+from kubeflowlite.api.times import parse_time
+from kubeflowlite.core.schedule import RunInterval, Schedule
 
 
 def utc(*args: int) -> datetime:

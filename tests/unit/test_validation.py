@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kubeflowlite.api.dag import DAG, DAGSpec, Task
+from kubeflowlite.core.loading import parse_dag
 from kubeflowlite.core.validation import CycleError, InvalidDAGError, Issue, task_graph, validate_dag
 
 
@@ -86,11 +88,25 @@ def test_invalid_timezone() -> None:
     )
 
 
+def parsed_issues(tasks: list[dict[str, Any]], **spec: Any) -> list[str]:
+    """Every issue of the whole document, as `kubectl apply` and the CLI's loader report them."""
+    with pytest.raises(InvalidDAGError) as raised:
+        parse_dag({"kind": "DAG", "metadata": {"name": "demo"}, "spec": {"tasks": tasks, **spec}})
+    return [str(issue) for issue in raised.value.issues]
+
+
 def test_dates() -> None:
-    assert one([OK], startDate="tomorrow").startswith("spec.startDate: not a date or time: 'tomorrow'")
-    assert one([OK], endDate="2020-02-30").startswith("spec.endDate: not a date or time")
+    # Times are typed: an unreadable one is refused by the model, naming the field and the forms.
+    [tomorrow] = parsed_issues([OK], startDate="tomorrow")
+    assert tomorrow == (
+        "spec.startDate: not a date or time: 'tomorrow' (expected YYYY-MM-DD or RFC 3339, e.g. 2020-02-09T00:00:00Z)"
+    )
+    assert parsed_issues([OK], endDate="2020-02-30")[0].startswith("spec.endDate: not a date or time")
     assert one([OK], startDate="2020-02-09", endDate="2020-02-01") == (
-        "spec.endDate: endDate 2020-02-01 is before startDate 2020-02-09"
+        "spec.endDate: endDate 2020-02-01T00:00:00Z is before startDate 2020-02-09T00:00:00Z"
+    )
+    assert dag([OK], startDate="2020-02-09T09:00:00+09:00").spec.start_date == datetime(
+        2020, 2, 9, tzinfo=UTC
     )
     assert one([OK], schedule="@once").startswith("spec.startDate: schedule @once needs a startDate")
 
@@ -227,11 +243,11 @@ def test_many_problems_at_once_with_paths() -> None:
         {"name": "idle"},
         {"name": "both", "bash": "x", "args": ["y"]},
     ]
-    found = validate_dag(dag(tasks, schedule="not cron", timezone="Nowhere", startDate="x"))
-    assert [issue.path for issue in found] == [
+    found = parsed_issues(tasks, schedule="not cron", timezone="Nowhere", startDate="x")
+    assert [issue.split(": ")[0] for issue in found] == [
+        "spec.startDate",
         "spec.schedule",
         "spec.timezone",
-        "spec.startDate",
         "spec.tasks[1].name",
         "spec.tasks[0].dependsOn[0]",
         "spec.tasks[1].bash",
