@@ -277,6 +277,9 @@ def template_context(
     params = {**dag.spec.params, **conf}
     variable_values = dict(variables or {})
     effective_rule = task.trigger_rule.value if task.trigger_rule is not None else "all_success"
+    ti = _TaskInstance(
+        task_id=task.name, dag_id=dag.dag_id, run_id=run_id, try_number=try_number, _pull=xcom_pull
+    )
     return {
         "ds": logical.strftime("%Y-%m-%d"),
         "ds_nodash": logical.strftime("%Y%m%d"),
@@ -332,9 +335,8 @@ def template_context(
         ),
         "macros": _MACROS,
         "conn": template_connections(connections or {}),
-        "ti": _TaskInstance(
-            task_id=task.name, dag_id=dag.dag_id, run_id=run_id, try_number=try_number, _pull=xcom_pull
-        ),
+        "ti": ti,
+        "task_instance": ti,  # Airflow's longer name for the same object
     }
 
 

@@ -230,3 +230,12 @@ def test_check_syntax() -> None:
     assert templating.check_syntax("{{ ds }}") is None
     problem = templating.check_syntax("ok\n{{ ds ")
     assert problem is not None and problem.line == 2
+
+
+def test_task_instance_is_airflows_longer_name_for_ti() -> None:
+    ctx = context(xcom_pull=lambda **kwargs: kwargs["task_ids"], try_number=2)
+    assert (
+        r("{{ task_instance.xcom_pull(task_ids='extract') }} {{ task_instance.try_number }}", ctx)
+        == "extract 2"
+    )
+    assert ctx["task_instance"] is ctx["ti"]
