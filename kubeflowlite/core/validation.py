@@ -337,6 +337,13 @@ def _check_task(spec: DAGSpec, index: int, task: Task, known: dict[str, int]) ->
             yield Issue(where, f"{upstream!r} is listed twice")
         seen.add(upstream)
     yield from _check_runnable(path, task)
+    kind = task.effective_type()
+    if task.skip_exit_code is not None and kind not in (TaskType.bash, TaskType.container, None):
+        yield Issue(
+            f"{path}.skipExitCode",
+            f"{kind.value} tasks have no exit code of their own to skip on"
+            + (" (a Python task skips with 99, AirflowSkipException)" if kind is TaskType.python else ""),
+        )
     issues: list[Issue] = []
     for attribute, wire in _DURATION_FIELDS:
         _duration(issues, f"{path}.{wire}", getattr(task, attribute))

@@ -326,3 +326,14 @@ def test_a_back_edge_is_a_reported_cycle(edges: dict[str, list[str]], data: st.D
     assert cycle[0] == cycle[-1] and len(set(cycle)) == len(cycle) - 1
     for parent, child in itertools.pairwise(cycle):
         assert parent in edges[child]
+
+
+def test_skip_exit_code_only_where_a_process_exit_code_exists() -> None:
+    assert issues([{"name": "b", "bash": "exit 99", "skipExitCode": 99}]) == []
+    assert issues([{"name": "c", "command": ["false"], "image": "busybox", "skipExitCode": 3}]) == []
+    assert one([{"name": "e", "type": "empty", "skipExitCode": 99}]) == (
+        "spec.tasks[0].skipExitCode: empty tasks have no exit code of their own to skip on"
+    )
+    assert one([{"name": "s", "sensor": {"dag": "other"}, "skipExitCode": 99}]) == (
+        "spec.tasks[0].skipExitCode: sensor tasks have no exit code of their own to skip on"
+    )
