@@ -11,7 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kubeflowlite.api.dag import DAGSpec, Task
-from kubeflowlite.api.times import parse_time
 from kubeflowlite.core.schedule import RunInterval, Schedule
 
 
@@ -33,27 +32,6 @@ def sched(schedule: str | None, **kwargs: object) -> Schedule:
 
 
 # -- parse_time -------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("2020-02-09", utc(2020, 2, 9)),
-        ("2020-02-09T00:00:00Z", utc(2020, 2, 9)),
-        ("2020-02-09T01:30:00+01:00", utc(2020, 2, 9, 0, 30)),
-        ("2020-02-09T14:55:00", utc(2020, 2, 9, 14, 55)),
-        ("2020-02-09T14:55:00.250Z", utc(2020, 2, 9, 14, 55, 0, 250_000)),
-    ],
-)
-def test_parse_time(text: str, expected: datetime) -> None:
-    parsed = parse_time(text)
-    assert parsed == expected and parsed.tzinfo is UTC
-
-
-@pytest.mark.parametrize("text", ["", "yesterday", "2020-13-01", "20200209", "2020-02-09T25:00:00Z", "12:00"])
-def test_parse_time_rejects_with_the_accepted_forms(text: str) -> None:
-    with pytest.raises(ValueError, match="YYYY-MM-DD or RFC 3339"):
-        parse_time(text)
 
 
 # -- cron and data intervals --------------------------------------------------------------

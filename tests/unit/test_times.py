@@ -13,6 +13,32 @@ from kubeflowlite.api.dag import DAG
 from kubeflowlite.api.dagrun import DAGRun, DAGRunStatus, TaskInstanceStatus, TaskState
 from kubeflowlite.api.times import as_utc, format_time, parse_time
 
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2020-02-09", utc(2020, 2, 9)),
+        ("2020-02-09T00:00:00Z", utc(2020, 2, 9)),
+        ("2020-02-09T01:30:00+01:00", utc(2020, 2, 9, 0, 30)),
+        ("2020-02-09T14:55:00", utc(2020, 2, 9, 14, 55)),
+        ("2020-02-09T14:55:00.250Z", utc(2020, 2, 9, 14, 55, 0, 250_000)),
+    ],
+)
+def test_parse_time(text: str, expected: datetime) -> None:
+    parsed = parse_time(text)
+    assert parsed == expected and parsed.tzinfo is UTC
+
+
+@pytest.mark.parametrize("text", ["", "yesterday", "2020-13-01", "20200209", "2020-02-09T25:00:00Z", "12:00"])
+def test_parse_time_rejects_with_the_accepted_forms(text: str) -> None:
+    with pytest.raises(ValueError, match="YYYY-MM-DD or RFC 3339"):
+        parse_time(text)
+
+
 moments = st.datetimes(
     min_value=datetime(1970, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.none() | st.timezones()
 )
