@@ -72,6 +72,40 @@ def test_a_cluster_command_loads_it() -> None:
     assert set(HEAVY) & modules_after(["dags", "--help"])
 
 
+def test_the_entry_point_runs_the_command_with_the_collector_on_and_start_up_frozen() -> None:
+    """Start-up runs without the cyclic collector; the command itself runs with it (cli.entry)."""
+    script = (
+        "import gc, json, sys\n"
+        "import click\n"
+        "from kubeflowlite.cli import entry, main as cli\n"
+        "seen = {}\n"
+        "@click.command('probe')\n"
+        "def probe() -> None:\n"
+        "    seen.update(enabled=gc.isenabled(), frozen=gc.get_freeze_count())\n"
+        "cli.main.add_command(probe)\n"
+        "sys.argv = ['kubeflowlite', 'probe']\n"
+        "try:\n"
+        "    entry.main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(json.dumps(seen), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    seen = json.loads(done.stderr.strip().splitlines()[-1])
+    assert seen["enabled"] is True
+    assert seen["frozen"] > 1000  # what start-up created: modules, click's commands, ...
+
+
+def test_the_click_group_alone_leaves_the_collector_as_it_is() -> None:
+    """Tests and other users of the group (not the console scripts) keep their collector untouched."""
+    import gc
+
+    frozen = gc.get_freeze_count()
+    result = CliRunner().invoke(main, ["tasks", str(EXAMPLES / "tutorial.yaml")])
+    assert result.exit_code == 0, result.output
+    assert gc.isenabled() and gc.get_freeze_count() == frozen
+
+
 def test_the_command_table_matches_the_commands() -> None:
     """The help `--help` lists (without importing anything) is each command's own first line."""
     context = click.Context(main)
