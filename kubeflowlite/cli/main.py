@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import click
 
-from kubeflowlite.cli import entry
+from kubeflowlite.cli.entry import startup_finished
 
 
 class Entry(NamedTuple):
@@ -128,7 +128,7 @@ class LazyGroup(click.Group):
         self, ctx: click.Context, args: list[str]
     ) -> tuple[str | None, click.Command | None, list[str]]:
         found = super().resolve_command(ctx, args)
-        entry.startup_finished()  # the command's module is loaded: start-up is over
+        startup_finished()  # the command's module is loaded: start-up is over
         return found
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
