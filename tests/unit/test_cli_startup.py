@@ -66,6 +66,7 @@ def test_run_does_not_import_the_kubernetes_stack(tmp_path: Path) -> None:
     # text with markup), and no cron schedule.
     assert not loaded & {"jinja2", "croniter"}, sorted(loaded & {"jinja2", "croniter"})
     assert "rich" not in loaded  # its output is not a terminal: plain lines, no rich
+    assert "concurrent" not in loaded  # one try at a time: no spawner threads (local.launcher)
 
 
 def test_a_cluster_command_loads_it() -> None:
