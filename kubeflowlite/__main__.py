@@ -4,7 +4,7 @@ The local runner uses it to start nested runs (triggerDag) with the interpreter
 it runs under, whether or not the console script is on PATH.
 """
 
-from kubeflowlite.cli.main import main
+from kubeflowlite.cli.entry import main
 
 if __name__ == "__main__":
     main(prog_name="kubeflowlite")

@@ -11,6 +11,8 @@ local commands never load the Kubernetes stack (kubernetes, kopf, aiohttp: most 
 a second), and `--help` loads no command module at all. COMMANDS lists every command
 with its one-line help; tests/unit/test_cli_startup.py checks it against the
 commands themselves and that local commands leave kubernetes and kopf unimported.
+The console scripts start the group through kubeflowlite.cli.entry (start-up without
+the garbage collector's passes, which `resolve_command` ends).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import importlib
 from typing import NamedTuple
 
 import click
+
+from kubeflowlite.cli.entry import startup_finished
 
 
 class Entry(NamedTuple):
@@ -119,6 +123,13 @@ class LazyGroup(click.Group):
         command = getattr(importlib.import_module(entry.module), entry.attribute)
         assert isinstance(command, click.Command)
         return command
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        found = super().resolve_command(ctx, args)
+        startup_finished()  # the command's module is loaded: start-up is over
+        return found
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, entry.short_help) for name, entry in COMMANDS.items()]

@@ -99,7 +99,7 @@ class _Reporting:
 
     def __init__(self) -> None:
         self.info: RunInfo | None = None
-        self._seen: dict[str, tuple[str, int]] = {}
+        self._seen: dict[str, TaskInstanceStatus] = {}
 
     def _draw(self, line: Line) -> None:
         raise NotImplementedError
@@ -107,10 +107,17 @@ class _Reporting:
     def _transitions(self, status: DAGRunStatus) -> list[tuple[str, TaskInstanceStatus]]:
         """Tasks whose (state, try) changed since the last update."""
         changed = []
+        seen = self._seen
         for task, instance in status.tasks.items():
-            key = (instance.state.value, instance.try_number)
-            if self._seen.get(task) != key:
-                self._seen[task] = key
+            before = seen.get(task)
+            if before is instance:  # unchanged (a new status shares the instances it did not change)
+                continue
+            seen[task] = instance
+            if (
+                before is None
+                or before.state is not instance.state
+                or before.try_number != instance.try_number
+            ):
                 changed.append((task, instance))
         return changed
 

@@ -24,11 +24,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
-from kubeflowlite.api.dagrun import DAGRun, TaskState
+if TYPE_CHECKING:  # (the run types are imported by what reads runs: `tasks` and `--help` need none)
+    from kubeflowlite.api.dagrun import DAGRun, TaskState
 
 DEFAULT_RUNS_DIR = Path("kfl-runs")
 RUN_FILE = "run.json"
@@ -97,6 +96,10 @@ def write_atomic(path: Path, text: str) -> None:
 
 def stored_runs(runs_dir: Path, dag: str) -> Iterator[DAGRun]:
     """Every readable run record of `dag` under `runs_dir` (unreadable ones are ignored)."""
+    from pydantic import ValidationError
+
+    from kubeflowlite.api.dagrun import DAGRun
+
     root = runs_dir / dag
     if not root.is_dir():
         return

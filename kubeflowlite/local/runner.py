@@ -301,14 +301,17 @@ class _Tries:
     def launch(self, starts: Sequence[StartTry]) -> dict[str, Attempt]:
         launcher = self.runner.launcher
         live = dict(launcher.running_tries())
-        immediate: dict[str, Attempt] = {}
+        requests = []
         for start in starts:
             if (start.task, start.try_number) in self.launched or start.task in live:
                 continue
             self.launched.add((start.task, start.try_number))
-            attempt = launcher.launch(prepare_try(self.runner.context, start.task, start.try_number))
-            if attempt is not None:
-                immediate[start.task] = attempt
+            requests.append(prepare_try(self.runner.context, start.task, start.try_number))
+        immediate = {
+            request.task: attempt
+            for request, attempt in zip(requests, launcher.launch_all(requests), strict=True)
+            if attempt is not None
+        }
         self._keep_xcoms(immediate.values())
         return immediate
 

@@ -251,7 +251,7 @@ def test_both_console_scripts_are_installed() -> None:
     bin_dir = Path(sys.executable).parent
     for script in ("kubeflowlite", "kfl"):
         text = (bin_dir / script).read_text()
-        assert "kubeflowlite.cli.main" in text, script
+        assert "kubeflowlite.cli.entry" in text, script
 
 
 def test_output_json_is_json(tmp_path: Path) -> None:

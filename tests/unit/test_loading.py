@@ -7,7 +7,10 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
+from kubeflowlite.core import loading
 from kubeflowlite.core.loading import load_dag_file, load_dags, parse_dag
 from kubeflowlite.core.validation import InvalidDAGError
 
@@ -147,3 +150,22 @@ def test_load_dags_from_a_directory_collects_every_file(tmp_path: Path) -> None:
     paths = [issue.path for issue in caught.value.issues]
     assert paths[0] == f"{tmp_path / 'bad1.yaml'}: spec.timezone"
     assert paths[1].startswith(f"{tmp_path / 'nested' / 'bad2.yaml'}: line 1")
+
+
+YAML_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(documents=st.lists(YAML_VALUES, min_size=1, max_size=3), flow=st.sampled_from([None, True, False]))
+def test_libyaml_reads_the_documents_pyyaml_reads(documents: list[Any], flow: bool | None) -> None:
+    """The fast (libyaml) path gives exactly what PyYAML's own safe loader gives."""
+    text = yaml.safe_dump_all(documents, default_flow_style=flow, allow_unicode=True)
+    assert loading._yaml_documents(text) == list(yaml.safe_load_all(text))
+
+
+def test_the_fast_path_is_libyaml_where_pyyaml_has_it() -> None:
+    assert yaml.__with_libyaml__  # the PyYAML wheels we install carry it
+    assert loading._FAST_YAML_LOADER.__name__ == "CSafeLoader"

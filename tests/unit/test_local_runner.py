@@ -24,7 +24,7 @@ import yaml
 from rich.console import Console
 
 from kubeflowlite.api.dag import DAG
-from kubeflowlite.api.dagrun import DAGRun, RunState, TaskState
+from kubeflowlite.api.dagrun import DAGRun, DAGRunStatus, RunState, TaskInstanceStatus, TaskMap, TaskState
 from kubeflowlite.local.display import LiveDisplay, PlainDisplay, SilentObserver, make_display
 from kubeflowlite.local.runner import LocalRunner, RunRequest, RunResult
 
@@ -488,6 +488,24 @@ class TestDisplay:
         assert "broken try 1 failed: exit code 2" in text
         assert f"log: {log}" in text
         assert "run failed" in text and "shown-1" in text
+
+    def test_plain_lines_name_each_change_of_state_or_try_once(self) -> None:
+        out = io.StringIO()
+        display = PlainDisplay(out)
+        tasks = TaskMap({"a": TaskInstanceStatus(), "b": TaskInstanceStatus()})
+        running = TaskInstanceStatus(state=TaskState.running, try_number=1)
+        steps = [
+            tasks,
+            tasks.updated({"a": running}),
+            tasks.updated({"a": running}),  # the same instance again
+            tasks.updated({"a": running.model_copy(update={"message": "still"})}),  # same state and try
+            tasks.updated({"a": TaskInstanceStatus(state=TaskState.running, try_number=2)}),  # a retry
+            tasks.updated({"a": TaskInstanceStatus(state=TaskState.success, try_number=2)}),
+        ]
+        for step in steps:
+            display.update(DAGRunStatus(tasks=step))
+        lines = [line.split(" ", 1)[1] for line in out.getvalue().splitlines()]
+        assert lines == ["a running (try 1)", "a running (try 2)", "a success (try 2)"]
 
     def test_pipes_get_plain_lines_and_terminals_the_live_table(self) -> None:
         assert isinstance(make_display(io.StringIO()), PlainDisplay)
