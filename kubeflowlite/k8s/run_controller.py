@@ -463,7 +463,7 @@ class RunController:
         metadata = manifest["metadata"]
         try:
             async with gate or contextlib.nullcontext():
-                await self.client.create(kube.PODS, metadata["namespace"], manifest)
+                await self.client.create(kube.PODS, metadata["namespace"], manifest, metadata_only=True)
             memory.launched[metadata["name"]] = self.monotonic()
         except kube.ApiError as error:
             if error.conflict:
@@ -507,7 +507,7 @@ class RunController:
             return
         try:
             result = await self.client.patch(
-                kube.DAGRUNS, namespace, name, {"status": diff}, subresource="status"
+                kube.DAGRUNS, namespace, name, {"status": diff}, subresource="status", metadata_only=True
             )
         except kube.ApiError as error:
             if error.not_found:
