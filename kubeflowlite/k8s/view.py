@@ -144,11 +144,16 @@ def _shared(value: Any) -> Any:
 
 
 def snapshot(body: Obj) -> dict[str, Any]:
-    """A plain-dict copy of a custom object's top level (kopf bodies are live views)."""
+    """A plain-dict copy of a custom object's top level (kopf bodies are live views).
+
+    Without `metadata.managedFields`: nothing reads them, and for a DAG or run of
+    thousands of tasks they were as big as the rest of the object, kept for every one.
+    """
+    metadata = body.get("metadata") or {}
     return {
         "apiVersion": body.get("apiVersion"),
         "kind": body.get("kind"),
-        "metadata": dict(body.get("metadata") or {}),
+        "metadata": {key: value for key, value in metadata.items() if key != "managedFields"},
         "spec": dict(body.get("spec") or {}),
         "status": dict(body.get("status") or {}),
     }

@@ -305,6 +305,21 @@ def test_the_slim_copy_the_operator_keeps_gives_the_same_attempt(case: Case) -> 
         assert set(container) == {"name", "state"}
 
 
+def test_the_snapshot_of_a_custom_object_leaves_out_managed_fields() -> None:
+    """view.snapshot (kopf's indices of DAGs and runs): managedFields were as big as the object."""
+    metadata = {"name": "r", "uid": "u", "resourceVersion": "7", "labels": {"a": "b"}}
+    body = {
+        "apiVersion": "kubeflowlite.io/v1alpha1",
+        "kind": "DAGRun",
+        "metadata": {**metadata, "managedFields": [{"manager": "kubeflowlite", "fieldsV1": {"f:status": {}}}]},
+        "spec": {"dagName": "d"},
+        "status": {"state": "running"},
+    }
+    copy = view.snapshot(body)
+    assert copy == {**body, "metadata": metadata}
+    assert copy["status"] is not body["status"] and copy["metadata"]["labels"] is metadata["labels"]
+
+
 def test_times_come_from_the_main_container() -> None:
     attempt = attempt_from_pod(
         pod("Succeeded", startTime="2024-05-01T10:00:01Z", containerStatuses=main_status(terminated(0))),
