@@ -46,6 +46,7 @@ from kubeflowlite.core import templating
 from kubeflowlite.k8s import (
     kube,
     leader,
+    memdebug,
     metrics,
     observe,
     oplog,
@@ -97,6 +98,7 @@ class Operator:
     _view: view.IndexedView | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _snapshots: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+    _specs: view.Shared = field(default_factory=view.Shared)
 
     async def start(self, indices: dict[str, Any]) -> None:
         client = kube.Kube(
@@ -222,13 +224,16 @@ class Operator:
             logger.error("reconcile of %s failed, will retry", key, exc_info=error)
 
     def snapshot(self, body: Any) -> dict[str, Any]:
-        """One plain copy per object version, shared by the two DAGRun indices."""
+        """One plain copy per object version, shared by the two DAGRun indices; equal spec snapshots shared."""
         metadata = body.get("metadata") or {}
         uid, version = str(metadata.get("uid")), str(metadata.get("resourceVersion"))
         cached = self._snapshots.get(uid)
         if cached is not None and cached[0] == version:
             return cached[1]
         copy = view.snapshot(body)
+        spec = copy["status"].get("dagSpec")
+        if isinstance(spec, dict):
+            copy["status"]["dagSpec"] = self._specs.one(spec)
         self._snapshots[uid] = (version, copy)
         return copy
 
@@ -365,6 +370,7 @@ async def run_operator(
 ) -> None:
     """Run the operator until `stop_flag` is set (or forever): `kubeflowlite operator`, or a test's thread."""
     metrics.serve(options.metrics_port, version=_version())
+    memdebug.install(asyncio.get_running_loop())
     operator = Operator(options)
     await kopf.operator(
         registry=build_registry(operator),

@@ -157,3 +157,34 @@ def snapshot(body: Obj) -> dict[str, Any]:
         "spec": dict(body.get("spec") or {}),
         "status": dict(body.get("status") or {}),
     }
+
+
+class Shared:
+    """One copy of equal spec snapshots: every run of a DAG carries the same `status.dagSpec`.
+
+    kopf parses each run's body on its own, so ten runs of a 1,000-task DAG held ten
+    copies of a snapshot of 0.9 MiB each. `one` returns the copy already held when an
+    equal one is known (equality of two such dicts costs about 0.1 ms; parsing the body
+    they came in, 10 ms), else keeps this one. Nothing writes into these dicts.
+    """
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._known: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    def one(self, value: dict[str, Any]) -> dict[str, Any]:
+        tasks = value.get("tasks")
+        if not isinstance(tasks, list) or not tasks:
+            return value
+        key = (len(tasks), _task_name(tasks[0]), _task_name(tasks[-1]), len(value))
+        known = self._known.get(key)
+        if known is not None and (known is value or known == value):
+            return known
+        if len(self._known) >= self._size:
+            self._known.clear()
+        self._known[key] = value
+        return value
+
+
+def _task_name(task: Any) -> Any:
+    return task.get("name") if isinstance(task, dict) else None

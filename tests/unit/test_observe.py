@@ -311,13 +311,44 @@ def test_the_snapshot_of_a_custom_object_leaves_out_managed_fields() -> None:
     body = {
         "apiVersion": "kubeflowlite.io/v1alpha1",
         "kind": "DAGRun",
-        "metadata": {**metadata, "managedFields": [{"manager": "kubeflowlite", "fieldsV1": {"f:status": {}}}]},
+        "metadata": {
+            **metadata,
+            "managedFields": [{"manager": "kubeflowlite", "fieldsV1": {"f:status": {}}}],
+        },
         "spec": {"dagName": "d"},
         "status": {"state": "running"},
     }
     copy = view.snapshot(body)
     assert copy == {**body, "metadata": metadata}
     assert copy["status"] is not body["status"] and copy["metadata"]["labels"] is metadata["labels"]
+
+
+def test_equal_spec_snapshots_are_held_once() -> None:
+    """view.Shared: ten runs of one DAG hold one copy of its spec snapshot, a changed DAG its own."""
+    shared = view.Shared()
+
+    def spec(bash: str) -> dict[str, Any]:
+        return {"tasks": [{"name": f"t{i}", "bash": bash} for i in range(3)], "maxActiveTasks": 5}
+
+    first = spec("true")
+    assert shared.one(first) is first
+    assert all(shared.one(spec("true")) is first for _ in range(10))
+    changed = spec("false")
+    assert shared.one(changed) is changed and shared.one(spec("false")) is changed
+    assert shared.one({"tasks": []}) == {"tasks": []}
+
+
+def test_the_operators_copies_of_runs_share_their_spec_snapshot() -> None:
+    from kubeflowlite.k8s import kube, operator
+
+    held = operator.Operator(operator.OperatorOptions(cluster=kube.ClusterConfig(server="https://x")))
+
+    def run(name: str) -> dict[str, Any]:
+        spec = {"tasks": [{"name": "a", "bash": "true"}, {"name": "b", "bash": "true"}]}
+        return {"metadata": {"name": name, "uid": name, "resourceVersion": "1"}, "status": {"dagSpec": spec}}
+
+    one, two = held.snapshot(run("one")), held.snapshot(run("two"))
+    assert one["status"]["dagSpec"] is two["status"]["dagSpec"]
 
 
 def test_times_come_from_the_main_container() -> None:
