@@ -14,6 +14,7 @@ the handler registrations) and the operator's Pod cache (k8s.podwatch) to it.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
@@ -119,9 +120,15 @@ def slim_pod(body: Obj) -> dict[str, Any]:
     labels = metadata.get("labels") or {}
     annotations = metadata.get("annotations") or {}
     slim_metadata: dict[str, Any] = {key: metadata[key] for key in _KEPT_METADATA if key in metadata}
-    slim_metadata["labels"] = {key: labels[key] for key in _KEPT_LABELS if key in labels}
-    slim_metadata["annotations"] = {key: annotations[key] for key in _KEPT_ANNOTATIONS if key in annotations}
+    if "creationTimestamp" in slim_metadata:
+        slim_metadata["creationTimestamp"] = _interned(slim_metadata["creationTimestamp"])
+    slim_metadata["labels"] = {key: _interned(labels[key]) for key in _KEPT_LABELS if key in labels}
+    slim_metadata["annotations"] = {
+        key: _interned(annotations[key]) for key in _KEPT_ANNOTATIONS if key in annotations
+    }
     slim_status: dict[str, Any] = {key: _shared(status[key]) for key in _KEPT_STATUS if key in status}
+    if "startTime" in slim_status:
+        slim_status["startTime"] = _interned(slim_status["startTime"])
     conditions = [
         {key: _shared(condition[key]) for key in ("type", "status", "reason", "message") if key in condition}
         for condition in status.get("conditions") or []
@@ -133,10 +140,38 @@ def slim_pod(body: Obj) -> dict[str, Any]:
         containers = status.get(key)
         if containers:
             slim_status[key] = [
-                {"name": _shared(container.get("name")), "state": container.get("state") or {}}
+                {"name": _shared(container.get("name")), "state": _slim_state(container.get("state") or {})}
                 for container in containers
             ]
     return {"metadata": slim_metadata, "status": slim_status}
+
+
+_KEPT_STATE = {
+    "running": ("startedAt",),
+    "terminated": ("exitCode", "reason", "message", "startedAt", "finishedAt"),
+    "waiting": ("reason", "message"),
+}
+"""Of a container's state, what observation reads (not its containerID, signal, ...)."""
+_INTERNED_STATE = frozenset({"startedAt", "finishedAt", "reason"})
+
+
+def _slim_state(state: Obj) -> dict[str, Any]:
+    slim = {}
+    for kind, keys in _KEPT_STATE.items():
+        detail = state.get(kind)
+        if isinstance(detail, Mapping):
+            slim[kind] = {
+                key: _interned(detail[key]) if key in _INTERNED_STATE else detail[key]
+                for key in keys
+                if key in detail
+            }
+    return slim
+
+
+def _interned(value: Any) -> Any:
+    """Label values and timestamps, repeated across a run's Pods (one second, one run, one task):
+    one string object each, instead of one per Pod."""
+    return sys.intern(value) if isinstance(value, str) and len(value) <= 64 else value
 
 
 def _shared(value: Any) -> Any:

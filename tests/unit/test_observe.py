@@ -57,6 +57,8 @@ def terminated(exit_code: int, message: str | None = None, reason: str = "Comple
         "reason": reason,
         "startedAt": "2024-05-01T10:00:05Z",
         "finishedAt": "2024-05-01T10:00:09Z",
+        "containerID": "containerd://0123456789abcdef",
+        "signal": 0,
     }
     if message is not None:
         state["message"] = message
@@ -303,6 +305,7 @@ def test_the_slim_copy_the_operator_keeps_gives_the_same_attempt(case: Case) -> 
     assert "spec" not in slim and "qosClass" not in slim["status"]
     for container in slim["status"].get("containerStatuses") or []:
         assert set(container) == {"name", "state"}
+        assert all("containerID" not in detail for detail in container["state"].values())
 
 
 def test_the_snapshot_of_a_custom_object_leaves_out_managed_fields() -> None:
