@@ -102,7 +102,10 @@ class Operator:
 
     async def start(self, indices: dict[str, Any]) -> None:
         client = kube.Kube(
-            self.options.cluster, user_agent=kube.OPERATOR_USER_AGENT, on_request=metrics.record_request
+            self.options.cluster,
+            user_agent=kube.OPERATOR_USER_AGENT,
+            on_request=metrics.record_request,
+            max_connections=CONNECTIONS,
         )
         pods = podwatch.PodCache(
             client,
@@ -241,6 +244,10 @@ class Operator:
         self._snapshots.pop(str((body.get("metadata") or {}).get("uid")), None)
 
 
+CONNECTIONS = 32
+"""The operator client's connection pool (24 requests in flight, the rest for watches). Each TLS
+connection holds a 256 KiB read buffer (asyncio.sslproto) for as long as it is open: 64 of them
+were 16 MiB, and one apiserver is saturated well before 24 writes are in flight."""
 LEVELS_EVERY = 5.0
 """Seconds between refreshes of the per-DAG gauges (a scrape every 15-30 s sees fresh values)."""
 

@@ -75,7 +75,7 @@ LAUNCH_GRACE = 30.0
 MAX_CREATES = 500
 """Pods one reconcile creates at most; the next pass (queued at once) creates more. A 10,000-task
 fan-out so writes its status, and records its first finished tasks, while it is still launching."""
-CREATES_IN_FLIGHT = 32
+CREATES_IN_FLIGHT = 16
 """Creates one reconcile has in flight at once: the client's other requests (other runs' creates and
 status writes, this run's own status write) never queue behind thousands of them."""
 
