@@ -75,7 +75,7 @@ LAUNCH_GRACE = 30.0
 MAX_CREATES = 500
 """Pods one reconcile creates at most; the next pass (queued at once) creates more. A 10,000-task
 fan-out so writes its status, and records its first finished tasks, while it is still launching."""
-CREATES_IN_FLIGHT = 16
+CREATES_IN_FLIGHT = 24
 """Creates one reconcile has in flight at once: the client's other requests (other runs' creates and
 status writes, this run's own status write) never queue behind thousands of them."""
 
@@ -197,6 +197,11 @@ class RunController:
         if memory is None or memory.uid != metadata.get("uid"):
             return run
         return {**run, "status": memory.wire}
+
+    def written(self, namespace: str, name: str) -> Mapping[str, Any]:
+        """The status this controller last wrote for the run (stored form), if it holds one."""
+        memory = self._memory.get((namespace, name))
+        return memory.wire if memory is not None else {}
 
     def runs_of_dag(self, namespace: str, dag: str) -> list[Obj]:
         return [self.current(run) for run in self.view.runs_of_dag(namespace, dag)]

@@ -194,6 +194,14 @@ def snapshot(body: Obj) -> dict[str, Any]:
     }
 
 
+def share_equal(values: dict[str, Any], known: Mapping[str, Any]) -> dict[str, Any]:
+    """`values` with each value equal to the one under its key in `known` replaced by that one
+    (a watched run's tasks, and the same tasks as the controller wrote them: one dict each)."""
+    if not known:
+        return values
+    return {key: found if (found := known.get(key)) == value else value for key, value in values.items()}
+
+
 class Shared:
     """One copy of equal spec snapshots: every run of a DAG carries the same `status.dagSpec`.
 

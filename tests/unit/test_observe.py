@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -352,6 +352,24 @@ def test_the_operators_copies_of_runs_share_their_spec_snapshot() -> None:
 
     one, two = held.snapshot(run("one")), held.snapshot(run("two"))
     assert one["status"]["dagSpec"] is two["status"]["dagSpec"]
+
+
+def test_the_operators_copy_of_a_run_shares_the_task_statuses_it_wrote() -> None:
+    from kubeflowlite.k8s import kube, operator
+
+    wrote = {"tasks": {"a": {"state": "running", "tryNumber": 1}, "b": {"state": "queued", "tryNumber": 1}}}
+
+    class Runs:
+        def written(self, namespace: str, name: str) -> dict[str, Any]:
+            return wrote if (namespace, name) == ("ns", "r") else {}
+
+    held = operator.Operator(operator.OperatorOptions(cluster=kube.ClusterConfig(server="https://x")))
+    held.runs = cast(Any, Runs())
+    echoed = copy.deepcopy(wrote["tasks"]) | {"b": {"state": "running", "tryNumber": 1}}
+    body = {"metadata": {"namespace": "ns", "name": "r", "uid": "u", "resourceVersion": "2"}}
+    tasks = held.snapshot({**body, "status": {"tasks": echoed}})["status"]["tasks"]
+    assert tasks == echoed
+    assert tasks["a"] is wrote["tasks"]["a"] and tasks["b"] is echoed["b"]
 
 
 def test_times_come_from_the_main_container() -> None:
