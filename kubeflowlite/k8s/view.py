@@ -139,11 +139,39 @@ def slim_pod(body: Obj) -> dict[str, Any]:
     for key in ("initContainerStatuses", "containerStatuses"):
         containers = status.get(key)
         if containers:
-            slim_status[key] = [
-                {"name": _shared(container.get("name")), "state": _slim_state(container.get("state") or {})}
-                for container in containers
-            ]
+            slim_status[key] = _one_of_equal(
+                [
+                    {
+                        "name": _shared(container.get("name")),
+                        "state": _slim_state(container.get("state") or {}),
+                    }
+                    for container in containers
+                ]
+            )
     return {"metadata": slim_metadata, "status": slim_status}
+
+
+_CONTAINERS: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+_CONTAINERS_HELD = 4096
+
+
+def _one_of_equal(containers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One list for equal container states: the Pods of a run that started in the same second
+    (or ended alike) share it, instead of four containers each (list, container, state, detail).
+    Nothing writes into a slim Pod, so sharing is safe; the table is bounded."""
+    try:
+        key = tuple(
+            (c["name"], tuple((kind, tuple(detail.items())) for kind, detail in c["state"].items()))
+            for c in containers
+        )
+        found = _CONTAINERS.get(key)
+    except TypeError:  # an unhashable value in a state: keep this one as it is
+        return containers
+    if found is None:
+        if len(_CONTAINERS) >= _CONTAINERS_HELD:
+            _CONTAINERS.clear()
+        _CONTAINERS[key] = found = containers
+    return found
 
 
 _KEPT_STATE = {

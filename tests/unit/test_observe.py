@@ -308,6 +308,26 @@ def test_the_slim_copy_the_operator_keeps_gives_the_same_attempt(case: Case) -> 
         assert all("containerID" not in detail for detail in container["state"].values())
 
 
+def test_pods_in_the_same_container_state_share_one_slim_copy_of_it() -> None:
+    def running(name: str, since: str) -> dict[str, Any]:
+        state = {"running": {"startedAt": since}}
+        return {
+            "metadata": {"name": name},
+            "status": {"phase": "Running", "containerStatuses": main_status(state)},
+        }
+
+    one, two = (
+        view.slim_pod(running("a", "2024-05-01T10:00:05Z")),
+        view.slim_pod(running("b", "2024-05-01T10:00:05Z")),
+    )
+    later = view.slim_pod(running("c", "2024-05-01T10:00:06Z"))
+    assert one["status"]["containerStatuses"] is two["status"]["containerStatuses"]
+    assert later["status"]["containerStatuses"] == [
+        {"name": "main", "state": {"running": {"startedAt": "2024-05-01T10:00:06Z"}}}
+    ]
+    assert later["status"]["containerStatuses"] is not one["status"]["containerStatuses"]
+
+
 def test_the_snapshot_of_a_custom_object_leaves_out_managed_fields() -> None:
     """view.snapshot (kopf's indices of DAGs and runs): managedFields were as big as the object."""
     metadata = {"name": "r", "uid": "u", "resourceVersion": "7", "labels": {"a": "b"}}
