@@ -20,7 +20,8 @@ Scenarios, each in a fresh namespace with a fresh `kubeflowlite operator` proces
   Goal: <= 4.
 - inflight: runs of 1,000 tasks whose Pods stay Running (KWOK delay 1h); the
   operator's RSS once 1,000 and once 10,000 task instances are in flight.
-  Goal: < 150 MiB at 10,000.
+  Goal: < 150 MiB at 10,000. With `--memory-report FILE` the operator traces its
+  allocations (k8s.memdebug) and writes where its memory is to FILE at each point.
 - fanout also reports the operator's CPU per task instance (goal < 5 ms) and how
   much faster Pods were created than the scheduler bound them (goal >= 5x); with
   `--fanout 1000,200` it runs both widths. runs: N one-task runs created at once
@@ -56,7 +57,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from kubeflowlite.k8s import kube
+from kubeflowlite.k8s import kube, memdebug
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "hack"))
@@ -495,8 +496,11 @@ def inflight(cl: Cluster, counts: list[int], tmp: Path) -> bool:
             rss = rss_mib(operator.pid)
             print(
                 f"  {len(watch.running)} task Pods Running after {time.monotonic() - started:.0f}s: "
-                f"operator RSS {rss:.0f} MiB"
+                f"operator RSS {rss:.0f} MiB; load average {os.getloadavg()[0]:.1f}"
             )
+            if os.environ.get(memdebug.ENV):
+                os.kill(operator.pid, signal.SIGUSR2)
+                time.sleep(60)  # the report walks every traced allocation
             missed |= target >= 10000 and rss >= RSS_GOAL_MIB
     return missed
 
@@ -708,7 +712,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--large", type=int, default=10000, help="Tasks of the large run; 0 to skip.")
     parser.add_argument("--inflight", default="1000,10000", help="Comma-separated counts; empty to skip.")
     parser.add_argument("--logs", type=Path, default=Path("/tmp/kfl-bench-operator"))
+    parser.add_argument(
+        "--memory-report",
+        type=Path,
+        help="The operator traces its memory and reports to this file (inflight).",
+    )
     args = parser.parse_args(argv)
+    if args.memory_report:
+        os.environ[memdebug.ENV] = str(args.memory_report.resolve())
     args.logs.mkdir(parents=True, exist_ok=True)
     missed = False
     with cluster(args.kubeconfig) as cl:

@@ -207,7 +207,7 @@ def _root_schema(
             "kind": {"type": "string", "description": f"The kind of this object: {kind_model.__name__}."},
             "metadata": {"type": "object"},  # the apiserver allows nothing more here
             "spec": structural_schema(spec),
-            "status": _snapshot_without_defaults(structural_schema(status)),
+            "status": _one_field_each(_snapshot_without_defaults(structural_schema(status))),
         },
     } | extra
 
@@ -219,6 +219,27 @@ def _snapshot_without_defaults(status: dict[str, Any]) -> dict[str, Any]:
     snapshot = (status.get("properties") or {}).get("dagSpec")
     if snapshot is not None:
         status["properties"]["dagSpec"] = _strip_defaults(snapshot)
+    return status
+
+
+ATOMIC_STATUS_FIELDS = ("tasks", "dagSpec")
+"""Status fields the API server tracks as one field each in managedFields (x-kubernetes-map-type: atomic)."""
+
+
+def _one_field_each(status: dict[str, Any]) -> dict[str, Any]:
+    """A run's `status.tasks` and `status.dagSpec` are each one field to the API server's field tracking.
+
+    Granular, every task (and every field of it, and every task of the snapshot) got an entry
+    in `metadata.managedFields`: for a 1,000-task run 238 KB of it against a 216 KB status,
+    stored in etcd with the object (against its 1.5 MiB limit), sent with every watch event,
+    and with every answer to a status patch, even a metadata-only one. Only server-side apply
+    reads the granularity, and nothing applies a run's status: JSON merge patches (what the
+    operator writes) still merge task by task.
+    """
+    properties = status.get("properties") or {}
+    for name in ATOMIC_STATUS_FIELDS:
+        if name in properties:
+            properties[name]["x-kubernetes-map-type"] = "atomic"
     return status
 
 

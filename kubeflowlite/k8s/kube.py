@@ -39,6 +39,8 @@ OPERATOR_USER_AGENT = "kubeflowlite-operator"
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
+METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+"""Accept header: the server answers with the object's metadata alone (any verb)."""
 
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "apply"})
 
@@ -283,8 +285,14 @@ class Kube:
         body: Any = None,
         params: Mapping[str, Any] | None = None,
         content_type: str = "application/json",
+        metadata_only: bool = False,
     ) -> Any:
-        """Send one request; the decoded JSON response, or ApiError."""
+        """Send one request; the decoded JSON response, or ApiError.
+
+        `metadata_only`: the server answers with the object's metadata alone
+        (PartialObjectMetadata), for a write whose caller needs no more than the new
+        resourceVersion: a 10,000-task run's status patch is not sent back whole.
+        """
         self._session_for_loop()
         assert self._slots is not None
         async with self._slots:
@@ -296,6 +304,7 @@ class Kube:
                 body=body,
                 params=params,
                 content_type=content_type,
+                metadata_only=metadata_only,
             )
 
     async def _request(
@@ -308,6 +317,7 @@ class Kube:
         body: Any,
         params: Mapping[str, Any] | None,
         content_type: str,
+        metadata_only: bool = False,
     ) -> Any:
         session = self._session_for_loop()
         query = {k: v for k, v in (params or {}).items() if v is not None}
@@ -320,6 +330,8 @@ class Kube:
             headers = {"Authorization": f"Bearer {token.value}"} if token else {}
             if body is not None:
                 headers["Content-Type"] = content_type
+            if metadata_only:
+                headers["Accept"] = METADATA_ONLY
             async with session.request(method, url, data=data, headers=headers) as response:
                 payload = await response.read()
                 self._count(verb, resource, response.status)
@@ -333,9 +345,16 @@ class Kube:
 
     # -- verbs ----------------------------------------------------------------------------------
 
-    async def create(self, resource: Resource, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    async def create(
+        self, resource: Resource, namespace: str, body: Mapping[str, Any], *, metadata_only: bool = False
+    ) -> dict[str, Any]:
         result: dict[str, Any] = await self.request(
-            "POST", resource.path(namespace), verb="create", resource=resource.plural, body=body
+            "POST",
+            resource.path(namespace),
+            verb="create",
+            resource=resource.plural,
+            body=body,
+            metadata_only=metadata_only,
         )
         return result
 
@@ -407,6 +426,7 @@ class Kube:
         *,
         subresource: str | None = None,
         content_type: str = MERGE_PATCH,
+        metadata_only: bool = False,
     ) -> dict[str, Any]:
         result: dict[str, Any] = await self.request(
             "PATCH",
@@ -415,6 +435,7 @@ class Kube:
             resource=resource.plural + (f"/{subresource}" if subresource else ""),
             body=body,
             content_type=content_type,
+            metadata_only=metadata_only,
         )
         return result
 

@@ -28,11 +28,17 @@ task instance" can be read straight from the operator:
 from __future__ import annotations
 
 import contextlib
+import math
 import platform
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
+import prometheus_client.metrics
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from kubeflowlite.k8s import outcomes
 
@@ -43,22 +49,120 @@ _DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600,
 _DELAY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
+
+class _Series:
+    """One labelled series of a `CompactFamily`: what `.labels(...)` gives (made per call, never kept)."""
+
+    __slots__ = ("_family", "_values")
+
+    def __init__(self, family: CompactFamily, values: list[float]) -> None:
+        self._family = family
+        self._values = values
+
+    def inc(self, amount: float = 1.0) -> None:
+        with self._family._lock:
+            self._values[0] += amount
+
+    def observe(self, amount: float) -> None:
+        values, bounds = self._values, self._family.bounds
+        with self._family._lock:
+            for i, bound in enumerate(bounds):
+                if amount <= bound:
+                    values[i] += 1
+                    break
+            values[-2] += amount
+
+
+class CompactFamily(Collector):
+    """A labelled counter or histogram whose series are one list of floats each.
+
+    prometheus_client keeps an object per series, with a lock and an object per bucket:
+    about 14 KiB per task of a DAG for the per-task families, which are born for every
+    task of every DAG (140 MiB for a DAG of 10,000 tasks). Here a series is a list
+    (a counter: value, created; a histogram: a count per bucket, sum, created) under one
+    lock per family; the exposition is the same as prometheus_client's (`_total`,
+    `_bucket` with cumulative counts, `_count`, `_sum`, `_created`).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        *,
+        buckets: Sequence[float] | None = None,
+        registry: CollectorRegistry,
+    ) -> None:
+        self._name = name.removesuffix("_total") if buckets is None else name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self.bounds: tuple[float, ...] = () if buckets is None else (*buckets, math.inf)
+        self._series: dict[tuple[str, ...], list[float]] = {}
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def labels(self, *values: str) -> _Series:
+        if len(values) != len(self.labelnames):
+            raise ValueError(f"{self._name}: expected labels {self.labelnames}, got {values}")
+        key = tuple(str(v) for v in values)
+        found = self._series.get(key)
+        if found is None:
+            with self._lock:
+                found = self._series.setdefault(key, [0.0] * (len(self.bounds) + 1) + [time.time()])
+        return _Series(self, found)
+
+    def remove(self, *values: str) -> None:
+        with self._lock:
+            self._series.pop(tuple(str(v) for v in values), None)
+
+    def _metric(self) -> Metric:
+        return Metric(self._name, self.documentation, "histogram" if self.bounds else "counter")
+
+    def describe(self) -> Iterable[Metric]:
+        return [self._metric()]
+
+    def collect(self) -> Iterable[Metric]:
+        metric = self._metric()
+        created = _created_series()
+        with self._lock:
+            series = [(key, list(values)) for key, values in self._series.items()]
+        for key, values in series:
+            labels = dict(zip(self.labelnames, key, strict=True))
+            if not self.bounds:
+                metric.add_sample(f"{self._name}_total", labels, values[0])
+            else:
+                total = 0.0
+                for bound, count in zip(self.bounds, values, strict=False):
+                    total += count
+                    metric.add_sample(f"{self._name}_bucket", {**labels, "le": floatToGoString(bound)}, total)
+                metric.add_sample(f"{self._name}_count", labels, total)
+                metric.add_sample(f"{self._name}_sum", labels, values[-2])
+            if created:
+                metric.add_sample(f"{self._name}_created", labels, values[-1])
+        return [metric]
+
+
+def _created_series() -> bool:
+    """Whether prometheus_client exposes `_created` series (PROMETHEUS_DISABLE_CREATED_SERIES: not)."""
+    return bool(getattr(prometheus_client.metrics, "_use_created", True))
+
+
 # -- outcomes ------------------------------------------------------------------------------------
 
-TASKS_FINISHED = Counter(
+TASKS_FINISHED = CompactFamily(
     "kubeflowlite_task_instances_finished_total",
     "Task instances that reached a final state (success, failed after its retries, skipped, upstream_failed).",
     ["namespace", "dag", "task", "state"],
     registry=REGISTRY,
 )
-TASK_DURATION = Histogram(
+TASK_DURATION = CompactFamily(
     "kubeflowlite_task_instance_duration_seconds",
     "Duration of finished task instances (last try start to end).",
     ["namespace", "dag", "task", "state"],
     buckets=_DURATION_BUCKETS,
     registry=REGISTRY,
 )
-TASK_START_DELAY = Histogram(
+TASK_START_DELAY = CompactFamily(
     "kubeflowlite_task_start_delay_seconds",
     "From a try being ready (its Pod created) to it running (the Pod's container started).",
     ["namespace", "dag", "task"],

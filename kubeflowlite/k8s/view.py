@@ -14,6 +14,7 @@ the handler registrations) and the operator's Pod cache (k8s.podwatch) to it.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
@@ -119,9 +120,15 @@ def slim_pod(body: Obj) -> dict[str, Any]:
     labels = metadata.get("labels") or {}
     annotations = metadata.get("annotations") or {}
     slim_metadata: dict[str, Any] = {key: metadata[key] for key in _KEPT_METADATA if key in metadata}
-    slim_metadata["labels"] = {key: labels[key] for key in _KEPT_LABELS if key in labels}
-    slim_metadata["annotations"] = {key: annotations[key] for key in _KEPT_ANNOTATIONS if key in annotations}
+    if "creationTimestamp" in slim_metadata:
+        slim_metadata["creationTimestamp"] = _interned(slim_metadata["creationTimestamp"])
+    slim_metadata["labels"] = {key: _interned(labels[key]) for key in _KEPT_LABELS if key in labels}
+    slim_metadata["annotations"] = {
+        key: _interned(annotations[key]) for key in _KEPT_ANNOTATIONS if key in annotations
+    }
     slim_status: dict[str, Any] = {key: _shared(status[key]) for key in _KEPT_STATUS if key in status}
+    if "startTime" in slim_status:
+        slim_status["startTime"] = _interned(slim_status["startTime"])
     conditions = [
         {key: _shared(condition[key]) for key in ("type", "status", "reason", "message") if key in condition}
         for condition in status.get("conditions") or []
@@ -132,11 +139,67 @@ def slim_pod(body: Obj) -> dict[str, Any]:
     for key in ("initContainerStatuses", "containerStatuses"):
         containers = status.get(key)
         if containers:
-            slim_status[key] = [
-                {"name": _shared(container.get("name")), "state": container.get("state") or {}}
-                for container in containers
-            ]
+            slim_status[key] = _one_of_equal(
+                [
+                    {
+                        "name": _shared(container.get("name")),
+                        "state": _slim_state(container.get("state") or {}),
+                    }
+                    for container in containers
+                ]
+            )
     return {"metadata": slim_metadata, "status": slim_status}
+
+
+_CONTAINERS: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+_CONTAINERS_HELD = 4096
+
+
+def _one_of_equal(containers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One list for equal container states: the Pods of a run that started in the same second
+    (or ended alike) share it, instead of four containers each (list, container, state, detail).
+    Nothing writes into a slim Pod, so sharing is safe; the table is bounded."""
+    try:
+        key = tuple(
+            (c["name"], tuple((kind, tuple(detail.items())) for kind, detail in c["state"].items()))
+            for c in containers
+        )
+        found = _CONTAINERS.get(key)
+    except TypeError:  # an unhashable value in a state: keep this one as it is
+        return containers
+    if found is None:
+        if len(_CONTAINERS) >= _CONTAINERS_HELD:
+            _CONTAINERS.clear()
+        _CONTAINERS[key] = found = containers
+    return found
+
+
+_KEPT_STATE = {
+    "running": ("startedAt",),
+    "terminated": ("exitCode", "reason", "message", "startedAt", "finishedAt"),
+    "waiting": ("reason", "message"),
+}
+"""Of a container's state, what observation reads (not its containerID, signal, ...)."""
+_INTERNED_STATE = frozenset({"startedAt", "finishedAt", "reason"})
+
+
+def _slim_state(state: Obj) -> dict[str, Any]:
+    slim = {}
+    for kind, keys in _KEPT_STATE.items():
+        detail = state.get(kind)
+        if isinstance(detail, Mapping):
+            slim[kind] = {
+                key: _interned(detail[key]) if key in _INTERNED_STATE else detail[key]
+                for key in keys
+                if key in detail
+            }
+    return slim
+
+
+def _interned(value: Any) -> Any:
+    """Label values and timestamps, repeated across a run's Pods (one second, one run, one task):
+    one string object each, instead of one per Pod."""
+    return sys.intern(value) if isinstance(value, str) and len(value) <= 64 else value
 
 
 def _shared(value: Any) -> Any:
@@ -144,11 +207,55 @@ def _shared(value: Any) -> Any:
 
 
 def snapshot(body: Obj) -> dict[str, Any]:
-    """A plain-dict copy of a custom object's top level (kopf bodies are live views)."""
+    """A plain-dict copy of a custom object's top level (kopf bodies are live views).
+
+    Without `metadata.managedFields`: nothing reads them, and for a DAG or run of
+    thousands of tasks they were as big as the rest of the object, kept for every one.
+    """
+    metadata = body.get("metadata") or {}
     return {
         "apiVersion": body.get("apiVersion"),
         "kind": body.get("kind"),
-        "metadata": dict(body.get("metadata") or {}),
+        "metadata": {key: value for key, value in metadata.items() if key != "managedFields"},
         "spec": dict(body.get("spec") or {}),
         "status": dict(body.get("status") or {}),
     }
+
+
+def share_equal(values: dict[str, Any], known: Mapping[str, Any]) -> dict[str, Any]:
+    """`values` with each value equal to the one under its key in `known` replaced by that one
+    (a watched run's tasks, and the same tasks as the controller wrote them: one dict each)."""
+    if not known:
+        return values
+    return {key: found if (found := known.get(key)) == value else value for key, value in values.items()}
+
+
+class Shared:
+    """One copy of equal spec snapshots: every run of a DAG carries the same `status.dagSpec`.
+
+    kopf parses each run's body on its own, so ten runs of a 1,000-task DAG held ten
+    copies of a snapshot of 0.9 MiB each. `one` returns the copy already held when an
+    equal one is known (equality of two such dicts costs about 0.1 ms; parsing the body
+    they came in, 10 ms), else keeps this one. Nothing writes into these dicts.
+    """
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._known: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    def one(self, value: dict[str, Any]) -> dict[str, Any]:
+        tasks = value.get("tasks")
+        if not isinstance(tasks, list) or not tasks:
+            return value
+        key = (len(tasks), _task_name(tasks[0]), _task_name(tasks[-1]), len(value))
+        known = self._known.get(key)
+        if known is not None and (known is value or known == value):
+            return known
+        if len(self._known) >= self._size:
+            self._known.clear()
+        self._known[key] = value
+        return value
+
+
+def _task_name(task: Any) -> Any:
+    return task.get("name") if isinstance(task, dict) else None

@@ -243,6 +243,41 @@ def test_dagrun_columns(cluster: Any, crds: None, namespace: str) -> None:
     assert stored.status.dag_spec is not None and len(stored.status.dag_spec.tasks) == 3
 
 
+def test_a_runs_tasks_and_snapshot_are_one_managed_field_each_and_still_merge(
+    cluster: Any, crds: None, namespace: str
+) -> None:
+    """crdgen._one_field_each: no managedFields entry per task (they doubled a large run's size),
+    while merge patches (the operator's status writes) still add and change one task at a time."""
+    name = "fields-manual-20200209t000000"
+    run = {
+        "apiVersion": "kubeflowlite.io/v1alpha1",
+        "kind": "DAGRun",
+        "metadata": {"name": name},
+        "spec": {"dagName": "tutorial", "logicalDate": "2020-02-09T00:00:00Z"},
+    }
+    kubectl(cluster, "create", "-n", namespace, "-f", "-", stdin=json.dumps(run))
+
+    def patch(status: dict[str, Any]) -> None:
+        kubectl(
+            cluster, "patch", "dagrun", name, "-n", namespace, "--subresource=status", "--type=merge",
+            "-p", json.dumps({"status": status}),
+        )  # fmt: skip
+
+    tasks = {f"t{i:03d}": {"state": "running", "tryNumber": 1} for i in range(50)}
+    patch({"state": "running", "dagSpec": TUTORIAL["spec"], "tasks": tasks})
+    patch(
+        {"tasks": {"t007": {"state": "success"}, "t049": None, "late": {"state": "queued", "tryNumber": 1}}}
+    )
+    stored = json.loads(
+        kubectl(cluster, "get", "dagrun", name, "-n", namespace, "-o", "json", "--show-managed-fields").stdout
+    )
+    got = stored["status"]["tasks"]
+    assert len(got) == 50 and got["t007"] == {"state": "success", "tryNumber": 1} and "t049" not in got
+    assert got["late"] == {"state": "queued", "tryNumber": 1}
+    fields = [entry["fieldsV1"].get("f:status", {}) for entry in stored["metadata"]["managedFields"]]
+    assert {"f:tasks": {}, "f:dagSpec": {}}.items() <= next(f for f in fields if "f:tasks" in f).items()
+
+
 def test_dagrun_rejects_an_unknown_run_type(cluster: Any, crds: None, namespace: str) -> None:
     run = {
         "apiVersion": "kubeflowlite.io/v1alpha1",

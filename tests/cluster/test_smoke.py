@@ -213,3 +213,28 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
     except OSError:
         return True
+
+
+def test_writes_asked_for_metadata_only_are_answered_with_it(cluster: Any, namespace: str) -> None:
+    """kube.METADATA_ONLY: a create and a patch come back as PartialObjectMetadata (the run
+    controller's Pod creates and status patches need only the new resourceVersion)."""
+    import asyncio
+
+    from kubeflowlite.k8s import kube
+
+    async def write() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        config = kube.load_cluster_config(str(cluster.kubeconfig))
+        async with kube.Kube(config) as api:
+            body = {"metadata": {"name": "big"}, "data": {"a": "x" * 1000}}
+            created = await api.create(kube.CONFIGMAPS, namespace, body, metadata_only=True)
+            patched = await api.patch(
+                kube.CONFIGMAPS, namespace, "big", {"data": {"b": "y"}}, metadata_only=True
+            )
+            whole = await api.patch(kube.CONFIGMAPS, namespace, "big", {"data": {"c": "z"}})
+            return created, patched, whole
+
+    created, patched, whole = asyncio.run(write())
+    assert created["kind"] == patched["kind"] == "PartialObjectMetadata"
+    assert "data" not in created and "data" not in patched
+    assert int(patched["metadata"]["resourceVersion"]) > int(created["metadata"]["resourceVersion"])
+    assert whole["data"] == {"a": "x" * 1000, "b": "y", "c": "z"}

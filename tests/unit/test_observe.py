@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -57,6 +57,8 @@ def terminated(exit_code: int, message: str | None = None, reason: str = "Comple
         "reason": reason,
         "startedAt": "2024-05-01T10:00:05Z",
         "finishedAt": "2024-05-01T10:00:09Z",
+        "containerID": "containerd://0123456789abcdef",
+        "signal": 0,
     }
     if message is not None:
         state["message"] = message
@@ -303,6 +305,91 @@ def test_the_slim_copy_the_operator_keeps_gives_the_same_attempt(case: Case) -> 
     assert "spec" not in slim and "qosClass" not in slim["status"]
     for container in slim["status"].get("containerStatuses") or []:
         assert set(container) == {"name", "state"}
+        assert all("containerID" not in detail for detail in container["state"].values())
+
+
+def test_pods_in_the_same_container_state_share_one_slim_copy_of_it() -> None:
+    def running(name: str, since: str) -> dict[str, Any]:
+        state = {"running": {"startedAt": since}}
+        return {
+            "metadata": {"name": name},
+            "status": {"phase": "Running", "containerStatuses": main_status(state)},
+        }
+
+    one, two = (
+        view.slim_pod(running("a", "2024-05-01T10:00:05Z")),
+        view.slim_pod(running("b", "2024-05-01T10:00:05Z")),
+    )
+    later = view.slim_pod(running("c", "2024-05-01T10:00:06Z"))
+    assert one["status"]["containerStatuses"] is two["status"]["containerStatuses"]
+    assert later["status"]["containerStatuses"] == [
+        {"name": "main", "state": {"running": {"startedAt": "2024-05-01T10:00:06Z"}}}
+    ]
+    assert later["status"]["containerStatuses"] is not one["status"]["containerStatuses"]
+
+
+def test_the_snapshot_of_a_custom_object_leaves_out_managed_fields() -> None:
+    """view.snapshot (kopf's indices of DAGs and runs): managedFields were as big as the object."""
+    metadata = {"name": "r", "uid": "u", "resourceVersion": "7", "labels": {"a": "b"}}
+    body = {
+        "apiVersion": "kubeflowlite.io/v1alpha1",
+        "kind": "DAGRun",
+        "metadata": {
+            **metadata,
+            "managedFields": [{"manager": "kubeflowlite", "fieldsV1": {"f:status": {}}}],
+        },
+        "spec": {"dagName": "d"},
+        "status": {"state": "running"},
+    }
+    copy = view.snapshot(body)
+    assert copy == {**body, "metadata": metadata}
+    assert copy["status"] is not body["status"] and copy["metadata"]["labels"] is metadata["labels"]
+
+
+def test_equal_spec_snapshots_are_held_once() -> None:
+    """view.Shared: ten runs of one DAG hold one copy of its spec snapshot, a changed DAG its own."""
+    shared = view.Shared()
+
+    def spec(bash: str) -> dict[str, Any]:
+        return {"tasks": [{"name": f"t{i}", "bash": bash} for i in range(3)], "maxActiveTasks": 5}
+
+    first = spec("true")
+    assert shared.one(first) is first
+    assert all(shared.one(spec("true")) is first for _ in range(10))
+    changed = spec("false")
+    assert shared.one(changed) is changed and shared.one(spec("false")) is changed
+    assert shared.one({"tasks": []}) == {"tasks": []}
+
+
+def test_the_operators_copies_of_runs_share_their_spec_snapshot() -> None:
+    from kubeflowlite.k8s import kube, operator
+
+    held = operator.Operator(operator.OperatorOptions(cluster=kube.ClusterConfig(server="https://x")))
+
+    def run(name: str) -> dict[str, Any]:
+        spec = {"tasks": [{"name": "a", "bash": "true"}, {"name": "b", "bash": "true"}]}
+        return {"metadata": {"name": name, "uid": name, "resourceVersion": "1"}, "status": {"dagSpec": spec}}
+
+    one, two = held.snapshot(run("one")), held.snapshot(run("two"))
+    assert one["status"]["dagSpec"] is two["status"]["dagSpec"]
+
+
+def test_the_operators_copy_of_a_run_shares_the_task_statuses_it_wrote() -> None:
+    from kubeflowlite.k8s import kube, operator
+
+    wrote = {"tasks": {"a": {"state": "running", "tryNumber": 1}, "b": {"state": "queued", "tryNumber": 1}}}
+
+    class Runs:
+        def written(self, namespace: str, name: str) -> dict[str, Any]:
+            return wrote if (namespace, name) == ("ns", "r") else {}
+
+    held = operator.Operator(operator.OperatorOptions(cluster=kube.ClusterConfig(server="https://x")))
+    held.runs = cast(Any, Runs())
+    echoed = copy.deepcopy(wrote["tasks"]) | {"b": {"state": "running", "tryNumber": 1}}
+    body = {"metadata": {"namespace": "ns", "name": "r", "uid": "u", "resourceVersion": "2"}}
+    tasks = held.snapshot({**body, "status": {"tasks": echoed}})["status"]["tasks"]
+    assert tasks == echoed
+    assert tasks["a"] is wrote["tasks"]["a"] and tasks["b"] is echoed["b"]
 
 
 def test_times_come_from_the_main_container() -> None:

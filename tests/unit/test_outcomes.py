@@ -137,8 +137,9 @@ def test_schedule_interval_follows_the_cron_expression_and_is_absent_for_manual_
     assert (invalid.ready, invalid.tasks, invalid.schedule_interval_seconds) == (False, (), None)
 
 
-def sample(metric: Counter | Gauge, **labels: str) -> float | None:
-    suffix = "_total" if isinstance(metric, Counter) else ""
+def sample(metric: Counter | Gauge | metrics.CompactFamily, **labels: str) -> float | None:
+    counter = isinstance(metric, Counter) or (isinstance(metric, metrics.CompactFamily) and not metric.bounds)
+    suffix = "_total" if counter else ""
     return metrics.REGISTRY.get_sample_value(metric._name + suffix, labels)
 
 

@@ -46,7 +46,13 @@ class FakeApi(kube.Kube):
         body: Any = None,
         params: Mapping[str, Any] | None = None,
         content_type: str = "application/json",
+        metadata_only: bool = False,
     ) -> Any:
+        answer = await self._answer(method, path, verb=verb, resource=resource, body=body)
+        # As the API server does with Accept: ...;as=PartialObjectMetadata (kube.METADATA_ONLY).
+        return {"metadata": answer["metadata"]} if metadata_only and answer else answer
+
+    async def _answer(self, method: str, path: str, *, verb: str, resource: str, body: Any) -> Any:
         self.sent.append((verb, resource))
         self.version += 1
         if method == "POST":
