@@ -59,6 +59,7 @@ from kubeflowlite.k8s import (
     patches,
     pysource,
     runtime_config,
+    workqueue,
     xcom_store,
 )
 from kubeflowlite.k8s import run_rules as rules
@@ -74,14 +75,20 @@ _PERMANENT_CREATE_ERRORS = inline_tasks.PERMANENT_CREATE_ERRORS
 LAUNCH_GRACE = 30.0
 """Seconds a created Pod may take to show up in the watch before a reconcile creates it again."""
 MAX_CREATES = 200
-"""Pods one reconcile creates at most; the next pass (queued at once) creates more. A 10,000-task
+"""Pods one reconcile creates at most; the next pass (workqueue.CONTINUE: queued at once, not spaced)
+creates more. A 10,000-task
 fan-out so writes its status, and records its first finished tasks, while it is still launching.
 It also bounds the manifests one pass holds at once: with 500, ten 1,000-task runs launched
 together left the operator at 152 MiB with 10,000 tasks in flight, with 200 at 143 MiB (the
-heap keeps the high-water mark of a launch burst; bench_operator --inflight 10000)."""
-CREATES_IN_FLIGHT = 24
+heap keeps the high-water mark of a launch burst; bench_operator --inflight 10000). One pass of
+1,000 created a 1,000-task fan-out's Pods 5.0x faster than they were bound, passes of 200 4.4x."""
+_SOON = 0.001
+"""The wait for a wake-up already due: a timer, so the work queue's spacing still applies (0 is CONTINUE)."""
+CREATES_IN_FLIGHT = 32
 """Creates one reconcile has in flight at once: the client's other requests (other runs' creates and
-status writes, this run's own status write) never queue behind thousands of them."""
+status writes, this run's own status write) never queue behind thousands of them, and with the
+watches they fit the operator's connection pool (operator.CONNECTIONS). A 1,000-task fan-out
+created its Pods 3.5x faster than the scheduler bound them with 24, 4.4x with 32 (bench_operator)."""
 
 
 def run_key(namespace: str, name: str) -> Key:
@@ -334,10 +341,12 @@ class RunController:
         await self._after_write(namespace, body, spec, old_status, memory.status, memory.spec)
         work.clock.lap("after")
         logger.debug("reconciled run %s/%s: %s", namespace, name, work.clock)
+        if work.more:
+            return workqueue.CONTINUE  # launches left over from MAX_CREATES: the next pass at once
         due = [moment for moment in (*work.wakes, decision.wake_at) if moment is not None]
         if memory.status.state.finished or not due:
             return None
-        return max(0.0, (min(due) - self.clock()).total_seconds())
+        return max(_SOON, (min(due) - self.clock()).total_seconds())
 
     async def _observe(self, work: _Pass) -> None:
         """Attempts from the run's Pods, refused launches and in-flight inline tasks; the stored XComs."""
@@ -423,7 +432,7 @@ class RunController:
         failures = {r.task: r for r in results[: len(creates)] if isinstance(r, Attempt)}
         if failures:
             memory.launch_failures.update(failures)
-        if failures or work.more:
+        if failures:
             self.enqueue(run_key(namespace, name))
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:

@@ -12,7 +12,10 @@ times that, at most SPACING_MAX) after that one ended: a run whose reconcile is
 costly (a 10,000-task status) batches the events that arrive meanwhile into one
 reconcile, instead of taking the event loop from every other run on each Pod
 update. A reconcile that cost less than SPACING_MIN is not held back at all, and
-time spent waiting on the API server does not count.
+time spent waiting on the API server does not count. A reconcile that returns 0
+(CONTINUE: it stopped at a cap with work left, such as a wide run's Pod launches) is
+queued again at once, behind the keys already waiting, and not held back: holding it
+would only stretch the launch out, since the events it batches are its own.
 
 No kopf and no Kubernetes here, only asyncio: the queue is tested on its own.
 """
@@ -32,6 +35,9 @@ logger = logging.getLogger(__name__)
 
 Handler = Callable[[Hashable], Awaitable[float | None]]
 """Reconcile one key; returns seconds until it must be reconciled again (None: only on events)."""
+
+CONTINUE = 0.0
+"""What a handler returns to be queued again at once, not held back by spacing (see the module docstring)."""
 
 BACKOFF_BASE = 0.25
 BACKOFF_MAX = 60.0
@@ -141,6 +147,7 @@ class WorkQueue:
             self._dirty.discard(key)
             self._processing.add(key)
             started = self.cost_clock()
+            delay: float | None = None
             try:
                 delay = await self.handler(key)
             except asyncio.CancelledError:
@@ -159,7 +166,7 @@ class WorkQueue:
                     self.add_after(key, delay)
             finally:
                 cost = self.cost_clock() - started
-                if self.spacing and cost >= SPACING_MIN:
+                if self.spacing and cost >= SPACING_MIN and delay != CONTINUE:
                     self._not_before[key] = self.clock() + min(cost * self.spacing, SPACING_MAX)
                 self._processing.discard(key)
                 if key in self._dirty:

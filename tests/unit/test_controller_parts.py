@@ -13,7 +13,7 @@ from kubeflowlite.api.dag import DAGSpec, ExternalTaskSensor, TriggerDag
 from kubeflowlite.core.engine import NO_XCOM, Attempt, AttemptPhase
 from kubeflowlite.core.schedule import RunInterval
 from kubeflowlite.k8s import dag_controller, inline_tasks, launch, names, taskscript, xcom_store
-from kubeflowlite.k8s.workqueue import BACKOFF_BASE, WorkQueue
+from kubeflowlite.k8s.workqueue import BACKOFF_BASE, CONTINUE, WorkQueue
 
 DAY = datetime(2020, 1, 1, tzinfo=UTC)
 
@@ -403,6 +403,36 @@ class TestWorkQueue:
             assert len(calls) == 2
             await clock.advance(0.01)
             assert calls[2:] == [("big", 1.0)], "one reconcile for the three events, as long after as it cost"
+            await queue.stop()
+
+        asyncio.run(scenario())
+
+    def test_a_costly_reconcile_that_continues_goes_again_at_once_behind_the_waiting_keys(self) -> None:
+        calls: list[tuple[str, float]] = []
+
+        async def scenario() -> None:
+            clock = FakeClock()
+
+            async def handler(key: Hashable) -> float | None:
+                calls.append((str(key), clock.now))
+                if key == "wide":
+                    clock.now += 0.5  # a launch pass: costly, with Pods left for the next one
+                    return CONTINUE if len([c for c in calls if c[0] == "wide"]) < 3 else None
+                return None
+
+            queue = WorkQueue(handler, workers=1, clock=clock, wait=clock.wait, cost_clock=clock, spacing=4.0)
+            queue.start()
+            queue.add("wide")
+            queue.add("small")
+            await settle()
+            # Not held back 4 x 0.5 s between its passes, and the small run waits for none of them
+            # but the one already running when it was added.
+            assert calls == [("wide", 0.0), ("small", 0.5), ("wide", 0.5), ("wide", 1.0)]
+            queue.add("wide")  # an event after its last pass, which did not continue: spaced again
+            await settle()
+            assert len(calls) == 4
+            await clock.advance(2.0)
+            assert calls[4:] == [("wide", 3.5)]
             await queue.stop()
 
         asyncio.run(scenario())
