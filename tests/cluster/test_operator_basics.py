@@ -21,6 +21,7 @@ from operator_harness import (
 from ops_harness import value
 
 from kubeflowlite.k8s import taskscript
+from kubeflowlite.k8s.run_controller import MAX_CREATES
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -190,3 +191,36 @@ def test_a_pod_stuck_pending_fails_its_try_after_the_pending_timeout(api: Api, s
     assert finished["status"]["state"] == "failed"
     message = finished["status"]["tasks"]["waits"]["message"]
     assert "pending after 2s" in message and "ImagePullBackOff" in message
+
+
+def test_a_run_with_an_unreadable_logical_date_is_held_naming_the_field(
+    api: Api, operator: OperatorProcess
+) -> None:
+    # The CRD takes any string (users write dates as they like); the model refuses this one.
+    api.apply(dag_manifest("dated", [{"name": "only", "bash": "true"}]))
+    held = api.create_run("dated", "next tuesday", name="dated-bad")
+    fine = api.create_run("dated", "2024-01-01T00:00:00Z")
+
+    def invalid_spec() -> dict[str, Any] | None:
+        conditions = (api.run(held).get("status") or {}).get("conditions") or []
+        return next((c for c in conditions if c["type"] == "Admitted" and c["reason"] == "InvalidSpec"), None)
+
+    condition = wait_for(invalid_spec, what="Admitted=False/InvalidSpec on the run")
+    assert condition["status"] == "False"
+    assert condition["message"].startswith("spec.logicalDate: not a date or time: 'next tuesday'")
+    assert api.run(held)["status"]["state"] == "queued" and api.pods(held) == []
+    assert api.wait_run(fine)["status"]["state"] == "success"
+
+
+def test_a_fan_out_wider_than_one_launch_pass_creates_each_pod_once(
+    api: Api, operator: OperatorProcess
+) -> None:
+    width = MAX_CREATES + 50  # two passes: the second goes at once (workqueue.CONTINUE)
+    tasks = [{"name": f"t{i:03d}", "bash": "true"} for i in range(width)]
+    api.apply(dag_manifest("wide", tasks, maxActiveTasks=width))
+    run = api.create_run("wide", "2024-01-01T00:00:00Z")
+    done = api.wait_run(run, timeout=180)
+    assert done["status"]["state"] == "success"
+    assert set(task_states(done).values()) == {"success"} and len(task_states(done)) == width
+    pods = api.pods(run)
+    assert len(pods) == width == len({pod.metadata.name for pod in pods}), "one Pod per task, none twice"
