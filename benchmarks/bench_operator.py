@@ -51,13 +51,13 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from kubeflowlite.k8s import kube, memdebug
+from kubeflowlite.k8s import kube, memdebug, resources
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "hack"))
@@ -240,6 +240,30 @@ def _leaf(pid: int) -> int:
 # --- watching Pods from the benchmark ---------------------------------------------------------------
 
 
+def watch_events(
+    config: kube.ClusterConfig, path: str, connected: Callable[[], None] = lambda: None
+) -> Iterator[tuple[dict[str, Any], float]]:
+    """The events of one watch request and when each arrived (monotonic), until the server ends it."""
+    url = urlparse(config.server)
+    context = kube.ssl_context(config)
+    headers = {"Authorization": f"Bearer {config.token}"} if config.token else {}
+    connection = http.client.HTTPSConnection(url.hostname or "", url.port, context=context or None)  # type: ignore[arg-type]
+    try:
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        connected()
+        buffer = b""
+        while chunk := response.read1(1 << 16):
+            now = time.monotonic()
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    yield json.loads(line), now
+    finally:
+        connection.close()
+
+
 class PodWatch(threading.Thread):
     """Records, by Pod name, when it was first seen and when it was first seen Succeeded (monotonic)."""
 
@@ -261,38 +285,22 @@ class PodWatch(threading.Thread):
             return  # the control plane stopped under it at the end of the scenario
 
     def _watch(self) -> None:
-        url = urlparse(self.config.server)
-        context = kube.ssl_context(self.config)
-        headers = {"Authorization": f"Bearer {self.config.token}"} if self.config.token else {}
         version = ""
         while True:  # a watch the server ends is resumed from the last version seen
-            connection = http.client.HTTPSConnection(url.hostname or "", url.port, context=context or None)  # type: ignore[arg-type]
             path = (
                 f"/api/v1/namespaces/{self.namespace}/pods?watch=1&labelSelector=kubeflowlite.io%2Frun"
                 f"&allowWatchBookmarks=true&timeoutSeconds=3600&resourceVersion={version}"
             )
-            connection.request("GET", path, headers=headers)
-            response = connection.getresponse()
-            self.ready.set()
-            buffer = b""
-            while chunk := response.read1(1 << 16):
-                now = time.monotonic()
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                for line in lines:
-                    if not line.strip():
-                        continue
-                    event = json.loads(line)
-                    if event.get("type") == "ERROR":
-                        print(
-                            f"  (pod watch: {event.get('object', {}).get('message')}; restarting)",
-                            file=sys.stderr,
-                        )
-                        version = ""
-                        continue
-                    version = (event.get("object") or {}).get("metadata", {}).get("resourceVersion", version)
-                    self._record(event, now)
-            connection.close()
+            for event, now in watch_events(self.config, path, connected=self.ready.set):
+                if event.get("type") == "ERROR":
+                    print(
+                        f"  (pod watch: {event.get('object', {}).get('message')}; restarting)",
+                        file=sys.stderr,
+                    )
+                    version = ""
+                    continue
+                version = (event.get("object") or {}).get("metadata", {}).get("resourceVersion", version)
+                self._record(event, now)
 
     def _record(self, event: dict[str, Any], now: float) -> None:
         pod = event.get("object") or {}
@@ -357,12 +365,22 @@ def scenario(cl: Cluster, name: str, tmp: Path) -> Iterator[tuple[str, Operator,
 
 
 def wait_run(cl: Cluster, namespace: str, run: str, timeout: float) -> dict[str, Any]:
+    """The run once it has finished, seen through a watch on it.
+
+    (Polling with `kubectl get` four times a second cost the machine about a quarter of a
+    core: CPU taken from the API server whose creates the fan-out scenario measures.)
+    """
+    config = kube.load_cluster_config(str(cl.kubeconfig))
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = json.loads(cl.kubectl("get", "dagrun", run, "-n", namespace, "-o", "json"))
-        if (found.get("status") or {}).get("state") in ("success", "failed"):
-            return dict(found)
-        time.sleep(0.25)
+    while (left := deadline - time.monotonic()) > 0:
+        path = (
+            f"/apis/{resources.GROUP}/{resources.VERSION}/namespaces/{namespace}/dagruns"
+            f"?watch=1&fieldSelector=metadata.name%3D{run}&timeoutSeconds={max(1, int(left))}"
+        )  # no resourceVersion: the watch begins with the run as it is now
+        for event, _ in watch_events(config, path):
+            found = event.get("object") or {}
+            if (found.get("status") or {}).get("state") in ("success", "failed"):
+                return dict(found)
     raise RuntimeError(f"run {run} did not finish in {timeout:g}s")
 
 

@@ -18,7 +18,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kubeflowlite.k8s import kube, names, patches, workqueue, xcom_store
-from kubeflowlite.k8s.run_controller import LAUNCH_GRACE, MAX_CREATES, RunController
+from kubeflowlite.k8s.run_controller import (
+    LAUNCH_GRACE,
+    MAX_CREATES,
+    STATUS_WRITES_WHILE_LAUNCHING,
+    RunController,
+)
 from kubeflowlite.k8s.view import Obj
 
 NS = "ns"
@@ -230,11 +235,11 @@ def test_memory_is_rebuilt_from_the_watched_status_after_a_restart() -> None:
         clock=lambda: NOW,
         monotonic=lambda: h.monotonic[0],
     )
-    patches_before = h.api.count("patch", "dagruns")
+    patches_before = h.api.count("patch", "dagruns/status")
     asyncio.run(fresh.reconcile(NS, RUN))
     memory = fresh._memory[(NS, RUN)]
     assert memory.status.tasks["t"].state.value == "queued" and memory.spec is not None
-    assert h.api.count("patch", "dagruns") == patches_before  # nothing changed: nothing written
+    assert h.api.count("patch", "dagruns/status") == patches_before  # nothing changed: nothing written
     # It has no launch record, so it makes sure the Pod exists (AlreadyExists: no duplicate).
     assert len([path for path in h.api.objects if "/pods/" in path]) == 1
 
@@ -283,9 +288,9 @@ def test_a_held_run_says_why_once_and_wakes_its_dag() -> None:
     (condition,) = status["conditions"]
     assert (condition["type"], condition["status"], condition["reason"]) == ("Admitted", "False", "DAGPaused")
     assert ("dag", NS, "etl") in h.enqueued
-    writes = h.api.count("patch", "dagruns")
+    writes = h.api.count("patch", "dagruns/status")
     h.reconcile()
-    assert h.api.count("patch", "dagruns") == writes  # the same reason: not written again
+    assert h.api.count("patch", "dagruns/status") == writes  # the same reason: not written again
     assert h.api.count("create", "pods") == 0
 
 
@@ -321,6 +326,53 @@ def test_a_wide_fan_out_is_launched_in_passes_that_each_write_status() -> None:
     h.reconcile()  # the first pass's Pods are not seen yet: created once, the rest now
     assert h.api.count("create", "pods") == MAX_CREATES + 100
     assert len([path for path in h.api.objects if "/pods/" in path]) == MAX_CREATES + 100
+
+
+def _succeed_created_pods(h: Harness) -> None:
+    """The watch delivers every Pod created so far, finished with exit code 0."""
+    finished = {"exitCode": 0, "startedAt": "2024-05-01T12:00:00Z", "finishedAt": "2024-05-01T12:00:01Z"}
+    h.view.pods[RUN] = [
+        {
+            **pod,
+            "status": {
+                "phase": "Succeeded",
+                "containerStatuses": [{"name": "main", "state": {"terminated": finished}}],
+            },
+        }
+        for path, pod in h.api.objects.items()
+        if "/pods/" in path
+    ]
+
+
+def test_while_a_wide_run_launches_its_status_is_written_at_most_every_few_seconds() -> None:
+    h = harness([{"name": f"t{i:04d}", "bash": "true"} for i in range(3 * MAX_CREATES + 10)])
+    h.view.dag_objects["etl"]["spec"]["maxActiveTasks"] = 100000
+
+    def succeeded() -> int:
+        return sum(task["state"] == "success" for task in h.status()["tasks"].values())
+
+    assert h.reconcile() == workqueue.CONTINUE
+    assert h.api.count("patch", "dagruns/status") == 1, "the first pass writes"
+    _succeed_created_pods(h)
+    h.monotonic[0] += STATUS_WRITES_WHILE_LAUNCHING - 1
+    assert h.reconcile() == workqueue.CONTINUE
+    assert h.api.count("create", "pods") == 2 * MAX_CREATES
+    assert h.api.count("patch", "dagruns/status") == 1, "a continuing pass soon after a write waits"
+    assert succeeded() == 0
+    memory = h.controller._memory[(NS, RUN)]
+    assert memory.status.tasks_summary.startswith(f"{MAX_CREATES}/"), "the next pass continues from it"
+    _succeed_created_pods(h)
+    h.monotonic[0] += 2  # past the interval: this continuing pass writes what both passes saw
+    assert h.reconcile() == workqueue.CONTINUE
+    assert h.api.count("patch", "dagruns/status") == 2 and succeeded() == 2 * MAX_CREATES
+    _succeed_created_pods(h)
+    assert h.reconcile() != workqueue.CONTINUE  # the last launch pass, soon after: written at once
+    assert h.api.count("patch", "dagruns/status") == 3 and succeeded() == 3 * MAX_CREATES
+    assert h.api.count("create", "pods") == 3 * MAX_CREATES + 10
+    assert memory.wire == h.status(), "what the controller remembers as written is what is stored"
+    _succeed_created_pods(h)
+    h.reconcile()
+    assert h.status()["state"] == "success" and succeeded() == 3 * MAX_CREATES + 10
 
 
 def test_a_run_with_an_unreadable_logical_date_is_held_with_the_field_named() -> None:
