@@ -11,14 +11,17 @@ fold them into attempts and ask the engine: one pass of the loop both shells sha
    crash just means "already done") and Pods for StopTry deleted, concurrently
    with
 3. one merge patch of the run's status (only the difference, and only if the
-   status changed), then podCleanup deletes what the persisted status allows;
+   status changed; while a wide run is still launching, at most every
+   STATUS_WRITES_WHILE_LAUNCHING seconds), then podCleanup deletes what the
+   persisted status allows;
 4. the reconcile returns when it next needs to run (retry delays, timeouts, a
    Pending Pod's deadline, a sensor's poke): the work queue's timer, no polling.
 
-The engine's only memory is the run status. The controller keeps the status it
-last wrote per run (`RunMemory`): it is the only writer, so that copy is what the
-server holds even before the watch echoes it back, and reconciles never act on a
-stale status. After a restart the memory is rebuilt from the watched objects.
+The engine's only memory is the run status. The controller keeps, per run
+(`RunMemory`), the status it last wrote and the one its last pass decided: it is
+the only writer, so that copy is what the server holds even before the watch
+echoes it back, and reconciles never act on a stale status. After a restart the
+memory is rebuilt from the watched objects and the run's Pods.
 
 Tasks without a Pod (sensor, triggerDag) are evaluated in the controller
 (inline_tasks); a try that fails before it runs (a template error, a Pod the API
@@ -30,7 +33,7 @@ another event.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import collections
 import functools
 import logging
 import math
@@ -75,14 +78,18 @@ _PERMANENT_CREATE_ERRORS = inline_tasks.PERMANENT_CREATE_ERRORS
 """Pod create failures that a retry of the same manifest cannot fix: the try fails instead."""
 LAUNCH_GRACE = 30.0
 """Seconds a created Pod may take to show up in the watch before a reconcile creates it again."""
-MAX_CREATES = 200
-"""Pods one reconcile creates at most; the next pass (workqueue.CONTINUE: queued at once, not spaced)
-creates more. A 10,000-task
-fan-out so writes its status, and records its first finished tasks, while it is still launching.
-It also bounds the manifests one pass holds at once: with 500, ten 1,000-task runs launched
-together left the operator at 152 MiB with 10,000 tasks in flight, with 200 at 143 MiB (the
-heap keeps the high-water mark of a launch burst; bench_operator --inflight 10000). One pass of
-1,000 created a 1,000-task fan-out's Pods 5.0x faster than they were bound, passes of 200 4.4x."""
+MAX_CREATES = 1000
+"""Pods prepared and not yet created, summed over all runs' passes, beyond which a pass prepares
+no more than MIN_PASS_CREATES; the rest go in the next pass (workqueue.CONTINUE: queued at once,
+not spaced). A 10,000-task fan-out so writes its status, and records its first finished tasks,
+while it is still launching, and the manifests in hand stay bounded however many runs launch
+together (the heap keeps the high-water mark of a launch burst: ten 1,000-task runs launched in
+passes of 500 each left the operator at 152 MiB with 10,000 tasks in flight, in passes of 200 at
+143 MiB; bench_operator --inflight 10000). One wide run alone is launched in one pass: passes of
+200 left the API server idle between them (one pass of 1,000 created a 1,000-task fan-out's Pods
+5.0x faster than they were bound, passes of 200 4.4x)."""
+MIN_PASS_CREATES = 200
+"""Pods a pass may always prepare, whatever the other runs hold (no run waits for another's burst)."""
 STATUS_WRITES_WHILE_LAUNCHING = 5.0
 """Seconds between status writes of a run while its launch passes continue (work.more). Each write
 of a wide run costs the API server a decode, validation, managedFields update and watch events of
@@ -184,6 +191,8 @@ class RunController:
             client, read_secrets=self.settings.read_connection_secrets
         )
         self._memory: dict[tuple[str, str], RunMemory] = {}
+        self.in_hand = 0
+        """Pod manifests prepared by the passes under way and not yet created (MAX_CREATES)."""
         self._dag_specs: dict[tuple[str, int | None], tuple[DAGSpec | None, str | None]] = {}
 
     # -- memory -----------------------------------------------------------------------------------
@@ -322,6 +331,16 @@ class RunController:
             secrets_listed=config.secrets_listed,
         )
         work = _Pass(facts=facts, memory=memory, clear=clear, now=now)
+        try:
+            return await self._pass(body, spec, work)
+        finally:
+            self.in_hand -= work.in_hand  # manifests the pass prepared and did not create
+
+    async def _pass(self, body: Obj, spec: DAGRunSpec, work: _Pass) -> float | None:
+        """_advance's pass once its facts are gathered; the manifests it holds are released after it."""
+        memory, facts, clear, now = work.memory, work.facts, work.clear, work.now
+        namespace, name = facts.namespace, facts.run_name
+        assert memory.spec is not None
         previous = None
         if any(_depends_on_past(memory.spec, t) for t in memory.spec.tasks):
             previous = rules.previous_run_states(
@@ -416,12 +435,13 @@ class RunController:
             pod_name=rules.pod_namer(name, work.pod_tasks),
             admitted=True,
         )
-        creates = [
+        creates = collections.deque(
             item
             for start in decision.start
             if isinstance(item := work.prepared.get((start.task, start.try_number)), dict)
             and not self._recently_launched(memory, item["metadata"]["name"])
-        ]
+        )
+        work.prepared.clear()  # a manifest is let go once created (_create_all)
         source = facts.spec.python_source
         if source is not None and any(pysource.is_python_pod(manifest) for manifest in creates):
             await pysource.ensure_configmap(
@@ -439,18 +459,17 @@ class RunController:
             for stop in work.stops
             if stop.task in work.pod_tasks
         ]
-        gate = asyncio.Semaphore(CREATES_IN_FLIGHT)
+        count = len(creates)
+        failures: dict[str, Attempt] = {}
         results = await asyncio.gather(
-            *(self._create_pod(memory, manifest, gate) for manifest in creates),
+            self._create_all(work, creates, failures),
             *(self.client.delete(kube.PODS, namespace, pod) for pod in stops),
             self._write_status(namespace, name, memory, new_status, launching=work.more),
             return_exceptions=True,
         )
-        work.clock.lap(f"act ({len(creates)} creates, {len(stops)} deletes)")
-        failures = {r.task: r for r in results[: len(creates)] if isinstance(r, Attempt)}
+        work.clock.lap(f"act ({count} creates, {len(stops)} deletes)")
         if failures:
             memory.launch_failures.update(failures)
-        if failures:
             self.enqueue(run_key(namespace, name))
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
@@ -490,14 +509,39 @@ class RunController:
         launched = memory.launched.get(pod)
         return launched is not None and self.monotonic() - launched < LAUNCH_GRACE
 
-    async def _create_pod(
-        self, memory: RunMemory, manifest: dict[str, Any], gate: asyncio.Semaphore | None = None
-    ) -> Attempt | None:
+    async def _create_all(
+        self, work: _Pass, creates: collections.deque[dict[str, Any]], failures: dict[str, Attempt]
+    ) -> None:
+        """Create the Pods, CREATES_IN_FLIGHT at a time; refused ones go to `failures`.
+
+        Each manifest is dropped, and given back to the budget (MAX_CREATES), once its
+        create is answered. The first error is raised after the others were tried.
+        """
+        errors: list[BaseException] = []
+
+        async def worker() -> None:
+            while creates:
+                manifest = creates.popleft()
+                try:
+                    failure = await self._create_pod(work.memory, manifest)
+                except Exception as error:
+                    errors.append(error)
+                    continue
+                finally:
+                    work.in_hand -= 1
+                    self.in_hand -= 1
+                if failure is not None:
+                    failures[failure.task] = failure
+
+        await asyncio.gather(*(worker() for _ in range(min(CREATES_IN_FLIGHT, len(creates)))))
+        if errors:
+            raise errors[0]
+
+    async def _create_pod(self, memory: RunMemory, manifest: dict[str, Any]) -> Attempt | None:
         """Create one task Pod; AlreadyExists is success; a refused manifest is a failed try."""
         metadata = manifest["metadata"]
         try:
-            async with gate or contextlib.nullcontext():
-                await self.client.create(kube.PODS, metadata["namespace"], manifest, metadata_only=True)
+            await self.client.create(kube.PODS, metadata["namespace"], manifest, metadata_only=True)
             memory.launched[metadata["name"]] = self.monotonic()
         except kube.ApiError as error:
             if error.conflict:
@@ -682,6 +726,8 @@ class _Pass:
     stops: list[engine.StopTry] = field(default_factory=list)
     """Tries to stop: their Pods are deleted with the status write."""
     pods_prepared: int = 0
+    in_hand: int = 0
+    """Manifests prepared and not yet created: this pass's part of RunController.in_hand."""
     more: bool = False
     """Tries left for the next pass (MAX_CREATES reached)."""
     wakes: list[datetime | None] = field(default_factory=list)
@@ -729,12 +775,15 @@ class _PodTries:
                 work.memory, names.pod_name(facts.run_name, start.task, start.try_number)
             ):
                 continue  # created, not seen yet: nothing to build
-            if work.pods_prepared >= MAX_CREATES:
+            if work.pods_prepared >= MIN_PASS_CREATES and self.controller.in_hand >= MAX_CREATES:
                 work.more = True  # the rest in the next pass, so this one's status is written first
                 continue
             prepared = launch.pod_for_try(facts, start.task, start.try_number, xcoms=work.values, now=now)
             work.prepared[key] = prepared
-            work.pods_prepared += isinstance(prepared, dict)
+            if isinstance(prepared, dict):
+                work.pods_prepared += 1
+                work.in_hand += 1
+                self.controller.in_hand += 1
             if len(work.prepared) % 100 == 0:
                 await asyncio.sleep(0)  # hundreds of Pods to build: let other runs' reconciles in between
             if isinstance(prepared, Attempt):

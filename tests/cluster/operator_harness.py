@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -70,14 +70,37 @@ def wait_healthy(
             time.sleep(0.1)
 
 
-class OperatorProcess:
-    """`kubeflowlite operator` in a subprocess, watching one namespace; killable and restartable."""
+_WITH_CONSTANTS = """
+import json, sys
+from kubeflowlite.k8s import run_controller
+for name, value in json.loads(sys.argv.pop(1)).items():
+    assert hasattr(run_controller, name), name
+    setattr(run_controller, name, value)
+from kubeflowlite.cli.entry import main
+sys.exit(main())
+"""
+"""The operator's command with some of run_controller's constants set (argv[1]: them as JSON)."""
 
-    def __init__(self, kubeconfig: Path, namespace: str, log_dir: Path, *extra: str) -> None:
+
+class OperatorProcess:
+    """`kubeflowlite operator` in a subprocess, watching one namespace; killable and restartable.
+
+    `constants`: run_controller's limits set otherwise (e.g. MAX_CREATES), so that a test shows
+    what happens past them with tens of Pods rather than thousands."""
+
+    def __init__(
+        self,
+        kubeconfig: Path,
+        namespace: str,
+        log_dir: Path,
+        *extra: str,
+        constants: Mapping[str, int] | None = None,
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.namespace = namespace
         self.log_dir = log_dir
         self.extra = extra
+        self.constants = dict(constants or {})
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self.metrics_port = 0
@@ -87,11 +110,12 @@ class OperatorProcess:
         health = free_port()
         self.metrics_port = free_port()
         log = open(self.log_dir / f"operator-{self.starts}.log", "wb")  # noqa: SIM115 - kept open by the child
+        command = [sys.executable, "-m", "kubeflowlite"]
+        if self.constants:
+            command = [sys.executable, "-c", _WITH_CONSTANTS, json.dumps(self.constants)]
         self.process = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "kubeflowlite",
+                *command,
                 "operator",
                 f"--kubeconfig={self.kubeconfig}",
                 f"--namespace={self.namespace}",
@@ -136,8 +160,8 @@ def start_operator(
     """Start an operator for this test's namespace with extra command-line options; stopped at the end."""
     started: list[OperatorProcess] = []
 
-    def start(*extra: str) -> OperatorProcess:
-        process = OperatorProcess(cluster.kubeconfig, namespace, tmp_path, *extra)
+    def start(*extra: str, constants: Mapping[str, int] | None = None) -> OperatorProcess:
+        process = OperatorProcess(cluster.kubeconfig, namespace, tmp_path, *extra, constants=constants)
         process.start()
         started.append(process)
         return process

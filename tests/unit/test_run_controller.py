@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from kubeflowlite.k8s import kube, names, patches, workqueue, xcom_store
+import pytest
+
+from kubeflowlite.k8s import kube, names, patches, run_controller, workqueue, xcom_store
 from kubeflowlite.k8s.run_controller import (
     LAUNCH_GRACE,
-    MAX_CREATES,
     STATUS_WRITES_WHILE_LAUNCHING,
     RunController,
 )
@@ -317,15 +318,74 @@ def test_a_template_error_fails_the_try_in_the_same_pass_and_its_downstream_foll
     assert h.api.count("create", "pods") == 1  # cleanup's Pod only
 
 
-def test_a_wide_fan_out_is_launched_in_passes_that_each_write_status() -> None:
-    h = harness([{"name": f"t{i:04d}", "bash": "true"} for i in range(MAX_CREATES + 100)])
+BUDGET = 10
+"""MAX_CREATES in these tests (and a floor of 4), so that passes of a few Pods show the rules."""
+
+
+@pytest.fixture
+def small_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(run_controller, "MAX_CREATES", BUDGET)
+    monkeypatch.setattr(run_controller, "MIN_PASS_CREATES", 4)
+
+
+def test_a_wide_fan_out_is_launched_in_passes_as_wide_as_the_budget(small_budget: None) -> None:
+    h = harness([{"name": f"t{i:04d}", "bash": "true"} for i in range(BUDGET + 3)])
     h.view.dag_objects["etl"]["spec"]["maxActiveTasks"] = 100000
     assert h.reconcile() == workqueue.CONTINUE, "the rest is asked for at once, not spaced"
-    assert h.api.count("create", "pods") == MAX_CREATES
+    assert h.api.count("create", "pods") == BUDGET
     assert h.status()["state"] == "running", "the status is written while launching"
+    assert h.controller.in_hand == 0, "every manifest is given back once its create is answered"
     h.reconcile()  # the first pass's Pods are not seen yet: created once, the rest now
-    assert h.api.count("create", "pods") == MAX_CREATES + 100
-    assert len([path for path in h.api.objects if "/pods/" in path]) == MAX_CREATES + 100
+    assert h.api.count("create", "pods") == BUDGET + 3
+    assert len([path for path in h.api.objects if "/pods/" in path]) == BUDGET + 3
+
+
+def test_a_pass_gets_the_floor_when_other_runs_hold_the_budget(small_budget: None) -> None:
+    h = harness([{"name": f"t{i:04d}", "bash": "true"} for i in range(BUDGET)])
+    h.view.dag_objects["etl"]["spec"]["maxActiveTasks"] = 100000
+    h.controller.in_hand = BUDGET  # other runs' passes hold every manifest the budget allows
+    assert h.reconcile() == workqueue.CONTINUE
+    assert h.api.count("create", "pods") == 4, "no run waits for another's burst: the floor"
+    assert h.controller.in_hand == BUDGET, "this pass gave back all it took"
+    h.controller.in_hand = 0
+    assert h.reconcile() != workqueue.CONTINUE
+    assert h.api.count("create", "pods") == BUDGET
+
+
+def test_refused_and_failed_creates_give_their_manifests_back(small_budget: None) -> None:
+    h = harness([{"name": f"t{i:04d}", "bash": "true", "retries": 0} for i in range(6)])
+    h.api.refuse_pods = "denied by policy"
+    h.reconcile()
+    assert h.controller.in_hand == 0
+    assert len(h.controller._memory[(NS, RUN)].launch_failures) == 6
+
+    broken = harness([{"name": f"t{i:04d}", "bash": "true"} for i in range(6)])
+    answer = broken.api._answer
+
+    async def unavailable(method: str, path: str, **kwargs: Any) -> Any:
+        if method == "POST" and kwargs["body"]["metadata"]["name"] == names.pod_name(RUN, "t0002", 1):
+            raise kube.ApiError(503, "ServiceUnavailable", "etcd is down", verb="create", path=path)
+        return await answer(method, path, **kwargs)
+
+    broken.api._answer = unavailable  # type: ignore[method-assign]
+    with pytest.raises(kube.ApiError, match="etcd is down"):
+        broken.reconcile()
+    assert broken.controller.in_hand == 0
+    created = [path for path in broken.api.objects if "/pods/" in path]
+    assert len(created) == 5, "the other creates were still made before the error was raised"
+
+
+def test_a_pass_that_fails_before_its_creates_gives_its_manifests_back(small_budget: None) -> None:
+    h = harness([{"name": f"t{i:04d}", "bash": "true"} for i in range(6)])
+
+    async def store_fails(**_: Any) -> None:
+        raise kube.ApiError(500, "InternalError", "no XCom today", verb="patch", path="configmaps")
+
+    h.controller.xcoms.store = store_fails  # type: ignore[method-assign]
+    with pytest.raises(kube.ApiError, match="no XCom today"):
+        h.reconcile()
+    assert h.api.count("create", "pods") == 0
+    assert h.controller.in_hand == 0
 
 
 def _succeed_created_pods(h: Harness) -> None:
@@ -344,8 +404,10 @@ def _succeed_created_pods(h: Harness) -> None:
     ]
 
 
-def test_while_a_wide_run_launches_its_status_is_written_at_most_every_few_seconds() -> None:
-    h = harness([{"name": f"t{i:04d}", "bash": "true"} for i in range(3 * MAX_CREATES + 10)])
+def test_while_a_wide_run_launches_its_status_is_written_at_most_every_few_seconds(
+    small_budget: None,
+) -> None:
+    h = harness([{"name": f"t{i:04d}", "bash": "true"} for i in range(3 * BUDGET + 2)])
     h.view.dag_objects["etl"]["spec"]["maxActiveTasks"] = 100000
 
     def succeeded() -> int:
@@ -356,23 +418,23 @@ def test_while_a_wide_run_launches_its_status_is_written_at_most_every_few_secon
     _succeed_created_pods(h)
     h.monotonic[0] += STATUS_WRITES_WHILE_LAUNCHING - 1
     assert h.reconcile() == workqueue.CONTINUE
-    assert h.api.count("create", "pods") == 2 * MAX_CREATES
+    assert h.api.count("create", "pods") == 2 * BUDGET
     assert h.api.count("patch", "dagruns/status") == 1, "a continuing pass soon after a write waits"
     assert succeeded() == 0
     memory = h.controller._memory[(NS, RUN)]
-    assert memory.status.tasks_summary.startswith(f"{MAX_CREATES}/"), "the next pass continues from it"
+    assert (memory.status.tasks_summary or "").startswith(f"{BUDGET}/"), "the next pass continues from it"
     _succeed_created_pods(h)
     h.monotonic[0] += 2  # past the interval: this continuing pass writes what both passes saw
     assert h.reconcile() == workqueue.CONTINUE
-    assert h.api.count("patch", "dagruns/status") == 2 and succeeded() == 2 * MAX_CREATES
+    assert h.api.count("patch", "dagruns/status") == 2 and succeeded() == 2 * BUDGET
     _succeed_created_pods(h)
     assert h.reconcile() != workqueue.CONTINUE  # the last launch pass, soon after: written at once
-    assert h.api.count("patch", "dagruns/status") == 3 and succeeded() == 3 * MAX_CREATES
-    assert h.api.count("create", "pods") == 3 * MAX_CREATES + 10
+    assert h.api.count("patch", "dagruns/status") == 3 and succeeded() == 3 * BUDGET
+    assert h.api.count("create", "pods") == 3 * BUDGET + 2
     assert memory.wire == h.status(), "what the controller remembers as written is what is stored"
     _succeed_created_pods(h)
     h.reconcile()
-    assert h.status()["state"] == "success" and succeeded() == 3 * MAX_CREATES + 10
+    assert h.status()["state"] == "success" and succeeded() == 3 * BUDGET + 2
 
 
 def test_a_run_with_an_unreadable_logical_date_is_held_with_the_field_named() -> None:
