@@ -24,7 +24,10 @@ Scenarios, each in a fresh namespace with a fresh `kubeflowlite operator` proces
   allocations (k8s.memdebug) and writes where its memory is to FILE at each point.
 - fanout also reports the operator's CPU per task instance (goal < 5 ms) and how
   much faster Pods were created than the scheduler bound them (goal >= 5x); with
-  `--fanout 1000,200` it runs both widths. runs: N one-task runs created at once
+  `--fanout 1000,200` it runs both widths, each --trials times (default 3, each
+  with a fresh operator and namespace on the same plane), and judges the goals on
+  the medians: on 2 cores the API server's share of the CPU, which sets how fast
+  Pods can be created, varies from run to run. runs: N one-task runs created at once
   (Argo Workflows v3.7.18's controller spent 1.8 CPU-s on 50 on this plane).
 - startup: N Pods of finished runs kept in the namespace (created directly with a
   finished phase, as `podCleanup: keep` leaves them), then the operator starts with
@@ -433,9 +436,28 @@ def chain(cl: Cluster, length: int, tmp: Path) -> tuple[float, float]:
         return p50, writes
 
 
-def fanout(cl: Cluster, width: int, tmp: Path) -> bool:
-    print(f"fan-out of {width} tasks")
-    with scenario(cl, f"fanout{width}", tmp) as (namespace, operator, watch):
+def fanout(cl: Cluster, width: int, tmp: Path, trials: int) -> bool:
+    """`trials` runs of the fan-out, each with a fresh operator; goals judged on the medians."""
+    ratios, per_task, missed = [], [], False
+    for trial in range(1, trials + 1):
+        print(f"fan-out of {width} tasks" + (f", trial {trial} of {trials}" if trials > 1 else ""))
+        ratio, cpu_ms, writes_missed = fanout_once(cl, width, tmp, trial)
+        ratios.append(ratio)
+        per_task.append(cpu_ms)
+        missed |= writes_missed
+    ratio, cpu_ms = statistics.median(ratios), statistics.median(per_task)
+    if trials > 1:
+        print(
+            f"fan-out of {width}, median of {trials}: operator CPU {cpu_ms:.1f} ms per task instance "
+            f"(goal < {CPU_PER_TASK_GOAL_MS:g}); Pods created {ratio:.1f}x faster than bound "
+            f"(goal >= {CREATE_OVER_BIND_GOAL:g}x; trials {', '.join(f'{r:.1f}x' for r in ratios)})"
+        )
+    return missed or cpu_ms >= CPU_PER_TASK_GOAL_MS or ratio < CREATE_OVER_BIND_GOAL
+
+
+def fanout_once(cl: Cluster, width: int, tmp: Path, trial: int) -> tuple[float, float, bool]:
+    """One fan-out run: (created vs bound, operator CPU ms per task, API writes goal missed)."""
+    with scenario(cl, f"fanout{width}-{trial}", tmp) as (namespace, operator, watch):
         tasks = [{"name": f"t{i:04d}", "bash": "true"} for i in range(width)]
         cl.kubectl("apply", "-n", namespace, "-f", "-", stdin=dag("fanout", tasks))
         pids = processes(cl, operator)
@@ -475,8 +497,7 @@ def fanout(cl: Cluster, width: int, tmp: Path) -> bool:
             f"(goal >= {CREATE_OVER_BIND_GOAL:g}x)"
         )
         print(f"  operator: {operator.reconciles()}; RSS after the run {rss_mib(operator.pid):.0f} MiB")
-        missed = per_task >= CPU_PER_TASK_GOAL_MS or ratio < CREATE_OVER_BIND_GOAL
-        return report_writes(operator, width) > WRITES_GOAL or missed
+        return ratio, per_task, report_writes(operator, width) > WRITES_GOAL
 
 
 def inflight(cl: Cluster, counts: list[int], tmp: Path) -> bool:
@@ -725,6 +746,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kubeconfig", help="Use this cluster instead of starting the hermetic one.")
     parser.add_argument("--chain", type=int, default=50)
     parser.add_argument("--fanout", default="1000,200", help="Comma-separated widths; empty to skip.")
+    parser.add_argument(
+        "--trials", type=int, default=3, help="Fan-out runs per width; goals judged on the medians."
+    )
     parser.add_argument("--runs", type=int, default=50, help="One-step runs created at once; 0 to skip.")
     parser.add_argument("--startup", default="0,10000", help="Kept Pods (comma-separated); empty to skip.")
     parser.add_argument("--large", type=int, default=10000, help="Tasks of the large run; 0 to skip.")
@@ -746,7 +770,7 @@ def main(argv: list[str] | None = None) -> int:
             p50, writes = chain(cl, args.chain, args.logs)
             missed |= p50 >= HOP_GOAL_MS or writes > WRITES_GOAL
         for width in [int(w) for w in args.fanout.split(",") if w]:
-            missed |= fanout(cl, width, args.logs)
+            missed |= fanout(cl, width, args.logs, args.trials)
         if args.runs:
             missed |= one_step_runs(cl, args.runs, args.logs)
         if args.startup:
