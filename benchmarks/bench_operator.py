@@ -24,7 +24,8 @@ Scenarios, each in a fresh namespace with a fresh `kubeflowlite operator` proces
   allocations (k8s.memdebug) and writes where its memory is to FILE at each point.
 - fanout also reports the operator's CPU per task instance (goal < 5 ms) and how
   much faster Pods were created than the scheduler bound them (goal >= 5x); with
-  `--fanout 1000,200` it runs both widths, each --trials times (default 3, each
+  `--fanout 1000,200` it runs both widths (the goals are judged on the 1,000-task
+  one, GOAL_WIDTH), each --trials times (default 3, each
   with a fresh operator and namespace on the same plane), and judges the goals on
   the medians: on 2 cores the API server's share of the CPU, which sets how fast
   Pods can be created, varies from run to run. runs: N one-task runs created at once
@@ -69,6 +70,10 @@ HOP_GOAL_MS = 100.0
 WRITES_GOAL = 4.0
 CPU_PER_TASK_GOAL_MS = 5.0
 CREATE_OVER_BIND_GOAL = 5.0
+GOAL_WIDTH = 1000
+"""The fan-out the CPU and creation goals are set for (issue 11: a 1,000-task fan-out). A narrower
+one is shown for comparison (200: Argo's figure); its Pods are bound in about 2 s, most of them
+inside kube-scheduler's burst of 100 requests, so creating them 5x faster is not asked of it."""
 RSS_GOAL_MIB = 150.0
 STARTUP_GOAL_S = 2.0
 ETCD_LIMIT_BYTES = 1536 * 1024
@@ -446,13 +451,19 @@ def fanout(cl: Cluster, width: int, tmp: Path, trials: int) -> bool:
         per_task.append(cpu_ms)
         missed |= writes_missed
     ratio, cpu_ms = statistics.median(ratios), statistics.median(per_task)
+    judged = width >= GOAL_WIDTH
     if trials > 1:
-        print(
-            f"fan-out of {width}, median of {trials}: operator CPU {cpu_ms:.1f} ms per task instance "
-            f"(goal < {CPU_PER_TASK_GOAL_MS:g}); Pods created {ratio:.1f}x faster than bound "
-            f"(goal >= {CREATE_OVER_BIND_GOAL:g}x; trials {', '.join(f'{r:.1f}x' for r in ratios)})"
+        goals = (
+            f" (goals: < {CPU_PER_TASK_GOAL_MS:g} ms, >= {CREATE_OVER_BIND_GOAL:g}x)"
+            if judged
+            else f" (the goals are set for {GOAL_WIDTH} tasks)"
         )
-    return missed or cpu_ms >= CPU_PER_TASK_GOAL_MS or ratio < CREATE_OVER_BIND_GOAL
+        print(
+            f"fan-out of {width}, median of {trials}: operator CPU {cpu_ms:.1f} ms per task instance, "
+            f"Pods created {ratio:.1f}x faster than bound (trials {', '.join(f'{r:.1f}x' for r in ratios)})"
+            + goals
+        )
+    return missed or (judged and (cpu_ms >= CPU_PER_TASK_GOAL_MS or ratio < CREATE_OVER_BIND_GOAL))
 
 
 def fanout_once(cl: Cluster, width: int, tmp: Path, trial: int) -> tuple[float, float, bool]:
