@@ -110,14 +110,9 @@ def stored_runs(runs_dir: Path, dag: str) -> Iterator[DAGRun]:
             continue
 
 
-def logical_date_of(run: DAGRun) -> datetime:
-    """A stored run's logical date (an aware UTC datetime)."""
-    return run.spec.logical_date
-
-
 def find_run(runs_dir: Path, dag: str, logical_date: datetime) -> DAGRun | None:
     """The stored run of `dag` at exactly `logical_date`; the most recently started one if several."""
-    matches = [run for run in stored_runs(runs_dir, dag) if logical_date_of(run) == logical_date]
+    matches = [run for run in stored_runs(runs_dir, dag) if run.spec.logical_date == logical_date]
     if not matches:
         return None
     return max(matches, key=lambda run: run.status.start_time or _NEVER)
@@ -128,9 +123,9 @@ def previous_run_states(runs_dir: Path, dag: str, before: datetime) -> dict[str,
     earlier = [
         run
         for run in stored_runs(runs_dir, dag)
-        if run.status.state.finished and logical_date_of(run) < before
+        if run.status.state.finished and run.spec.logical_date < before
     ]
     if not earlier:
         return None
-    latest = max(earlier, key=logical_date_of)
+    latest = max(earlier, key=lambda run: run.spec.logical_date)
     return {task: instance.state for task, instance in latest.status.tasks.items()}
