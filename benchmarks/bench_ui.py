@@ -51,7 +51,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bench_operator import cluster, free_port
+from benchmarks.bench_operator import cluster, free_port, rss_mib
 from kubeflowlite.k8s import kube, names
 
 GOAL_SECONDS = 1.0
@@ -139,13 +139,6 @@ def get(url: str) -> tuple[float, int]:
     with urllib.request.urlopen(url, timeout=120) as response:
         body = response.read()
     return time.perf_counter() - started, len(body)
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 class Follower(threading.Thread):
