@@ -154,12 +154,11 @@ def build() -> dashboard.Dashboard:
             ).instant()
         ),
         _timeseries(
-            "Task duration p50 / p95, by task",
-            "Where the time goes: the slowest tasks are the bottlenecks (Airflow's task duration view).",
+            "Task duration p50 / p95, by DAG",
+            "How long the DAG's task instances take (per DAG: a DAG may have thousands of tasks; "
+            "a run's Gantt chart in the UI shows each task's).",
             "s",
-            *_quantiles(
-                "kubeflowlite_task_instance_duration_seconds", "dag, task", SCOPE, "{{dag}} {{task}}"
-            ),
+            *_quantiles("kubeflowlite_task_instance_duration_seconds", "dag", SCOPE, "{{dag}}"),
         ),
         _timeseries(
             "Task start delay p50 / p95",

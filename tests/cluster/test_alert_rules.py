@@ -205,7 +205,7 @@ STUCK = {
     "input_series": [
         gauge("kubeflowlite_dag_task_instances", "2x25", dag="stuck", state="queued"),
         gauge("kubeflowlite_dag_task_instances", "2x25", dag="busy", state="queued"),
-        gauge("kubeflowlite_task_start_delay_seconds_count", "0+1x25", dag="busy", task="a"),
+        gauge("kubeflowlite_task_start_delay_seconds_count", "0+1x25", dag="busy"),
     ],
     "alert_rule_test": [
         alert("KubeflowliteTasksStuckQueued", "10m"),  # not for 15 minutes yet
