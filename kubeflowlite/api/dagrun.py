@@ -218,7 +218,12 @@ class DAGRunStatus(ApiModel):
         json_schema_extra=CONDITIONS_LIST_EXTRA,
     )
 
-    def to_wire(self, *, previous: tuple[DAGRunStatus, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    def to_wire(
+        self,
+        *,
+        previous: tuple[DAGRunStatus, Mapping[str, Any]] | None = None,
+        stored_spec: DAGSpec | None = None,
+    ) -> dict[str, Any]:
         """The status as stored (camelCase JSON), small enough for etcd at 10,000 tasks, cheap to redo.
 
         Size (etcd refuses objects over 1.5 MiB; a 10,000-task run written as the model
@@ -234,14 +239,19 @@ class DAGRunStatus(ApiModel):
         and so does an unchanged spec snapshot: a write costs O(tasks changed), not a
         serialization of every task. Equal inputs give identical (`is`) parts, which the
         comparison and the merge patch of the next write skip at once.
+
+        `stored_spec`: the spec snapshot the server already holds (the operator writes it
+        once; it never changes after). When it is this status's (`is`), `dagSpec` is left
+        out, so the writer need not keep the snapshot's stored form (megabytes at 10,000
+        tasks) to compare the next write against.
         """
         wire = self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"tasks", "dag_spec"})
         old_status, old_wire = previous if previous is not None else (None, {})
-        if self.dag_spec is not None:
+        if self.dag_spec is not None and self.dag_spec is not stored_spec:
             if old_status is not None and old_status.dag_spec is self.dag_spec and "dagSpec" in old_wire:
                 wire["dagSpec"] = old_wire["dagSpec"]
             else:
-                wire["dagSpec"] = _spec_wire(self.dag_spec)
+                wire["dagSpec"] = self.dag_spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)
         current = _as_dict(self.tasks)
         large = len(current) > LARGE_RUN_TASKS
         earlier = _as_dict(old_status.tasks) if old_status is not None else {}
@@ -253,21 +263,6 @@ class DAGRunStatus(ApiModel):
             tasks[name] = same if same is not None else _task_wire(instance, large=large)
         wire["tasks"] = tasks
         return wire
-
-
-_SPEC_WIRES: dict[int, tuple[DAGSpec, dict[str, Any]]] = {}
-
-
-def _spec_wire(spec: DAGSpec) -> dict[str, Any]:
-    """A spec snapshot as stored, one dict per spec object (every run of a DAG shares its snapshot;
-    nothing writes into a wire dict). Memoized by identity, the spec held so that ids are not reused."""
-    found = _SPEC_WIRES.get(id(spec))
-    if found is None or found[0] is not spec:
-        if len(_SPEC_WIRES) > 64:
-            _SPEC_WIRES.clear()
-        found = (spec, spec.model_dump(mode="json", by_alias=True, exclude_defaults=True))
-        _SPEC_WIRES[id(spec)] = found
-    return found[1]
 
 
 def _task_wire(instance: TaskInstanceStatus, *, large: bool) -> dict[str, Any]:
@@ -294,8 +289,11 @@ class DAGRun(ApiModel):
     spec: DAGRunSpec
     status: DAGRunStatus = Field(default_factory=DAGRunStatus)
 
-    def to_wire(self) -> dict[str, Any]:
-        """The run as stored: the status in its stored form (DAGRunStatus.to_wire), the same from both shells."""
+    def to_wire(self, *, previous: tuple[DAGRunStatus, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+        """The run as stored: the status in its stored form (DAGRunStatus.to_wire), the same from both shells.
+
+        `previous`: an earlier status of the run and the stored form made of it, whose unchanged
+        parts are reused (DAGRunStatus.to_wire)."""
         wire = self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"status"})
-        wire["status"] = self.status.to_wire()
+        wire["status"] = self.status.to_wire(previous=previous)
         return wire

@@ -231,7 +231,10 @@ class Operator:
 
         What it holds equal to what the operator holds anyway is shared with that: the DAG's spec
         snapshot (every run of the DAG carries it), and each task's status as the run controller
-        last wrote it (the watch echoes the controller's own writes).
+        last wrote it (the watch echoes the controller's own writes). Once the run controller holds
+        the run's snapshot parsed (it wrote it, or read it back), `status.dagSpec` is that parsed
+        DAGSpec, not a second copy of the snapshot as JSON (a snapshot never changes once written;
+        the controller is what reads it, and a DAGSpec is what it reads it into).
         """
         metadata = body.get("metadata") or {}
         uid, version = str(metadata.get("uid")), str(metadata.get("resourceVersion"))
@@ -240,11 +243,15 @@ class Operator:
             return cached[1]
         copy = view.snapshot(body)
         status = copy["status"]
-        if isinstance(status.get("dagSpec"), dict):
+        namespace, name = str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
+        parsed = self.runs.stored_spec(namespace, name) if self.runs is not None else None
+        if parsed is not None and "dagSpec" in status:
+            status["dagSpec"] = parsed
+        elif isinstance(status.get("dagSpec"), dict):
             status["dagSpec"] = self._specs.one(status["dagSpec"])
         tasks = status.get("tasks")
         if isinstance(tasks, dict) and self.runs is not None:
-            written = self.runs.written(str(metadata.get("namespace") or ""), str(metadata.get("name") or ""))
+            written = self.runs.written(namespace, name)
             status["tasks"] = view.share_equal(tasks, written.get("tasks") or {})
         self._snapshots[uid] = (version, copy)
         return copy

@@ -123,12 +123,16 @@ class RunMemory:
     status: DAGRunStatus
     """The run's status as the controller knows it: what the next pass continues from."""
     wire: dict[str, Any]
-    """The status as stored on the server (camelCase): what the next patch is computed against."""
+    """The status as stored on the server (camelCase): what the next patch is computed against. Less
+    `dagSpec` once the server holds it (`spec_stored`): a snapshot never changes once written, and its
+    stored form of a 10,000-task DAG is megabytes."""
     wire_of: DAGRunStatus
     """The status `wire` was made of (`status` itself, unless a write waits: STATUS_WRITES_WHILE_LAUNCHING)."""
     resource_version: str | None = None
     spec: DAGSpec | None = None
     """The DAG spec snapshot once the run has started (parsed once; the engine memoizes by identity)."""
+    spec_stored: DAGSpec | None = None
+    """The snapshot the server holds in `status.dagSpec` (written once, with the run's first status)."""
     launch_failures: dict[str, Attempt] = field(default_factory=dict)
     """Tries whose Pod the API server refused; reported as failed attempts until the engine moves on."""
     launched: dict[str, float] = field(default_factory=dict)
@@ -194,7 +198,8 @@ class RunController:
         self._memory: dict[tuple[str, str], RunMemory] = {}
         self.in_hand = 0
         """Pod manifests prepared by the passes under way and not yet created (MAX_CREATES)."""
-        self._dag_specs: dict[tuple[str, int | None], tuple[DAGSpec | None, str | None]] = {}
+        self._dag_specs: dict[str, tuple[int | None, tuple[DAGSpec | None, str | None]]] = {}
+        """DAG uid -> (generation, its parsed spec or problems): see dag_spec."""
 
     # -- memory -----------------------------------------------------------------------------------
 
@@ -217,7 +222,11 @@ class RunController:
         except ValidationError:
             logger.warning("run %s/%s: unreadable status, starting from scratch", namespace, name)
             status, wire = DAGRunStatus(), {}
+        wire.pop("dagSpec", None)
         spec = status.dag_spec
+        if spec is not None:
+            spec = self._shared_spec(namespace, (body.get("spec") or {}).get("dagName"), spec)
+            status = status.model_copy(update={"dag_spec": spec})
         memory = RunMemory(
             uid=uid,
             status=status,
@@ -225,6 +234,7 @@ class RunController:
             wire_of=status,
             resource_version=metadata.get("resourceVersion"),
             spec=spec,
+            spec_stored=spec,
         )
         self._memory[(namespace, name)] = memory
         return memory
@@ -238,30 +248,58 @@ class RunController:
         return {**run, "status": memory.wire}
 
     def written(self, namespace: str, name: str) -> Mapping[str, Any]:
-        """The status this controller last wrote for the run (stored form), if it holds one."""
+        """The status this controller last wrote for the run (stored form, less `dagSpec`), if it holds one."""
         memory = self._memory.get((namespace, name))
         return memory.wire if memory is not None else {}
+
+    def stored_spec(self, namespace: str, name: str) -> DAGSpec | None:
+        """The run's spec snapshot as the server holds it, parsed, if this controller holds the run."""
+        memory = self._memory.get((namespace, name))
+        return memory.spec_stored if memory is not None else None
 
     def runs_of_dag(self, namespace: str, dag: str) -> list[Obj]:
         return [self.current(run) for run in self.view.runs_of_dag(namespace, dag)]
 
     def dag_spec(self, dag: Obj | None) -> tuple[DAGSpec | None, str | None]:
-        """The DAG's validated spec, or None and the problems (cached per DAG generation)."""
+        """The DAG's validated spec, or None and the problems.
+
+        Parsed once per DAG generation, and that one object is shared: by the DAG controller,
+        the gauges and every run started from that generation (their `RunMemory.spec`). A new
+        generation replaces it; runs already started keep theirs.
+        """
         if dag is None:
             return None, None
         metadata = dag.get("metadata") or {}
-        key = (str(metadata.get("uid")), metadata.get("generation"))
-        cached = self._dag_specs.get(key)
-        if cached is None:
+        uid, generation = str(metadata.get("uid")), metadata.get("generation")
+        cached = self._dag_specs.get(uid)
+        if cached is None or cached[0] != generation:
             try:
                 parsed = loading.parse_dag(dict(dag), source=f"DAG {metadata.get('name')}")
-                cached = (parsed.spec, None)
+                result: tuple[DAGSpec | None, str | None] = (parsed.spec, None)
             except InvalidDAGError as error:
-                cached = (None, "; ".join(str(issue) for issue in error.issues))
-            if len(self._dag_specs) > 1024:
+                result = (None, "; ".join(str(issue) for issue in error.issues))
+            if cached is None and len(self._dag_specs) >= 1024:
                 self._dag_specs.clear()
-            self._dag_specs[key] = cached
-        return cached
+            cached = self._dag_specs[uid] = (generation, result)
+        return cached[1]
+
+    def _shared_spec(self, namespace: str, dag_name: object, spec: DAGSpec) -> DAGSpec:
+        """A snapshot read back from a run, replaced by an equal spec already held (the DAG's current
+        one, or another run's): after a restart, runs of one DAG generation share one parsed spec."""
+        dag_name = str(dag_name or "")
+        held = [self.dag_spec(self.view.dag(namespace, dag_name))[0]]
+        for run in self.view.runs_of_dag(namespace, dag_name):
+            memory = self._memory.get((namespace, str((run.get("metadata") or {}).get("name") or "")))
+            if memory is not None:
+                held.append(memory.spec)
+        seen: set[int] = set()
+        for candidate in held:
+            if candidate is None or id(candidate) in seen:
+                continue
+            seen.add(id(candidate))
+            if candidate is spec or (len(candidate.tasks) == len(spec.tasks) and candidate == spec):
+                return candidate
+        return spec
 
     # -- the reconcile ----------------------------------------------------------------------------
 
@@ -584,7 +622,7 @@ class RunController:
         ):
             memory.status = status  # written with a later pass's; the Pods say the same meanwhile
             return
-        wire = status.to_wire(previous=(memory.wire_of, memory.wire))
+        wire = status.to_wire(previous=(memory.wire_of, memory.wire), stored_spec=memory.spec_stored)
         if _without_duration(wire) == _without_duration(memory.wire):
             memory.status = memory.wire_of = status
             return
@@ -607,6 +645,8 @@ class RunController:
                 return
             raise
         memory.status = memory.wire_of = status
+        if wire.pop("dagSpec", None) is not None:
+            memory.spec_stored = status.dag_spec  # and its stored form is let go
         memory.wire = wire
         memory.written_at = self.monotonic()
         memory.resource_version = (result.get("metadata") or {}).get("resourceVersion")
@@ -628,7 +668,11 @@ class RunController:
             return
         first = not any(c.type == runstatus.CONDITION_ADMITTED for c in memory.status.conditions)
         await self._patch_status(
-            namespace, name, memory, status, status.to_wire(previous=(memory.wire_of, memory.wire))
+            namespace,
+            name,
+            memory,
+            status,
+            status.to_wire(previous=(memory.wire_of, memory.wire), stored_spec=memory.spec_stored),
         )
         if first:
             self.enqueue(dag_key(namespace, (body.get("spec") or {}).get("dagName", "")))

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # (the run types are imported by what reads runs: `tasks` and `--help` need none)
-    from kubeflowlite.api.dagrun import DAGRun, TaskState
+    from kubeflowlite.api.dagrun import DAGRun, DAGRunStatus, TaskState
 
 DEFAULT_RUNS_DIR = Path("kfl-runs")
 RUN_FILE = "run.json"
@@ -63,14 +63,24 @@ class RunDir:
     def run_file(self) -> Path:
         return self.path / RUN_FILE
 
-    def write_run(self, run: DAGRun, *, final: bool = True) -> None:
+    def write_run(
+        self,
+        run: DAGRun,
+        *,
+        final: bool = True,
+        previous: tuple[DAGRunStatus, Mapping[str, Any]] | None = None,
+    ) -> dict[str, Any]:
         """Store the run as its DAGRun object, replacing the previous version atomically.
 
         The final record is indented for people; the ones written while the run goes on
         are compact (json's C encoder: the indenting one is pure Python, ten times slower).
+        Returns the status as written: with `run.status`, the next write's `previous`
+        (what did not change is not serialized again, DAGRunStatus.to_wire).
         """
-        text = json.dumps(run.to_wire(), indent=2 if final else None)
-        write_atomic(self.run_file, text + "\n")
+        wire = run.to_wire(previous=previous)
+        write_atomic(self.run_file, json.dumps(wire, indent=2 if final else None) + "\n")
+        status: dict[str, Any] = wire["status"]
+        return status
 
     def write_xcoms(self, values: Mapping[str, Any]) -> None:
         """Store the return values of the run's tasks (task id -> JSON value)."""

@@ -125,6 +125,8 @@ class LocalRunner:
         self._engine_spec = dag.spec.model_copy(update={"max_active_tasks": limit})
         self._previous = self._previous_run()
         self._last_persist = 0.0
+        self._written: tuple[DAGRunStatus, Mapping[str, Any]] | None = None
+        """The status last written to run.json and its stored form (reused where unchanged)."""
 
     # -- public ---------------------------------------------------------------------------
 
@@ -162,7 +164,7 @@ class LocalRunner:
             interrupted = interrupted or self._stop_requests > 0
             self.launcher.close()
             run = self._dagrun(status, final=True)
-            self.run_dir.write_run(run)
+            self.run_dir.write_run(run, previous=self._written)
             self.run_dir.write_xcoms(self._xcoms)
             self.observer.finish(run, interrupted=interrupted)
         return RunResult(run=run, run_dir=self.run_dir, interrupted=interrupted)
@@ -231,7 +233,8 @@ class LocalRunner:
         if moment - self._last_persist < PERSIST_INTERVAL:
             return
         self._last_persist = moment
-        self.run_dir.write_run(self._dagrun(status, final=False), final=False)
+        run = self._dagrun(status, final=False)
+        self._written = (run.status, self.run_dir.write_run(run, final=False, previous=self._written))
 
     def _dagrun(self, status: DAGRunStatus, *, final: bool) -> DAGRun:
         now = datetime.now(UTC)

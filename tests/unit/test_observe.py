@@ -383,6 +383,9 @@ def test_the_operators_copy_of_a_run_shares_the_task_statuses_it_wrote() -> None
         def written(self, namespace: str, name: str) -> dict[str, Any]:
             return wrote if (namespace, name) == ("ns", "r") else {}
 
+        def stored_spec(self, namespace: str, name: str) -> None:
+            return None
+
     held = operator.Operator(operator.OperatorOptions(cluster=kube.ClusterConfig(server="https://x")))
     held.runs = cast(Any, Runs())
     echoed = copy.deepcopy(wrote["tasks"]) | {"b": {"state": "running", "tryNumber": 1}}
@@ -390,6 +393,32 @@ def test_the_operators_copy_of_a_run_shares_the_task_statuses_it_wrote() -> None
     tasks = held.snapshot({**body, "status": {"tasks": echoed}})["status"]["tasks"]
     assert tasks == echoed
     assert tasks["a"] is wrote["tasks"]["a"] and tasks["b"] is echoed["b"]
+
+
+def test_the_operators_copy_of_a_run_holds_the_parsed_snapshot_the_controller_holds() -> None:
+    """Not the snapshot's JSON as well: a 10,000-task DAG's is megabytes, and never changes once written."""
+    from kubeflowlite.api.dag import DAGSpec
+    from kubeflowlite.k8s import kube, operator
+
+    wire = {"tasks": [{"name": "a", "bash": "true"}]}
+    parsed = DAGSpec.model_validate(wire)
+
+    class Runs:
+        def written(self, namespace: str, name: str) -> dict[str, Any]:
+            return {}
+
+        def stored_spec(self, namespace: str, name: str) -> DAGSpec | None:
+            return parsed if name == "held" else None
+
+    held = operator.Operator(operator.OperatorOptions(cluster=kube.ClusterConfig(server="https://x")))
+    held.runs = cast(Any, Runs())
+
+    def run(name: str) -> dict[str, Any]:
+        metadata = {"namespace": "ns", "name": name, "uid": name, "resourceVersion": "1"}
+        return {"metadata": metadata, "status": {"state": "running", "dagSpec": copy.deepcopy(wire)}}
+
+    assert held.snapshot(run("held"))["status"]["dagSpec"] is parsed
+    assert held.snapshot(run("other"))["status"]["dagSpec"] == wire, "not held: the JSON, to be read back"
 
 
 def test_times_come_from_the_main_container() -> None:

@@ -38,6 +38,8 @@ class FakeApi(kube.Kube):
 
     objects: dict[str, dict[str, Any]] = field(default_factory=dict)
     sent: list[tuple[str, str]] = field(default_factory=list)
+    patched: list[Any] = field(default_factory=list)
+    """The body of every PATCH, in order."""
     refuse_pods: str | None = None
     """A message to refuse every Pod create with (422), as an admission webhook or quota would."""
     version: int = 0
@@ -83,6 +85,7 @@ class FakeApi(kube.Kube):
                 raise kube.ApiError(404, "NotFound", f"{target} not found", verb=verb, path=path)
             return self.objects[target]
         if method == "PATCH":
+            self.patched.append(copy.deepcopy(body))
             merged = patches.apply_merge_patch(self.objects.get(target, {}), body)
             merged.setdefault("metadata", {})["resourceVersion"] = str(self.version)
             self.objects[target] = merged
@@ -241,8 +244,49 @@ def test_memory_is_rebuilt_from_the_watched_status_after_a_restart() -> None:
     memory = fresh._memory[(NS, RUN)]
     assert memory.status.tasks["t"].state.value == "queued" and memory.spec is not None
     assert h.api.count("patch", "dagruns/status") == patches_before  # nothing changed: nothing written
+    # The snapshot read back is the DAG's own parsed spec (one object, not one per run), and stored.
+    assert memory.spec is fresh.dag_spec(h.view.dag(NS, "etl"))[0] is memory.spec_stored
+    assert "dagSpec" not in memory.wire
     # It has no launch record, so it makes sure the Pod exists (AlreadyExists: no duplicate).
     assert len([path for path in h.api.objects if "/pods/" in path]) == 1
+
+
+def test_the_spec_snapshot_is_written_once_and_not_kept_in_its_stored_form() -> None:
+    h = harness([{"name": "a", "bash": "true"}, {"name": "b", "bash": "true", "dependsOn": ["a"]}])
+    h.reconcile()
+    memory = h.controller._memory[(NS, RUN)]
+    first = h.api.patched[-1]["status"]
+    assert first["dagSpec"]["tasks"][1] == {"name": "b", "bash": "true", "dependsOn": ["a"]}
+    assert "dagSpec" not in memory.wire and memory.spec_stored is memory.spec
+    _succeed_created_pods(h)
+    h.reconcile()  # a succeeds, b starts
+    _succeed_created_pods(h)
+    h.reconcile()  # b succeeds: the run too
+    later = h.api.patched[1:]
+    assert len(later) == 2 and all("dagSpec" not in patch["status"] for patch in later)
+    assert h.status()["state"] == "success"
+    assert h.status()["dagSpec"] == first["dagSpec"], "the server keeps the snapshot written first"
+
+
+def test_one_parsed_spec_per_dag_generation_shared_by_its_runs_and_replaced_by_the_next() -> None:
+    h = harness([{"name": "a", "bash": "true"}])
+    dag = h.view.dag_objects["etl"]
+    parsed = h.controller.dag_spec(dag)[0]
+    assert parsed is not None and h.controller.dag_spec(dag)[0] is parsed
+    h.reconcile()
+    memory = h.controller._memory[(NS, RUN)]
+    assert memory.spec is parsed, "the run shares the DAG's parsed spec"
+    edited = {
+        **dag,
+        "metadata": {**dag["metadata"], "generation": 2},
+        "spec": {"tasks": [{"name": "a", "bash": "false"}]},
+    }
+    h.view.dag_objects["etl"] = edited
+    newer = h.controller.dag_spec(edited)[0]
+    assert newer is not None and newer is not parsed and newer.tasks[0].bash == "false"
+    assert list(h.controller._dag_specs) == ["dag-uid"], "the old generation's parse is let go"
+    h.reconcile()
+    assert memory.spec is parsed, "a run in flight keeps its snapshot"
 
 
 def test_a_finished_run_is_let_go_once_the_watch_has_caught_up() -> None:
@@ -431,7 +475,11 @@ def test_while_a_wide_run_launches_its_status_is_written_at_most_every_few_secon
     assert h.reconcile() != workqueue.CONTINUE  # the last launch pass, soon after: written at once
     assert h.api.count("patch", "dagruns/status") == 3 and succeeded() == 3 * BUDGET
     assert h.api.count("create", "pods") == 3 * BUDGET + 2
-    assert memory.wire == h.status(), "what the controller remembers as written is what is stored"
+    stored = h.status()
+    assert memory.wire == {k: v for k, v in stored.items() if k != "dagSpec"}, (
+        "what the controller remembers as written is what is stored, less the spec snapshot"
+    )
+    assert "dagSpec" in stored and memory.spec_stored is memory.spec
     _succeed_created_pods(h)
     h.reconcile()
     assert h.status()["state"] == "success" and succeeded() == 3 * BUDGET + 2

@@ -100,3 +100,11 @@ def test_writing_again_reuses_what_did_not_change() -> None:
     assert second_wire["tasks"]["task-number-00004"] is first_wire["tasks"]["task-number-00004"]
     patch = patches.merge_patch(first_wire, second_wire)
     assert set(patch) == {"duration", "tasks"} and list(patch["tasks"]) == ["task-number-00003"]
+
+
+def test_a_snapshot_the_server_holds_is_left_out() -> None:
+    dag = spec(3)
+    first = status(dag)
+    assert "dagSpec" not in first.to_wire(stored_spec=dag)
+    assert "dagSpec" not in first.to_wire(previous=(first, first.to_wire()), stored_spec=dag)
+    assert "dagSpec" in first.to_wire(stored_spec=spec(3)), "another spec object: written (`is`, not ==)"
