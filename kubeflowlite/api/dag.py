@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from kubeflowlite.api import names
-from kubeflowlite.api.base import ApiModel
+from kubeflowlite.api.base import ApiModel, ManyModel
 from kubeflowlite.api.times import Time
 from kubeflowlite.core.durations import DURATION_PATTERN, SIGNED_DURATION_PATTERN
 from kubeflowlite.core.taskenv import SKIP_EXIT_CODE
@@ -133,7 +133,7 @@ class PythonSource(ApiModel):
     )
 
 
-class TaskDefaults(ApiModel):
+class TaskDefaults(ManyModel):
     """Task fields that may be set once for every task of the DAG (Airflow's default_args)."""
 
     image: str | None = Field(

@@ -16,7 +16,7 @@ import immutables
 from pydantic import Field, GetCoreSchemaHandler
 from pydantic_core import core_schema
 
-from kubeflowlite.api.base import ApiModel
+from kubeflowlite.api.base import ApiModel, ManyModel
 from kubeflowlite.api.dag import CONDITIONS_LIST_EXTRA, Condition, DAGSpec, ObjectMeta
 from kubeflowlite.api.times import Time
 
@@ -90,7 +90,7 @@ class DAGRunSpec(ApiModel):
     clear: ClearRequest | None = Field(default=None, description="A request to re-run some task instances.")
 
 
-class TryRecord(ApiModel):
+class TryRecord(ManyModel):
     """One finished try of a task instance, kept for history."""
 
     try_number: int = Field(ge=1, description="Which try this was, starting at 1.")
@@ -101,7 +101,7 @@ class TryRecord(ApiModel):
     message: str | None = Field(default=None, description="Why the try ended as it did, for humans.")
 
 
-class TaskInstanceStatus(ApiModel):
+class TaskInstanceStatus(ManyModel):
     """Observed state of one task instance."""
 
     state: TaskState = Field(default=TaskState.none, description="Airflow task state.")

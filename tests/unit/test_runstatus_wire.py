@@ -108,3 +108,16 @@ def test_a_snapshot_the_server_holds_is_left_out() -> None:
     assert "dagSpec" not in first.to_wire(stored_spec=dag)
     assert "dagSpec" not in first.to_wire(previous=(first, first.to_wire()), stored_spec=dag)
     assert "dagSpec" in first.to_wire(stored_spec=spec(3)), "another spec object: written (`is`, not ==)"
+
+
+def test_task_statuses_and_tasks_share_one_set_of_given_fields() -> None:
+    """api.base.ManyModel: no set per instance, and none copied per model_copy (728 bytes each)."""
+    first = done("a")
+    moved = first.model_copy(update={"state": TaskState.failed, "message": "boom"})
+    read = TaskInstanceStatus.model_validate({"state": "running", "tryNumber": 2})
+    sets = {id(s.model_fields_set) for s in (first, moved, read, moved.model_copy(deep=True))}
+    assert len(sets) == 1 and first.model_fields_set == set(TaskInstanceStatus.model_fields)
+    assert moved.state is TaskState.failed and first.state is TaskState.success, "a copy, not the same"
+    assert moved == done("a").model_copy(update={"state": TaskState.failed, "message": "boom"})
+    tasks = spec(3).tasks
+    assert tasks[0].model_fields_set is tasks[2].model_fields_set
