@@ -48,6 +48,10 @@ class ManyModel(ApiModel):
         object.__setattr__(self, "__pydantic_fields_set__", _every_field(type(self)))
 
     def __copy__(self) -> Self:
+        if self.__pydantic_private__ is not None or self.__pydantic_extra__ is not None:
+            copied = super().__copy__()
+            object.__setattr__(copied, "__pydantic_fields_set__", _every_field(type(self)))
+            return copied
         copied = type(self).__new__(type(self))
         object.__setattr__(copied, "__dict__", self.__dict__.copy())
         object.__setattr__(copied, "__pydantic_extra__", None)
