@@ -285,3 +285,25 @@ def test_histograms_are_per_dag_however_many_tasks_it_has() -> None:
         ),
     }
     assert sample(metrics.TASKS_FINISHED, namespace="wide", dag="fan", task="t7", state="success") == 1
+
+
+def test_counters_born_at_zero_are_exposed_without_being_held() -> None:
+    family = metrics.CompactFamily(
+        "unit_born_total", "test", ["namespace", "dag", "task", "state"], registry=CollectorRegistry()
+    )
+    family.born_at_zero(("ns", "d"), ("a", "b"), ("success", "failed"))
+    assert family._series == {}, "20,000 tasks: no series held until one is counted"
+
+    def values() -> dict[tuple[str, str], float]:
+        return {
+            (s.labels["task"], s.labels["state"]): s.value
+            for metric in family.collect()
+            for s in metric.samples
+            if s.name == "unit_born_total"
+        }
+
+    assert values() == {("a", "success"): 0, ("a", "failed"): 0, ("b", "success"): 0, ("b", "failed"): 0}
+    family.labels("ns", "d", "a", "failed").inc()
+    assert values()[("a", "failed")] == 1 and len(values()) == 4, "counted once, never twice"
+    family.born_at_zero(("ns", "d"), ("a", "c"), ("success", "failed"))  # the DAG changed: b is gone
+    assert set(values()) == {("a", "success"), ("a", "failed"), ("c", "success"), ("c", "failed")}
