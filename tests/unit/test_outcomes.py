@@ -285,6 +285,7 @@ def test_histograms_are_per_dag_however_many_tasks_it_has() -> None:
         ),
     }
     assert sample(metrics.TASKS_FINISHED, namespace="wide", dag="fan", task="t7", state="success") == 1
+    assert not [s.name for f in metrics.REGISTRY.collect() for s in f.samples if s.name.endswith("_created")]
 
 
 def test_counters_born_at_zero_are_exposed_without_being_held() -> None:
