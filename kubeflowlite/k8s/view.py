@@ -206,17 +206,25 @@ def _shared(value: Any) -> Any:
     return _COMMON.get(value, value) if isinstance(value, str) else value
 
 
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+"""The annotation `kubectl apply` (client-side) keeps the whole object in, as one JSON string."""
+
+
 def snapshot(body: Obj) -> dict[str, Any]:
     """A plain-dict copy of a custom object's top level (kopf bodies are live views).
 
-    Without `metadata.managedFields`: nothing reads them, and for a DAG or run of
-    thousands of tasks they were as big as the rest of the object, kept for every one.
+    Without `metadata.managedFields`, nor kubectl's last-applied annotation: nothing
+    reads them, and for a DAG or run of thousands of tasks each was as big as the rest
+    of the object, kept for every one.
     """
-    metadata = body.get("metadata") or {}
+    metadata = {key: value for key, value in (body.get("metadata") or {}).items() if key != "managedFields"}
+    annotations = metadata.get("annotations")
+    if annotations and LAST_APPLIED in annotations:
+        metadata["annotations"] = {key: value for key, value in annotations.items() if key != LAST_APPLIED}
     return {
         "apiVersion": body.get("apiVersion"),
         "kind": body.get("kind"),
-        "metadata": {key: value for key, value in metadata.items() if key != "managedFields"},
+        "metadata": metadata,
         "spec": dict(body.get("spec") or {}),
         "status": dict(body.get("status") or {}),
     }

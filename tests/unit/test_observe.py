@@ -344,6 +344,10 @@ def test_the_snapshot_of_a_custom_object_leaves_out_managed_fields() -> None:
     copy = view.snapshot(body)
     assert copy == {**body, "metadata": metadata}
     assert copy["status"] is not body["status"] and copy["metadata"]["labels"] is metadata["labels"]
+    applied = {"kubectl.kubernetes.io/last-applied-configuration": '{"spec": "the whole object"}', "a": "b"}
+    body["metadata"]["annotations"] = applied
+    assert view.snapshot(body)["metadata"]["annotations"] == {"a": "b"}
+    assert applied["a"] == "b" and len(applied) == 2, "the watched body is left as it was"
 
 
 def test_equal_spec_snapshots_are_held_once() -> None:
