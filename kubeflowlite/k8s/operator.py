@@ -233,9 +233,10 @@ class Operator:
         What it holds equal to what the operator holds anyway is shared with that: the DAG's spec
         snapshot (every run of the DAG carries it), and each task's status as the run controller
         last wrote it (the watch echoes the controller's own writes). Once the run controller holds
-        the run's snapshot parsed (it wrote it, or read it back), `status.dagSpec` is that parsed
+        the run's spec parsed (it wrote the snapshot from it, or read it back), `status.dagSpec` is that
         DAGSpec, not a second copy of the snapshot as JSON (a snapshot never changes once written;
-        the controller is what reads it, and a DAGSpec is what it reads it into).
+        the controller is what reads it, and a DAGSpec is what it reads it into). The watch may bring
+        the first write back before the write's own answer: the controller's spec is what it wrote.
         """
         metadata = body.get("metadata") or {}
         uid, version = str(metadata.get("uid")), str(metadata.get("resourceVersion"))
@@ -245,7 +246,7 @@ class Operator:
         copy = view.snapshot(body)
         status = copy["status"]
         namespace, name = str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
-        parsed = self.runs.stored_spec(namespace, name) if self.runs is not None else None
+        parsed = self.runs.run_spec(namespace, name) if self.runs is not None else None
         if parsed is not None and "dagSpec" in status:
             status["dagSpec"] = parsed
         elif isinstance(status.get("dagSpec"), dict):

@@ -252,10 +252,11 @@ class RunController:
         memory = self._memory.get((namespace, name))
         return memory.wire if memory is not None else {}
 
-    def stored_spec(self, namespace: str, name: str) -> DAGSpec | None:
-        """The run's spec snapshot as the server holds it, parsed, if this controller holds the run."""
+    def run_spec(self, namespace: str, name: str) -> DAGSpec | None:
+        """The DAG spec the run started with, parsed, if this controller holds the run: what its
+        `status.dagSpec` holds (this controller writes it, from this object; nothing else does)."""
         memory = self._memory.get((namespace, name))
-        return memory.spec_stored if memory is not None else None
+        return memory.spec if memory is not None else None
 
     def runs_of_dag(self, namespace: str, dag: str) -> list[Obj]:
         return [self.current(run) for run in self.view.runs_of_dag(namespace, dag)]

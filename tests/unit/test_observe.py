@@ -387,7 +387,7 @@ def test_the_operators_copy_of_a_run_shares_the_task_statuses_it_wrote() -> None
         def written(self, namespace: str, name: str) -> dict[str, Any]:
             return wrote if (namespace, name) == ("ns", "r") else {}
 
-        def stored_spec(self, namespace: str, name: str) -> None:
+        def run_spec(self, namespace: str, name: str) -> None:
             return None
 
     held = operator.Operator(operator.OperatorOptions(cluster=kube.ClusterConfig(server="https://x")))
@@ -411,7 +411,7 @@ def test_the_operators_copy_of_a_run_holds_the_parsed_snapshot_the_controller_ho
         def written(self, namespace: str, name: str) -> dict[str, Any]:
             return {}
 
-        def stored_spec(self, namespace: str, name: str) -> DAGSpec | None:
+        def run_spec(self, namespace: str, name: str) -> DAGSpec | None:
             return parsed if name == "held" else None
 
     held = operator.Operator(operator.OperatorOptions(cluster=kube.ClusterConfig(server="https://x")))
