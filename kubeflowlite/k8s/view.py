@@ -89,6 +89,9 @@ class IndexedView:
 
 _KEPT_LABELS = (names.LABEL_RUN, names.LABEL_TASK, names.LABEL_TRY)
 _KEPT_ANNOTATIONS = (names.ANNOTATION_TASK_ID, names.ANNOTATION_RUN_NAME, ANNOTATION_SKIP_EXIT_CODE)
+_LABEL_OF = {names.ANNOTATION_TASK_ID: names.LABEL_TASK, names.ANNOTATION_RUN_NAME: names.LABEL_RUN}
+"""Annotations that hold a label's value in full; equal to the label (most Pods), they are not kept:
+readers fall back to the label (a task id or run name too long or odd for a label differs from it)."""
 _KEPT_METADATA = (
     "name",
     "resourceVersion",
@@ -123,9 +126,13 @@ def slim_pod(body: Obj) -> dict[str, Any]:
     if "creationTimestamp" in slim_metadata:
         slim_metadata["creationTimestamp"] = _interned(slim_metadata["creationTimestamp"])
     slim_metadata["labels"] = {key: _interned(labels[key]) for key in _KEPT_LABELS if key in labels}
-    slim_metadata["annotations"] = {
-        key: _interned(annotations[key]) for key in _KEPT_ANNOTATIONS if key in annotations
+    kept = {
+        key: _interned(annotations[key])
+        for key in _KEPT_ANNOTATIONS
+        if key in annotations and annotations[key] != labels.get(_LABEL_OF.get(key, ""))
     }
+    if kept:
+        slim_metadata["annotations"] = kept
     slim_status: dict[str, Any] = {key: _shared(status[key]) for key in _KEPT_STATUS if key in status}
     if "startTime" in slim_status:
         slim_status["startTime"] = _interned(slim_status["startTime"])

@@ -308,6 +308,18 @@ def test_the_slim_copy_the_operator_keeps_gives_the_same_attempt(case: Case) -> 
         assert all("containerID" not in detail for detail in container["state"].values())
 
 
+def test_the_slim_copy_keeps_an_annotation_only_where_it_says_more_than_its_label() -> None:
+    plain = view.slim_pod(pod("Running"))
+    assert "annotations" not in plain["metadata"], "the task id is the label's value: no dict per Pod"
+    odd = pod("Running")
+    odd["metadata"]["annotations"][names.ANNOTATION_TASK_ID] = "Print Date!"
+    odd["metadata"]["labels"][names.LABEL_TASK] = names.label_value("Print Date!")
+    slim = view.slim_pod(odd)
+    assert slim["metadata"]["annotations"] == {names.ANNOTATION_TASK_ID: "Print Date!"}
+    for whole, kept in ((pod("Running"), plain), (odd, slim)):
+        assert attempt_from_pod(kept, now=NOW) == attempt_from_pod(whole, now=NOW)
+
+
 def test_pods_in_the_same_container_state_share_one_slim_copy_of_it() -> None:
     def running(name: str, since: str) -> dict[str, Any]:
         state = {"running": {"startedAt": since}}
