@@ -100,7 +100,7 @@ class AttemptPhase(str, Enum):
     """The try itself asked to be skipped (a Python task raising AirflowSkipException)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Attempt:
     """The shell's observation of one try of one task instance.
 
@@ -140,7 +140,7 @@ class RunInput:
     engine's memory: a call the engine has no memory of `status` for looks at every attempt."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StartTry:
     """Launch try `try_number` of `task` (a Pod, a subprocess, or a controller-side action).
 
@@ -153,7 +153,7 @@ class StartTry:
     try_number: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StopTry:
     """Terminate a try the engine no longer counts as in flight (timed out, superseded, cleared).
 
