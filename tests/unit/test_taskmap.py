@@ -32,10 +32,11 @@ def test_updated_is_a_dict_update_that_leaves_the_original_alone(
 
 
 def test_a_status_serializes_its_tasks_as_a_json_object_in_order() -> None:
-    wire = {"state": "running", "tasks": {"b": {"state": "running", "tryNumber": 1}, "a": {"state": "none"}}}
-    status = DAGRunStatus.model_validate(wire)
+    tasks = {"b": {"state": "running", "tryNumber": 1}, "a": {"state": "none", "tryNumber": 0}}
+    status = DAGRunStatus.model_validate({"state": "running", "tasks": tasks})
     assert type(status.tasks) is TaskMap and list(status.tasks) == ["b", "a"]
-    assert status.model_dump(by_alias=True, exclude_unset=True, mode="json") == wire
+    # as stored (not an exclude_unset dump: a task status says every field was given, api.base.ManyModel)
+    assert list(status.to_wire()["tasks"].items()) == list(tasks.items())
     updated = status.model_copy(update={"tasks": status.tasks.updated({"c": TaskInstanceStatus()})})
     assert list(updated.model_dump(by_alias=True, mode="json")["tasks"]) == ["b", "a", "c"]
     assert DAGRunStatus.model_validate(updated.model_dump(by_alias=True)).tasks == updated.tasks
