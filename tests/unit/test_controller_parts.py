@@ -471,3 +471,17 @@ class TestWorkQueue:
             await queue.stop()
 
         asyncio.run(scenario())
+
+
+def test_the_tls_read_buffer_the_operator_sets_is_the_one_asyncio_reads() -> None:
+    """operator.TLS_READ_BUFFER is set as asyncio.sslproto.SSLProtocol.max_size, an attribute of
+    asyncio's own module: if a Python release renamed it, the setting would silently do nothing
+    (and each TLS connection would hold asyncio's 256 KiB again), so this fails instead."""
+    import inspect
+    from asyncio import sslproto
+
+    from kubeflowlite.k8s import operator
+
+    assert isinstance(vars(sslproto.SSLProtocol).get("max_size"), int)
+    assert "self.max_size" in inspect.getsource(sslproto.SSLProtocol)
+    assert 16 * 1024 <= operator.TLS_READ_BUFFER < 256 * 1024  # a TLS record, asyncio's default
