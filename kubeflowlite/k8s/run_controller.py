@@ -240,7 +240,8 @@ class RunController:
         return memory
 
     def current(self, run: Obj) -> Obj:
-        """`run` with the status this controller last wrote (fresher than the watch's copy)."""
+        """`run` with the status this controller last wrote (fresher than the watch's copy), less its
+        `dagSpec` once the server holds that (RunMemory.wire): readers of runs here read their state."""
         metadata = run.get("metadata") or {}
         memory = self._memory.get((metadata.get("namespace", ""), metadata.get("name", "")))
         if memory is None or memory.uid != metadata.get("uid"):
