@@ -155,10 +155,10 @@ class OperatorProcess:
 
 @pytest.fixture
 def start_operator(
-    request: pytest.FixtureRequest, cluster: Any, namespace: str, crds: None, tmp_path: Path
+    request: pytest.FixtureRequest, cluster: Any, namespace: str, crds: None, tmp_path: Path, api: Api
 ) -> Iterator[Callable[..., OperatorProcess]]:
     """Start an operator for this test's namespace with extra command-line options; stopped at the end."""
-    started: list[OperatorProcess] = []
+    started = api.operators  # so that a timed-out wait ends with what the operator logged
 
     def start(*extra: str, constants: Mapping[str, int] | None = None) -> OperatorProcess:
         process = OperatorProcess(cluster.kubeconfig, namespace, tmp_path, *extra, constants=constants)
@@ -198,6 +198,8 @@ class Api:
         api_client = cluster.api_client()
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
+        self.operators: list[OperatorProcess] = []
+        """The operators started for this namespace (start_operator): dump() ends with their logs."""
 
     def apply(self, manifest: dict[str, Any]) -> None:
         self.cluster.kubectl("apply", "-n", self.namespace, "-f", "-", input=json.dumps(manifest))
@@ -252,9 +254,23 @@ class Api:
         )
 
     def dump(self, run: str | None = None) -> str:
+        """The namespace's runs and Pods, then the tail of each operator's log: a CI log often shows
+        only a failure's last lines, and those say first whether the operator did anything at all."""
         runs = self.cluster.kubectl("get", "dagruns", "-n", self.namespace, "-o", "yaml", check=False).stdout
-        pods = self.cluster.kubectl("get", "pods", "-n", self.namespace, "-o", "wide", check=False).stdout
-        return f"{runs[-6000:]}\n{pods}"
+        pods = self.cluster.kubectl("get", "pods", "-n", self.namespace, "-o", "wide", check=False)
+        logs = "".join(
+            f"\n--- operator log, start {process.starts} (pid {process.process.pid if process.process else '-'}, "
+            f"{_exit_state(process)}) ---\n{process.log()[-3000:]}"
+            for process in self.operators
+        )
+        return f"{runs[-5000:]}\n{pods.stdout or pods.stderr}{logs}"
+
+
+def _exit_state(process: OperatorProcess) -> str:
+    if process.process is None:
+        return "not started"
+    code = process.process.poll()
+    return "running" if code is None else f"exited with {code}"
 
 
 def wait_for(
