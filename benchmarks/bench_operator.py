@@ -50,7 +50,6 @@ import json
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -67,6 +66,8 @@ from kubeflowlite.k8s import kube, memdebug, resources
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "hack"))
+from controlplane.ports import free_port as free_port  # noqa: E402 (needs hack/ on the path; bench_ui's too)
+from controlplane.ports import free_ports, wait_serving  # noqa: E402
 
 HOP_GOAL_MS = 100.0
 WRITES_GOAL = 4.0
@@ -138,19 +139,12 @@ def install_crds(cl: Cluster) -> None:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class Operator:
     """`kubeflowlite operator` for one namespace, with its metrics port."""
 
     def __init__(self, kubeconfig: Path, namespace: str, log: Path) -> None:
         self.spawned = time.monotonic()
-        self.metrics_port = free_port()
-        health = free_port()
+        self.metrics_port, health = free_ports(2)
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -166,15 +160,9 @@ class Operator:
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{health}/healthz", timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError(f"operator did not start; see {log}") from None
-                time.sleep(0.1)
+        problem = wait_serving(self.process, f"http://127.0.0.1:{health}/healthz")
+        if problem is not None:
+            raise RuntimeError(f"operator {problem}; see {log}")
 
     @property
     def pid(self) -> int:

@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -27,6 +26,7 @@ from pathlib import Path
 
 from . import node as real_node
 from . import pki
+from .ports import free_ports
 
 HACK_DIR = Path(__file__).resolve().parent.parent
 REPO_DIR = HACK_DIR.parent
@@ -50,12 +50,6 @@ def build_tools() -> Path:
         [str(HACK_DIR / "build-tools")], check=True, stdout=subprocess.PIPE, text=True
     ).stdout.strip()
     return Path(out.splitlines()[-1])
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -97,7 +91,8 @@ class ControlPlane:
         state_dir = Path(tempfile.mkdtemp(prefix="kfl-cluster-", dir=base_dir))
         (state_dir / "logs").mkdir()
         keys = pki.create(state_dir / "pki")
-        ports = {name: _free_port() for name in ("etcd", "etcd-peer", "apiserver", "kcm", "sched", "kwok")}
+        names = ("etcd", "etcd-peer", "apiserver", "kcm", "sched", "kwok")
+        ports = dict(zip(names, free_ports(len(names)), strict=True))
         server = f"https://127.0.0.1:{ports['apiserver']}"
         kubeconfigs = {
             name: pki.kubeconfig(

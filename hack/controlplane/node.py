@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from . import images, pki
+from .ports import free_ports
 
 JOURNAL_DIR = Path("/run/kubeflowlite-node")
 LOCK_FILE = JOURNAL_DIR / "lock"
@@ -246,12 +247,6 @@ def _locked() -> Any:
         yield
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("0.0.0.0", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class RealNode:
     """A running real node of a plane; `stop()` undoes it."""
@@ -416,7 +411,7 @@ state = "{d / "containerd" / "state"}"
         )
         for cg in _cgroup_dirs():
             cg.mkdir(exist_ok=True)
-        port, healthz = _free_port(), _free_port()
+        port, healthz = free_ports(2, "0.0.0.0")
         config = {
             "apiVersion": "kubelet.config.k8s.io/v1beta1",
             "kind": "KubeletConfiguration",
@@ -483,6 +478,7 @@ state = "{d / "containerd" / "state"}"
         kubeconfig = pki.kubeconfig(
             d / "kube-proxy.kubeconfig", server=server, ca=keys.ca_cert, client=cert, user="kube-proxy"
         )
+        proxy_health, proxy_metrics = free_ports(2)
         config = {
             "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
             "kind": "KubeProxyConfiguration",
@@ -491,8 +487,8 @@ state = "{d / "containerd" / "state"}"
             "hostnameOverride": self.name,
             "clusterCIDR": POD_CIDR,
             "bindAddress": "0.0.0.0",
-            "healthzBindAddress": f"127.0.0.1:{_free_port()}",
-            "metricsBindAddress": f"127.0.0.1:{_free_port()}",
+            "healthzBindAddress": f"127.0.0.1:{proxy_health}",
+            "metricsBindAddress": f"127.0.0.1:{proxy_metrics}",
             # Leave the host's conntrack sysctls and route_localnet alone.
             "conntrack": {
                 "maxPerCore": 0,

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,8 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 from kubernetes import client
+
+from controlplane.ports import free_ports, wait_serving
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_FILES = sorted((REPO / "crds").glob("*.yaml"))
@@ -47,27 +48,21 @@ def crds(cluster: Any) -> None:
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+class PortTaken(AssertionError):
+    """The process exited because another one had taken a port picked for it (see controlplane.ports)."""
 
 
 def wait_healthy(
     process: subprocess.Popen[bytes], url: str, *, what: str, log: Callable[[], str], timeout: float = 60
 ) -> None:
-    """Wait until `url` answers; AssertionError with the log if `process` exits or time runs out."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            raise AssertionError(f"{what} exited with {process.returncode}: {log()}")
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{what} did not become healthy: {log()}") from None
-            time.sleep(0.1)
+    """Wait until `process` itself answers `url` (controlplane.ports.wait_serving); AssertionError with
+    the log if it exits or time runs out, PortTaken if it exited because a port picked for it was taken."""
+    problem = wait_serving(process, url, timeout=timeout)
+    if problem is None:
+        return
+    text = log()
+    taken = process.poll() is not None and "address already in use" in text.lower()
+    raise (PortTaken if taken else AssertionError)(f"{what} {problem}: {text}")
 
 
 _WITH_CONSTANTS = """
@@ -106,9 +101,18 @@ class OperatorProcess:
         self.metrics_port = 0
 
     def start(self) -> None:
+        """Start it and wait until it answers its liveness endpoint (again on other ports if one was taken)."""
+        for attempt in range(3):
+            try:
+                self._start()
+                return
+            except PortTaken:
+                if attempt == 2:
+                    raise
+
+    def _start(self) -> None:
         self.starts += 1
-        health = free_port()
-        self.metrics_port = free_port()
+        health, self.metrics_port = free_ports(2)
         log = open(self.log_dir / f"operator-{self.starts}.log", "wb")  # noqa: SIM115 - kept open by the child
         command = [sys.executable, "-m", "kubeflowlite"]
         if self.constants:

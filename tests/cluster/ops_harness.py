@@ -24,10 +24,11 @@ from typing import Any
 
 import pytest
 import yaml
-from operator_harness import OperatorProcess, free_port
+from operator_harness import OperatorProcess
 from prometheus_client.parser import text_string_to_metric_families
 
 from controlplane.cluster import build_tools
+from controlplane.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "kubeflowlite"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,9 @@ from typing import Any
 
 import pytest
 import yaml
+from operator_harness import wait_healthy
+
+from controlplane.ports import free_ports
 
 pytestmark = pytest.mark.cluster
 
@@ -255,7 +257,7 @@ def test_operator_runs_with_the_charts_args_and_rbac(
     args, authenticated as the chart's ServiceAccount, and must run a DAG to success
     and serve its liveness and metrics endpoints.
     """
-    health, metrics = free_port(), free_port()
+    health, metrics = free_ports(2)
     release = f"r{namespace[-5:]}"
     rendered = run(
         helm, "template", release, str(CHART), "--namespace", namespace, "--kube-version", kube_version,
@@ -286,7 +288,12 @@ def test_operator_runs_with_the_charts_args_and_rbac(
                 stderr=subprocess.STDOUT,
                 env=os.environ | {"KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1"},
             )
-        wait_for(lambda: http_ok(f"http://127.0.0.1:{health}/healthz"), process, log_path, "healthy")
+        wait_healthy(
+            process,
+            f"http://127.0.0.1:{health}/healthz",
+            what="the chart's operator",
+            log=lambda: log_path.read_text(errors="replace")[-4000:],
+        )
 
         cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(SMALL_DAG))
         cluster.kubectl("create", "-n", namespace, "-f", "-", input=yaml.safe_dump(SMALL_RUN))
@@ -343,20 +350,6 @@ SMALL_RUN: dict[str, Any] = {
     "metadata": {"name": "rbac-check-manual-20240101t000000"},
     "spec": {"dagName": "rbac-check", "logicalDate": "2024-01-01T00:00:00Z"},
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
 
 
 def wait_for(

@@ -22,18 +22,18 @@ from typing import Any
 
 import pytest
 import yaml
+from operator_harness import wait_healthy
 from test_helm import (
     CHART,
     by_kind,
-    free_port,
     helm,  # noqa: F401
-    http_ok,
     kube_version,  # noqa: F401
     run,
     service_account_kubeconfig,
     template,
-    wait_for,
 )
+
+from controlplane.ports import free_port
 
 pytestmark = pytest.mark.cluster
 
@@ -140,7 +140,12 @@ def test_ui_runs_with_the_charts_args_and_rbac(
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: http_ok(f"{base}/healthz"), process, log_path, "healthy")
+        wait_healthy(
+            process,
+            f"{base}/healthz",
+            what="the chart's UI",
+            log=lambda: log_path.read_text(errors="replace")[-4000:],
+        )
         with urllib.request.urlopen(f"{base}/", timeout=10) as response:
             page = response.read().decode()
         assert 'data-dag="ui-check"' in page, page[-2000:]

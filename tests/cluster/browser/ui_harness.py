@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from operator_harness import free_port, wait_healthy
+from operator_harness import wait_healthy
+
+from controlplane.ports import free_port
 
 CHROMIUM = os.environ.get("KFL_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
