@@ -18,6 +18,7 @@ import functools
 import json
 import logging
 import sys
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -192,6 +193,8 @@ def operator_cmd(
     """Run the operator: reconcile DAGs and DAGRuns (kopf inside). Without -n/-A: the context's namespace."""
     from kubeflowlite.k8s import leader, operator, oplog  # kopf is imported only for this command
 
+    if liveness is not None:
+        _check_liveness(liveness, metrics_port)
     oplog.configure(log_level)
     try:
         timeout = durations.parse_duration(pending_timeout)
@@ -219,6 +222,23 @@ def operator_cmd(
     logging.getLogger("kubeflowlite").info("operator starting: %s, watching %s", config.server, scope)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(operator.run_operator(options))
+
+
+def _check_liveness(url: str, metrics_port: int) -> None:
+    """kopf serves its liveness endpoint over plain HTTP, on a port of its own: a URL it cannot serve
+    otherwise stops the operator only once it has started, with kopf's traceback."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port or 80
+    except ValueError:  # not a number, or out of range
+        port = None
+    if parts.scheme != "http" or not parts.hostname or port is None:
+        raise click.BadParameter(f"expected http://HOST:PORT/PATH, got {url!r}", param_hint="'--liveness'")
+    if metrics_port and port == metrics_port:
+        raise click.BadParameter(
+            f"port {port} is also --metrics-port; the two endpoints need different ports",
+            param_hint="'--liveness'",
+        )
 
 
 # --- CRDs and DAG files ---------------------------------------------------------------------------

@@ -59,6 +59,19 @@ def test_apply_reports_every_problem_before_touching_a_cluster(tmp_path: Path) -
         (("trigger", "etl", "-p", "novalue"), "-p expects key=value"),
         (("backfill", "etl", "-s", "soon", "-e", "2024-01-01"), "Invalid value for '-s' / '--start-date'"),
         (("backfill", "etl", "-s", "2024-01-02", "-e", "2024-01-01"), "before --start-date"),
+        (
+            ("operator", "--liveness", "https://0.0.0.0:8080/healthz"),
+            "'--liveness': expected http://HOST:PORT/PATH",
+        ),
+        (
+            ("operator", "--liveness", "http://0.0.0.0:80x/healthz"),
+            "'--liveness': expected http://HOST:PORT/PATH",
+        ),
+        (
+            ("operator", "--metrics-port", "9090", "--liveness", "http://0.0.0.0:9090/healthz"),
+            "'--liveness': port 9090 is also --metrics-port",
+        ),
+        (("operator", "--liveness", "http://0.0.0.0/healthz", "--metrics-port", "80"), "port 80 is also"),
     ],
 )
 def test_bad_arguments_exit_2_before_touching_a_cluster(args: tuple[str, ...], message: str) -> None:
