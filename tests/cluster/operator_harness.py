@@ -98,10 +98,14 @@ class OperatorProcess:
         self.constants = dict(constants or {})
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        """Times start() was called (a test's restarts); its log is operator-<starts>.log."""
+        self.ports_taken = 0
+        """Times a start began again on other ports (PortTaken); each such log is kept beside it."""
         self.metrics_port = 0
 
     def start(self) -> None:
         """Start it and wait until it answers its liveness endpoint (again on other ports if one was taken)."""
+        self.starts += 1
         for attempt in range(3):
             try:
                 self._start()
@@ -109,9 +113,11 @@ class OperatorProcess:
             except PortTaken:
                 if attempt == 2:
                     raise
+                self.ports_taken += 1
+                log = self.log_dir / f"operator-{self.starts}.log"
+                log.rename(log.with_suffix(f".port-taken-{self.ports_taken}.log"))
 
     def _start(self) -> None:
-        self.starts += 1
         health, self.metrics_port = free_ports(2)
         log = open(self.log_dir / f"operator-{self.starts}.log", "wb")  # noqa: SIM115 - kept open by the child
         command = [sys.executable, "-m", "kubeflowlite"]
