@@ -228,6 +228,17 @@ def test_namespace_scope_needs_namespaces(helm: str, kube_version: str) -> None:
     assert "watch.namespaces must list at least one namespace" in result.stderr
 
 
+def test_the_liveness_and_metrics_ports_must_differ(helm: str, kube_version: str) -> None:
+    """One port for both: kopf's liveness endpoint could not bind it and the operator would stop."""
+    result = run(
+        helm, "template", "kfl", str(CHART), "--kube-version", kube_version,
+        "--set", "operator.healthPort=9090,metrics.port=9090",
+        check=False,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "operator.healthPort and metrics.port must differ" in result.stderr
+
+
 def test_monitoring_objects(helm: str, kube_version: str) -> None:
     kinds = by_kind(
         template(
