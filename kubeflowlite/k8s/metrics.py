@@ -152,8 +152,8 @@ class CompactFamily(Collector):
         with self._lock:
             series = [(key, list(values)) for key, values in self._series.items()]
             zeros = [
-                (key, [0.0] * (len(self.bounds) + 1) + [created])
-                for first, (each, last, created) in self._born.items()
+                (key, [0.0] * (len(self.bounds) + 1) + [born_at])
+                for first, (each, last, born_at) in self._born.items()
                 for one in each
                 for other in last
                 if (key := (*first, one, other)) not in self._series

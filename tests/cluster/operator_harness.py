@@ -154,6 +154,13 @@ class OperatorProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
 
+    def state(self) -> str:
+        """Its pid and whether it still runs, for a failure's report."""
+        if self.process is None:
+            return "not started"
+        code = self.process.poll()
+        return f"pid {self.process.pid}, " + ("running" if code is None else f"exited with {code}")
+
     def log(self) -> str:
         path = self.log_dir / f"operator-{self.starts}.log"
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
@@ -269,18 +276,10 @@ class Api:
         runs = self.cluster.kubectl("get", "dagruns", "-n", self.namespace, "-o", "yaml", check=False).stdout
         pods = self.cluster.kubectl("get", "pods", "-n", self.namespace, "-o", "wide", check=False)
         logs = "".join(
-            f"\n--- operator log, start {process.starts} (pid {process.process.pid if process.process else '-'}, "
-            f"{_exit_state(process)}) ---\n{process.log()[-3000:]}"
+            f"\n--- operator log, start {process.starts} ({process.state()}) ---\n{process.log()[-3000:]}"
             for process in self.operators
         )
         return f"{runs[-5000:]}\n{pods.stdout or pods.stderr}{logs}"
-
-
-def _exit_state(process: OperatorProcess) -> str:
-    if process.process is None:
-        return "not started"
-    code = process.process.poll()
-    return "running" if code is None else f"exited with {code}"
 
 
 def wait_for(
